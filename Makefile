@@ -1,0 +1,41 @@
+# Two entry points that do all set-up themselves on a fresh machine:
+#   make demo   creates .venv if missing, installs, runs scenarios/quickstart.yaml offline
+#   make test   same set-up, then the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all lint setup clean
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml or this Makefile changes.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: the CPU wheel lies on disk; any unpinned torch request
+	# would make pip fetch a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# torchattacks 3.5.1 pins requests~=2.25.1 in its metadata, which conflicts with flwr;
+	# its code imports neither requests nor torchvision, so we install it without deps
+	# (its real needs, scipy and tqdm, come with the project above).
+	$(BIN)/pip install --quiet --no-deps torchattacks==3.5.1
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fedrobust run scenarios/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,143 @@
+"""The ``fedrobust`` command line: run, validate.
+
+Every input problem ends as ``error: <where>: <what>`` on stderr and exit code 2;
+a run that starts but fails exits 1 and keeps the rounds it finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from fedrobust.errors import FedrobustError
+
+EXIT_INPUT = 2
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**31), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedrobust", description="Privacy-preserving and robust federated learning."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a scenario in a Flower simulation")
+    run.add_argument("scenario", type=Path, help="scenario YAML file")
+    run.add_argument("--out", help="run directory (default: output.dir or runs/<name>)")
+    run.add_argument("--rounds", type=_positive, help="override train.rounds")
+    run.add_argument("--seed", type=_seed, help="override the scenario seed")
+
+    validate = sub.add_parser("validate", help="check a scenario and print it resolved")
+    validate.add_argument("scenario", type=Path, help="scenario YAML file")
+    validate.add_argument(
+        "--data", action="store_true", help="also load and split the data (slower)"
+    )
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "rounds", None) is not None:
+        overrides["train.rounds"] = args.rounds
+    if getattr(args, "seed", None) is not None:
+        overrides["seed"] = args.seed
+    return overrides
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from fedrobust.scenario import load_scenario, scenario_to_yaml
+
+    scenario = load_scenario(args.scenario)
+    if args.data:
+        from fedrobust.data import build_federation
+
+        fed = build_federation(scenario.data, scenario.seed)
+        sizes = [len(c.y_train) for c in fed.clients]
+        print(
+            f"# data: {len(fed.clients)} clients, {sum(sizes)} training samples "
+            f"(min {min(sizes)}, max {max(sizes)}), {len(fed.y_test)} test samples"
+        )
+    print(scenario_to_yaml(scenario), end="")
+    print(f"# {args.scenario}: valid", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fedrobust.data import build_federation
+    from fedrobust.scenario import load_scenario
+    from fedrobust.simulation import RunFailed, check_app_dir, resolve_run_dir, run_simulation
+
+    console = Console(highlight=False, soft_wrap=True)
+    scenario = load_scenario(args.scenario, _overrides(args))
+    check_app_dir()
+    fed = build_federation(scenario.data, scenario.seed)  # data errors surface here, exit 2
+    run_dir = resolve_run_dir(scenario, args.out)
+    total = scenario.train.rounds
+    console.print(
+        f"[bold]{scenario.name}[/bold]: {scenario.data.dataset}, "
+        f"{len(fed.clients)} clients ({scenario.data.partition.kind}), model {scenario.model.name}, "
+        f"strategy {scenario.strategy.name}, {total} rounds -> {run_dir}"
+    )
+
+    def on_round(row: dict[str, Any]) -> None:
+        dropped = sum(row.get("dropped", {}).values())
+        note = f"  dropped {dropped}" if dropped else ""
+        console.print(
+            f"round {row['round']:>{len(str(total))}}/{total}  accuracy {row['accuracy']:.4f}  "
+            f"loss {row['loss']:.4f}  {row['seconds']:.1f}s{note}"
+        )
+
+    try:
+        doc = run_simulation(
+            args.scenario, scenario, run_dir, rounds=args.rounds, seed=args.seed, on_round=on_round
+        )
+    except RunFailed as exc:
+        print(f"run failed: {exc}", file=sys.stderr)
+        return 1
+    final = doc["final"]
+    best = max(doc["rounds"], key=lambda r: r["accuracy"])
+    table = Table(title=f"{scenario.name}: summary", show_header=False)
+    table.add_row("final accuracy", f"{final['accuracy']:.4f}")
+    table.add_row("final loss", f"{final['loss']:.4f}")
+    table.add_row("best accuracy", f"{best['accuracy']:.4f} (round {best['round']})")
+    table.add_row("rounds", str(final["rounds_completed"]))
+    table.add_row("dropped replies", str(sum(sum(r["dropped"].values()) for r in doc["rounds"])))
+    table.add_row("wall time", f"{final['wall_seconds']:.1f} s")
+    table.add_row("results", str(run_dir))
+    console.print(table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"run": cmd_run, "validate": cmd_validate}
+    try:
+        return handlers[args.command](args)
+    except FedrobustError as exc:
+        print(f"error: {exc.where}: {exc.what}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

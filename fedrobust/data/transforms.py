@@ -1,0 +1,77 @@
+"""Per-client transforms of training data: long-tail imbalance, limited data, label noise.
+
+Each takes the client's (indices, labels) and a numpy Generator and returns new arrays;
+nothing is changed in place. Label noise keeps the clean labels so the real noise rate
+is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedrobust.scenario import ImbalanceConfig, LabelNoiseConfig, LimitedConfig
+
+
+def long_tail_keep_fractions(num_classes: int, ratio: float, order: np.ndarray) -> np.ndarray:
+    """Fraction of each class to keep: ``ratio ** (rank / (K - 1))`` by rank in ``order``.
+
+    The class at rank 0 keeps everything; the last keeps ``ratio`` of its samples, so
+    least/most frequent equals ``ratio`` on balanced data.
+    """
+    fractions = np.empty(num_classes)
+    for rank, cls in enumerate(order):
+        fractions[cls] = ratio ** (rank / max(num_classes - 1, 1))
+    return fractions
+
+
+def apply_imbalance(
+    rows: np.ndarray,
+    labels: np.ndarray,
+    cfg: ImbalanceConfig,
+    num_classes: int,
+    order: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Subsample ``rows`` so class frequencies follow a long tail.
+
+    ``order`` ranks the classes from head to tail; it is shared by all clients so the
+    federation as a whole has the same rare classes.
+    """
+    keep_fraction = long_tail_keep_fractions(num_classes, cfg.ratio, order)
+    kept: list[np.ndarray] = []
+    for cls in range(num_classes):
+        members = rows[labels[rows] == cls]
+        count = int(round(len(members) * keep_fraction[cls]))
+        if count:
+            kept.append(rng.choice(members, size=count, replace=False))
+    if not kept:
+        return rows[:1]
+    return np.sort(np.concatenate(kept))
+
+
+def apply_limited(rows: np.ndarray, cfg: LimitedConfig, rng: np.random.Generator) -> np.ndarray:
+    """Keep a random ``fraction`` of ``rows`` or at most ``max_samples`` (at least one)."""
+    if cfg.fraction is not None:
+        count = max(1, int(round(len(rows) * cfg.fraction)))
+    else:
+        assert cfg.max_samples is not None
+        count = min(len(rows), cfg.max_samples)
+    return np.sort(rng.choice(rows, size=count, replace=False))
+
+
+def apply_label_noise(
+    labels: np.ndarray, cfg: LabelNoiseConfig, num_classes: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Return corrupted copies of ``labels``.
+
+    symmetric: with probability ``rate`` a label becomes one of the other classes,
+    uniformly. pairflip: with probability ``rate`` class c becomes (c + 1) mod K.
+    """
+    noisy = labels.copy()
+    flip = rng.random(len(labels)) < cfg.rate
+    if cfg.kind == "symmetric":
+        shift = rng.integers(1, num_classes, size=len(labels))
+        noisy[flip] = (labels[flip] + shift[flip]) % num_classes
+    else:
+        noisy[flip] = (labels[flip] + 1) % num_classes
+    return noisy

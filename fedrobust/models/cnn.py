@@ -1,0 +1,66 @@
+"""A small CNN with GroupNorm: Opacus-compatible as it is (no BatchNorm to fix)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fedrobust.models.registry import InputSpec, register_model
+
+
+def _groups(channels: int) -> int:
+    """The largest of 8, 4, 2, 1 that divides ``channels``."""
+    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
+
+
+class CNN(nn.Module):
+    """Conv blocks (conv 3x3, GroupNorm, ReLU, 2x2 max-pool), then an MLP head.
+
+    Pooling stops once the feature map would drop below 2x2, so the same model
+    serves 28x28 MNIST and 8x8 digits.
+
+    Parameters
+    ----------
+    spec : InputSpec
+        Input shape (C, H, W) and number of classes.
+    channels : list[int]
+        Output channels of each conv block.
+    hidden : list[int]
+        Widths of the fully connected layers before the classifier.
+    """
+
+    def __init__(self, spec: InputSpec, channels: list[int], hidden: list[int]) -> None:
+        super().__init__()
+        if len(spec.shape) != 3:
+            raise ValueError(f"cnn needs image inputs (C, H, W), got shape {spec.shape}")
+        in_ch, height, width = spec.shape
+        layers: list[nn.Module] = []
+        for out_ch in channels:
+            layers += [
+                nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1),
+                nn.GroupNorm(_groups(out_ch), out_ch),
+                nn.ReLU(),
+            ]
+            if min(height, width) >= 4:
+                layers.append(nn.MaxPool2d(2))
+                height, width = height // 2, width // 2
+            in_ch = out_ch
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.Flatten()]
+        width_in = in_ch * height * width
+        for size in hidden:
+            head += [nn.Linear(width_in, size), nn.ReLU()]
+            width_in = size
+        head.append(nn.Linear(width_in, spec.num_classes))
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@register_model("cnn")
+def build_cnn(
+    spec: InputSpec, channels: list[int] | None = None, hidden: list[int] | None = None
+) -> nn.Module:
+    """The default CNN: 2 conv blocks of 16 and 32 channels, one hidden layer of 64."""
+    return CNN(spec, channels=channels or [16, 32], hidden=hidden or [64])

@@ -1,0 +1,1 @@
+"""Run outputs: metrics store and plots."""

@@ -1,0 +1,120 @@
+"""The run's metrics.json: written atomically after every round.
+
+Layout (the contract in ARCHITECTURE.md)::
+
+    {"status": "running" | "completed" | "failed", "error": str | null,
+     "scenario": {...}, "data": {...}, "initial": {...},
+     "rounds": [{"round", "accuracy", "loss", "seconds", ...}, ...],
+     "final": {... last round's figures, "wall_seconds", "rounds_completed"}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+# Figures that measure time, not learning: they differ between identical runs.
+TIMING_KEYS = frozenset({"seconds", "wall_seconds"})
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write ``payload`` as JSON to ``path`` so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(_finite(payload), handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: write ``null`` for non-finite floats."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """Load ``run_dir/metrics.json``."""
+    return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+
+
+class RunRecorder:
+    """Collects a run's figures and rewrites metrics.json after each change.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run directory.
+    scenario : dict
+        The validated scenario, as a dict.
+    """
+
+    def __init__(self, run_dir: Path, scenario: dict[str, Any]) -> None:
+        self.path = run_dir / METRICS_FILE
+        self.started = time.monotonic()
+        self.doc: dict[str, Any] = {
+            "status": "running",
+            "error": None,
+            "scenario": scenario,
+            "data": None,
+            "initial": None,
+            "rounds": [],
+            "final": None,
+        }
+        self._save()
+
+    def set_data(self, data: dict[str, Any]) -> None:
+        """Record the federation summary (sizes, label histograms, noise rates)."""
+        self.doc["data"] = data
+        self._save()
+
+    def initial(self, figures: dict[str, Any]) -> None:
+        """Record the evaluation of the initial global model (round 0)."""
+        self.doc["initial"] = figures
+        self._save()
+
+    def add_round(self, figures: dict[str, Any]) -> None:
+        """Append one round's figures (must hold ``round``, ``accuracy``, ``loss``)."""
+        self.doc["rounds"].append(figures)
+        self._save()
+
+    def finish(self, totals: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Mark the run completed; ``final`` = last round's figures plus run totals."""
+        last = dict(self.doc["rounds"][-1]) if self.doc["rounds"] else {}
+        last.pop("clients", None)
+        last.update(
+            {
+                "rounds_completed": len(self.doc["rounds"]),
+                "wall_seconds": round(time.monotonic() - self.started, 3),
+            }
+        )
+        last.update(totals or {})
+        self.doc["final"] = last
+        self.doc["status"] = "completed"
+        self._save()
+        return last
+
+    def fail(self, error: str) -> None:
+        """Mark the run failed, keeping every round recorded so far."""
+        self.doc["status"] = "failed"
+        self.doc["error"] = error
+        self._save()
+
+    def _save(self) -> None:
+        write_json_atomic(self.path, self.doc)

@@ -1,0 +1,573 @@
+"""Scenario schema: one YAML file describes a whole experiment.
+
+Every section is one pydantic model; unknown keys are refused at every level. Later
+sections (``privacy``, ``attack``, ``defense``, ``adversarial``, ``continual``) each add
+one model here, owned by their module.
+
+``load_scenario`` turns any problem into a :class:`FedrobustError` whose ``where`` is
+the dotted path of the offending field (``data.partition.alpha``), or the file and
+line for YAML syntax errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from fedrobust.errors import FedrobustError
+
+BUNDLED_DATASETS = ("mnist-5k", "digits")
+
+
+class Section(BaseModel):
+    """Base of every scenario section: strict about unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    def changed_fields(self) -> set[str]:
+        """Fields given a value other than their default (a full dump round-trips)."""
+        return {
+            name
+            for name in self.model_fields_set
+            if getattr(self, name) != type(self).model_fields[name].default
+        }
+
+
+# --------------------------------------------------------------------------- data
+
+PARTITION_KINDS = (
+    "iid",
+    "dirichlet",
+    "inner_dirichlet",
+    "pathological",
+    "shard",
+    "exponential",
+    "linear",
+    "square",
+    "size",
+)
+
+# Which optional partition fields each kind reads; setting another is an error.
+PARTITION_FIELDS: dict[str, set[str]] = {
+    "iid": set(),
+    "dirichlet": {"alpha", "min_partition_size", "self_balancing"},
+    "inner_dirichlet": {"alpha", "sizes"},
+    "pathological": {"classes_per_client", "class_assignment"},
+    "shard": {"shards_per_client", "shard_size"},
+    "exponential": set(),
+    "linear": set(),
+    "square": set(),
+    "size": {"sizes"},
+}
+PARTITION_COMMON = {"kind", "num_clients"}
+
+
+class PartitionConfig(Section):
+    """How the training pool is split across clients (flwr-datasets partitioners).
+
+    Parameters
+    ----------
+    kind : str
+        iid | dirichlet | inner_dirichlet | pathological | shard | exponential |
+        linear | square | size.
+    num_clients : int
+        Number of clients (partitions).
+    alpha : float
+        Dirichlet concentration (dirichlet, inner_dirichlet); small = more skew.
+    min_partition_size : int
+        Dirichlet: resample until every client has at least this many samples.
+    self_balancing : bool
+        Dirichlet: stop giving a class to clients already above the average size.
+    classes_per_client : int
+        Pathological: number of classes each client holds.
+    class_assignment : str
+        Pathological: random | deterministic | first-deterministic.
+    shards_per_client : int
+        Shard: shards each client receives.
+    shard_size : int
+        Shard: samples per shard (default: derived from the pool size).
+    sizes : list[int]
+        size / inner_dirichlet: the number of samples of each client.
+    """
+
+    kind: Literal[PARTITION_KINDS] = "iid"  # type: ignore[valid-type]
+    num_clients: Annotated[int, Field(ge=1, le=10_000)] = 10
+    alpha: Annotated[float, Field(gt=0)] = 0.5
+    min_partition_size: Annotated[int, Field(ge=0)] = 10
+    self_balancing: bool = False
+    classes_per_client: Annotated[int, Field(ge=1)] = 2
+    class_assignment: Literal["random", "deterministic", "first-deterministic"] = "random"
+    shards_per_client: Annotated[int, Field(ge=1)] = 2
+    shard_size: Annotated[int, Field(ge=1)] | None = None
+    sizes: list[Annotated[int, Field(ge=1)]] | None = None
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> PartitionConfig:
+        allowed = PARTITION_FIELDS[self.kind] | PARTITION_COMMON
+        for name in sorted(self.changed_fields() - allowed):
+            raise _field_error(name, f"does not apply to partition kind '{self.kind}'")
+        if self.kind in ("size", "inner_dirichlet"):
+            if self.sizes is None:
+                raise _field_error("sizes", f"is required for partition kind '{self.kind}'")
+            if len(self.sizes) != self.num_clients:
+                raise _field_error(
+                    "sizes",
+                    f"has {len(self.sizes)} entries but num_clients is {self.num_clients}",
+                )
+        return self
+
+
+class ImbalanceConfig(Section):
+    """Long-tail class imbalance applied to each client's training data.
+
+    Parameters
+    ----------
+    ratio : float
+        Frequency of the rarest class over the most frequent one, in (0, 1].
+    """
+
+    ratio: Annotated[float, Field(gt=0, le=1)]
+
+
+class LimitedConfig(Section):
+    """Limited data: keep only part of each client's training data.
+
+    Parameters
+    ----------
+    fraction : float
+        Share of each client's training samples to keep, in (0, 1].
+    max_samples : int
+        At most this many training samples per client.
+    """
+
+    fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_samples: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LimitedConfig:
+        if (self.fraction is None) == (self.max_samples is None):
+            raise ValueError("set exactly one of 'fraction' or 'max_samples'")
+        return self
+
+
+class LabelNoiseConfig(Section):
+    """Label noise injected into each client's training labels.
+
+    Parameters
+    ----------
+    kind : str
+        symmetric (uniform over the other classes) | pairflip (class c -> c+1).
+    rate : float
+        Probability that a label is corrupted, in [0, 1).
+    """
+
+    kind: Literal["symmetric", "pairflip"] = "symmetric"
+    rate: Annotated[float, Field(ge=0, lt=1)]
+
+
+class DataConfig(Section):
+    """Data source and its federated split.
+
+    Parameters
+    ----------
+    dataset : str
+        ``mnist-5k`` | ``digits`` (bundled, offline) | ``hf:<hub name or local dir>`` |
+        ``npz:<path>`` (arrays ``x`` and ``y``).
+    image_key, label_key : str
+        Column names for ``hf:`` datasets (default: detected).
+    test_fraction : float
+        Stratified share held out as the server's global test set.
+    val_fraction : float
+        Share of each client's partition kept for local validation.
+    partition, imbalance, limited, label_noise
+        See their sections.
+    """
+
+    dataset: str = "mnist-5k"
+    image_key: str | None = None
+    label_key: str | None = None
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    partition: PartitionConfig = PartitionConfig()
+    imbalance: ImbalanceConfig | None = None
+    limited: LimitedConfig | None = None
+    label_noise: LabelNoiseConfig | None = None
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value in BUNDLED_DATASETS:
+            return value
+        for prefix in ("hf:", "npz:"):
+            if value.startswith(prefix):
+                if not value[len(prefix) :].strip():
+                    raise ValueError(f"'{prefix}' needs a name or path after it")
+                return value
+        known = ", ".join([*BUNDLED_DATASETS, "hf:<name>", "npz:<path>"])
+        raise ValueError(f"unknown dataset '{value}'; known: {known}")
+
+
+# -------------------------------------------------------------------------- model
+
+
+class ModelConfig(Section):
+    """Network architecture, from the model registry.
+
+    Parameters
+    ----------
+    name : str
+        A registered model name (``cnn``, ``mlp``).
+    hidden : list[int]
+        Hidden widths: the MLP's layers, or the CNN's fully connected layer.
+    channels : list[int]
+        CNN convolution channels, one conv block each.
+    """
+
+    name: str = "cnn"
+    hidden: list[Annotated[int, Field(ge=1)]] | None = None
+    channels: list[Annotated[int, Field(ge=1)]] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from fedrobust.models import known_models
+
+        if value not in known_models():
+            raise ValueError(f"unknown model '{value}'; known: {', '.join(known_models())}")
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_model(self) -> ModelConfig:
+        from fedrobust.models import model_options
+
+        accepted = set(model_options(self.name))
+        for option in ("hidden", "channels"):
+            if getattr(self, option) is not None and option not in accepted:
+                raise _field_error(option, f"does not apply to model '{self.name}'")
+        return self
+
+
+# -------------------------------------------------------------------------- train
+
+
+class OptimizerConfig(Section):
+    """Client optimizer.
+
+    Parameters
+    ----------
+    name : str
+        sgd | adam.
+    lr : float
+        Learning rate.
+    momentum : float
+        SGD momentum.
+    nesterov : bool
+        SGD Nesterov momentum (needs momentum > 0).
+    weight_decay : float
+        L2 penalty.
+    """
+
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.02
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = False
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimizerConfig:
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise _field_error("nesterov", "needs optimizer 'sgd' with momentum > 0")
+        if self.name != "sgd" and "momentum" in self.changed_fields():
+            raise _field_error("momentum", f"does not apply to optimizer '{self.name}'")
+        return self
+
+
+class TrainConfig(Section):
+    """Federated training recipe.
+
+    Parameters
+    ----------
+    rounds : int
+        Number of federated rounds.
+    local_epochs : int
+        Passes over the local training data per round.
+    batch_size : int
+        Local mini-batch size.
+    optimizer : OptimizerConfig
+        The client optimizer.
+    fraction_train : float
+        Share of clients sampled each round, in (0, 1].
+    min_train_clients : int
+        At least this many clients are sampled each round.
+    """
+
+    rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
+    local_epochs: Annotated[int, Field(ge=1, le=1000)] = 1
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    optimizer: OptimizerConfig = OptimizerConfig()
+    fraction_train: Annotated[float, Field(gt=0, le=1)] = 1.0
+    min_train_clients: Annotated[int, Field(ge=1)] = 1
+
+
+# ----------------------------------------------------------------------- strategy
+
+STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedavgm")
+STRATEGY_FIELDS: dict[str, set[str]] = {
+    "fedavg": set(),
+    "fedprox": {"proximal_mu"},
+    "fedadam": {"server_lr", "client_lr", "beta_1", "beta_2", "tau"},
+    "fedyogi": {"server_lr", "client_lr", "beta_1", "beta_2", "tau"},
+    "fedavgm": {"server_lr", "server_momentum"},
+}
+
+
+class StrategyConfig(Section):
+    """Server update rule (Flower message-API strategies).
+
+    Parameters
+    ----------
+    name : str
+        fedavg | fedprox | fedadam | fedyogi | fedavgm.
+    proximal_mu : float
+        FedProx proximal term weight.
+    server_lr : float
+        Server learning rate (FedAdam/FedYogi ``eta``, FedAvgM ``server_learning_rate``).
+    client_lr : float
+        FedAdam/FedYogi ``eta_l`` (used in Flower's logging only).
+    beta_1, beta_2 : float
+        FedAdam/FedYogi moment decay rates.
+    tau : float
+        FedAdam/FedYogi adaptivity.
+    server_momentum : float
+        FedAvgM server momentum.
+    """
+
+    name: Literal[STRATEGIES] = "fedavg"  # type: ignore[valid-type]
+    proximal_mu: Annotated[float, Field(ge=0)] = 0.01
+    server_lr: Annotated[float, Field(gt=0)] | None = None
+    client_lr: Annotated[float, Field(gt=0)] | None = None
+    beta_1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    beta_2: Annotated[float, Field(ge=0, lt=1)] = 0.99
+    tau: Annotated[float, Field(gt=0)] = 1e-3
+    server_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+
+    @model_validator(mode="after")
+    def _fields_fit_name(self) -> StrategyConfig:
+        for name in sorted(self.changed_fields() - STRATEGY_FIELDS[self.name] - {"name"}):
+            raise _field_error(name, f"does not apply to strategy '{self.name}'")
+        return self
+
+
+# --------------------------------------------------------------- simulation/output
+
+
+class SimulationConfig(Section):
+    """Flower simulation (Ray backend) resources.
+
+    Parameters
+    ----------
+    cpus_per_client : int
+        CPUs reserved per ClientApp actor (sets how many run at once).
+    gpus_per_client : float
+        GPUs reserved per ClientApp actor (0 on a CPU machine).
+    num_cpus : int
+        CPUs Ray may use in total (default: all).
+    timeout : float
+        Seconds the server waits for a round's replies.
+    """
+
+    cpus_per_client: Annotated[int, Field(ge=1)] = 1
+    gpus_per_client: Annotated[float, Field(ge=0)] = 0.0
+    num_cpus: Annotated[int, Field(ge=1)] | None = None
+    timeout: Annotated[float, Field(gt=0)] = 600.0
+
+
+class OutputConfig(Section):
+    """Where results go.
+
+    Parameters
+    ----------
+    dir : str
+        Run directory (default ``runs/<name>``); ``--out`` overrides it.
+    """
+
+    dir: str | None = None
+
+
+# ----------------------------------------------------------------------- scenario
+
+
+class Scenario(Section):
+    """A whole experiment: data, model, training recipe, strategy, resources.
+
+    Parameters
+    ----------
+    name : str
+        Scenario name; names the default run directory.
+    seed : int
+        Seed for every random choice (splits, sampling, initialisation, batches).
+    """
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    seed: Annotated[int, Field(ge=0, lt=2**31)] = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    simulation: SimulationConfig = SimulationConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _combinations(self) -> Scenario:
+        n = self.data.partition.num_clients
+        if self.train.min_train_clients > n:
+            raise _field_error(
+                "train.min_train_clients", f"is larger than data.partition.num_clients ({n})"
+            )
+        if self.data.dataset in BUNDLED_DATASETS and self.data.partition.kind == "pathological":
+            if self.data.partition.classes_per_client > 10:
+                raise _field_error(
+                    "data.partition.classes_per_client",
+                    f"is larger than the 10 classes of {self.data.dataset}",
+                )
+        return self
+
+    def digest(self) -> str:
+        """A stable hash of the resolved scenario (for checkpoints and caches)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------- loading
+
+
+class _FieldError(ValueError):
+    """Raised inside validators to point at a sub-field by its dotted name."""
+
+    def __init__(self, field: str, what: str) -> None:
+        super().__init__(what)
+        self.field = field
+        self.what = what
+
+
+def _field_error(field: str, what: str) -> _FieldError:
+    return _FieldError(field, what)
+
+
+def _error_from_validation(exc: ValidationError) -> FedrobustError:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    ctx_error = (first.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _FieldError):
+        loc = [*loc, *ctx_error.field.split(".")]
+        message = ctx_error.what
+    else:
+        message = _plain_message(first)
+    return FedrobustError(".".join(loc) or "<scenario>", message)
+
+
+def _plain_message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "is required"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        message += f" (got {type(error.get('input')).__name__}: {error.get('input')!r})"
+    return message
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}'", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_scenario(raw: Any) -> Scenario:
+    """Validate an already-parsed mapping into a :class:`Scenario`."""
+    if not isinstance(raw, dict):
+        raise FedrobustError("<scenario>", "the file must hold a mapping of sections")
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise _error_from_validation(exc) from None
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read, parse and validate a scenario YAML file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file.
+    overrides : dict, optional
+        Dotted keys to set before validation, e.g. ``{"train.rounds": 3}``.
+
+    Raises
+    ------
+    FedrobustError
+        With the dotted field path, or the file (and line) for I/O and syntax errors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FedrobustError(str(path), "no such scenario file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FedrobustError(str(path), f"cannot read: {exc}") from None
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise FedrobustError(where, f"YAML syntax error: {problem}") from None
+    if raw is None:
+        raise FedrobustError(str(path), "the file is empty")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    return parse_scenario(raw)
+
+
+def _set_dotted(raw: Any, dotted: str, value: Any) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node, dict):
+            return
+        node = node.setdefault(part, {})
+    if isinstance(node, dict):
+        node[parts[-1]] = value
+
+
+def scenario_to_yaml(scenario: Scenario) -> str:
+    """The resolved scenario (defaults filled in) as YAML."""
+    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,207 @@
+"""Run a scenario through Flower's simulation runtime.
+
+``flwr run`` against a local simulation SuperLink (``run_simulation`` is deprecated in
+flwr 1.42). We start that SuperLink ourselves, on a free loopback port and with a
+private ``FLWR_HOME``, so parallel runs do not collide and nothing outlives the run;
+``flwr run --stream`` blocks until the run ends. Flower's and Ray's output goes to
+``RUN_DIR/logs/``; the console gets one line per round, read from metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fedrobust.errors import FedrobustError
+from fedrobust.report.metrics import METRICS_FILE
+from fedrobust.scenario import Scenario, scenario_to_yaml
+
+APP_DIR = Path(__file__).resolve().parents[1]
+QUIET_ENV = {
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+    "RAY_DEDUP_LOGS": "0",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",
+}
+
+
+class RunFailed(RuntimeError):
+    """The federated run did not complete; the message says why and where the logs are."""
+
+
+def resolve_run_dir(scenario: Scenario, out: str | None) -> Path:
+    """``--out``, else the scenario's ``output.dir``, else ``runs/<name>``; absolute."""
+    return Path(out or scenario.output.dir or f"runs/{scenario.name}").expanduser().resolve()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RunFailed(f"the local SuperLink exited (code {process.returncode}); see {log_path}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RunFailed(f"the local SuperLink did not start within 60 s; see {log_path}")
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+def _read_metrics(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run_simulation(
+    scenario_path: Path,
+    scenario: Scenario,
+    run_dir: Path,
+    *,
+    rounds: int | None = None,
+    seed: int | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``scenario`` in a Flower simulation and return the finished metrics.json.
+
+    Parameters
+    ----------
+    scenario_path : Path
+        The YAML file (the ServerApp reads it; overrides below apply on top).
+    scenario : Scenario
+        The same scenario, already validated (with the overrides applied).
+    run_dir : Path
+        Where metrics.json, the model, plots and logs go.
+    rounds, seed : int, optional
+        Overrides of ``train.rounds`` and ``seed``.
+    on_round : callable, optional
+        Called with each round's figures as soon as metrics.json has them.
+
+    Raises
+    ------
+    RunFailed
+        When the run did not complete; earlier rounds stay in metrics.json.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logs = run_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    metrics_path = run_dir / METRICS_FILE
+    metrics_path.unlink(missing_ok=True)
+    (run_dir / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
+
+    flwr_home = Path(tempfile.mkdtemp(prefix="fedrobust-flwr-"))
+    port = _free_port()
+    (flwr_home / "config.toml").write_text(
+        f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
+        f'address = "127.0.0.1:{port}"\ninsecure = true\n',
+        encoding="utf-8",
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        **QUIET_ENV,
+        "FLWR_HOME": str(flwr_home),
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    }
+    sim = scenario.simulation
+    federation = [
+        f"num-supernodes={scenario.data.partition.num_clients}",
+        f"client-resources-num-cpus={sim.cpus_per_client}",
+        f"client-resources-num-gpus={sim.gpus_per_client}",
+    ]
+    if sim.num_cpus is not None:
+        federation.append(f"init-args-num-cpus={sim.num_cpus}")
+    run_config = [
+        f"scenario={json.dumps(str(scenario_path.resolve()))}",
+        f"out-dir={json.dumps(str(run_dir))}",
+        f"rounds={rounds or 0}",
+        f"seed={-1 if seed is None else seed}",
+    ]
+    superlink: subprocess.Popen[bytes] | None = None
+    try:
+        superlink_log = logs / "superlink.log"
+        with superlink_log.open("wb") as sink:
+            superlink = subprocess.Popen(
+                [str(Path(bin_dir) / "flower-superlink"), "--insecure", "--simulation",
+                 "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(port)],
+                stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=run_dir,
+                start_new_session=True,
+            )  # fmt: skip
+        _wait_healthy(port, superlink, superlink_log)
+        flwr_log = logs / "flwr.log"
+        with flwr_log.open("wb") as sink:
+            command = [str(Path(bin_dir) / "flwr"), "run", str(APP_DIR), "local", "--stream",
+                       "--run-config", " ".join(run_config),
+                       "--federation-config", " ".join(federation)]  # fmt: skip
+            client = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                      cwd=run_dir, start_new_session=True)  # fmt: skip
+            seen = 0
+            while True:
+                finished = client.poll() is not None
+                doc = _read_metrics(metrics_path)
+                if doc is not None and on_round is not None:
+                    for row in doc["rounds"][seen:]:
+                        on_round(row)
+                    seen = len(doc["rounds"])
+                if finished or (doc is not None and doc["status"] != "running"):
+                    break
+                if superlink.poll() is not None:
+                    raise RunFailed(f"the local SuperLink stopped; see {superlink_log}")
+                time.sleep(0.5)
+            _stop(client)
+        doc = _read_metrics(metrics_path)
+        if doc is None:
+            tail = flwr_log.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise RunFailed(f"the run wrote no metrics; see {logs}\n{tail}")
+        if doc["status"] == "failed":
+            raise RunFailed(f"{doc['error']} (logs in {logs})")
+        if doc["status"] != "completed":
+            raise RunFailed(f"the run stopped early after {len(doc['rounds'])} rounds; see {logs}")
+        return doc
+    finally:
+        _stop(superlink)
+        shutil.rmtree(flwr_home, ignore_errors=True)
+
+
+def check_app_dir() -> None:
+    """The Flower app (pyproject.toml with [tool.flwr.app]) must sit beside the package."""
+    if not (APP_DIR / "pyproject.toml").is_file():
+        raise FedrobustError(
+            str(APP_DIR), "no pyproject.toml here: install fedrobust from its checkout (pip install -e .)"
+        )

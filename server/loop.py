@@ -1,0 +1,164 @@
+"""The server's round loop: sample, send recipes, screen replies, aggregate, evaluate.
+
+Flower's ``Strategy.start`` samples with the global ``random`` module and aborts on
+one bad reply; this loop keeps Flower's strategies for what they do best
+(``configure_train`` / ``aggregate_train``: FedAvg, FedProx, FedAdam, ...) and owns
+sampling (seeded, by partition id), reply screening and central evaluation, so runs
+are deterministic and survive bad clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from fedrobust.data import build_federation
+from fedrobust.models import build_model
+from fedrobust.report.metrics import RunRecorder
+from fedrobust.report.plots import plot_curves, plot_label_histograms
+from fedrobust.scenario import Scenario
+from fedrobust.train import evaluate
+from server.replies import screen_replies
+from server.strategies import build_strategy
+
+log = logging.getLogger("fedrobust.server")
+MODEL_FILE = "model.pt"
+
+
+class _SampledGrid:
+    """Shows a Flower strategy only the nodes our loop sampled for the round."""
+
+    def __init__(self, node_ids: Iterable[int]) -> None:
+        self._node_ids = list(node_ids)
+
+    def get_node_ids(self) -> list[int]:
+        return list(self._node_ids)
+
+
+def discover_clients(grid: Grid, num_clients: int, timeout: float) -> dict[int, int]:
+    """Ask every node for its partition id; return ``{partition id: node id}``.
+
+    Waits up to ``timeout`` seconds for ``num_clients`` nodes to connect.
+    """
+    deadline = time.monotonic() + timeout
+    while len(node_ids := sorted(grid.get_node_ids())) < num_clients:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"only {len(node_ids)} of {num_clients} clients connected within {timeout:.0f}s"
+            )
+        time.sleep(0.5)
+    queries = [
+        Message(content=RecordDict({"config": ConfigRecord({})}), message_type=MessageType.QUERY,
+                dst_node_id=node)
+        for node in node_ids
+    ]
+    mapping: dict[int, int] = {}
+    for reply in grid.send_and_receive(queries, timeout=timeout):
+        if reply.has_error():
+            raise RuntimeError(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}")
+        pid = int(reply.content.config_records["info"]["partition-id"])
+        if pid in mapping:
+            raise RuntimeError(f"two nodes claim partition-id {pid}")
+        mapping[pid] = reply.metadata.src_node_id
+    expected = set(range(num_clients))
+    if not expected <= set(mapping):
+        missing = sorted(expected - set(mapping))
+        raise RuntimeError(f"no client answered for partition ids {missing}")
+    return {pid: mapping[pid] for pid in sorted(expected)}
+
+
+def sample_clients(num_clients: int, fraction: float, minimum: int, rng: np.random.Generator) -> list[int]:
+    """Partition ids to train this round: ``max(minimum, int(fraction * n))`` of them."""
+    count = min(num_clients, max(minimum, int(fraction * num_clients), 1))
+    if count == num_clients:
+        return list(range(num_clients))
+    return sorted(int(p) for p in rng.choice(num_clients, size=count, replace=False))
+
+
+def run_federation(grid: Grid, scenario: Scenario, run_dir: Path) -> dict[str, object]:
+    """Run every round of ``scenario`` on ``grid``; write results into ``run_dir``.
+
+    Returns the ``final`` figures written to metrics.json.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recorder = RunRecorder(run_dir, scenario.model_dump(mode="json"))
+    try:
+        fed = build_federation(scenario.data, scenario.seed)
+        summary = fed.summary()
+        recorder.set_data(summary)
+        plot_label_histograms(summary, run_dir / "label_histograms.png")
+        torch.manual_seed(scenario.seed)
+        model = build_model(scenario.model, fed.spec)
+        arrays = ArrayRecord(model.state_dict())
+
+        loss, acc = evaluate(model, fed.x_test, fed.y_test)
+        recorder.initial({"round": 0, "accuracy": acc, "loss": loss})
+
+        n = scenario.data.partition.num_clients
+        timeout = scenario.simulation.timeout
+        nodes = discover_clients(grid, n, timeout)
+        partition_of = {node: pid for pid, node in nodes.items()}
+        strategy = build_strategy(scenario.strategy)
+        recipe = scenario.model_dump_json()
+
+        for rnd in range(1, scenario.train.rounds + 1):
+            started = time.monotonic()
+            rng = np.random.default_rng([scenario.seed, 2, rnd])
+            chosen = sample_clients(n, scenario.train.fraction_train, scenario.train.min_train_clients, rng)
+            sampled = {nodes[pid]: pid for pid in chosen}
+            config = ConfigRecord({"scenario": recipe})
+            messages = strategy.configure_train(rnd, arrays, config, _SampledGrid(sampled))  # type: ignore[arg-type]
+            replies = grid.send_and_receive(messages, timeout=timeout)
+            accepted, dropped = screen_replies(replies, arrays, sampled)
+            if accepted:
+                new_arrays, _ = strategy.aggregate_train(rnd, accepted)
+                if new_arrays is not None:
+                    arrays = new_arrays
+            model.load_state_dict(arrays.to_torch_state_dict())
+            loss, acc = evaluate(model, fed.x_test, fed.y_test)
+            clients = [_client_figures(msg, partition_of) for msg in accepted]
+            recorder.add_round(
+                {
+                    "round": rnd,
+                    "accuracy": acc,
+                    "loss": loss,
+                    "sampled": len(chosen),
+                    "aggregated": len(accepted),
+                    "dropped": dict(sorted(dropped.items())),
+                    "train_loss": _weighted(clients, "train_loss"),
+                    "val_accuracy": _weighted(clients, "val_accuracy"),
+                    "seconds": round(time.monotonic() - started, 3),
+                    "clients": clients,
+                }
+            )
+            log.info("round %d: accuracy %.4f loss %.4f", rnd, acc, loss)
+        torch.save(model.state_dict(), run_dir / MODEL_FILE)
+        final = recorder.finish()
+        plot_curves(recorder.doc, run_dir / "curves.png")
+        return final
+    except BaseException as exc:
+        recorder.fail(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _client_figures(msg: Message, partition_of: dict[int, int]) -> dict[str, float | int]:
+    metrics = msg.content.metric_records["metrics"]
+    return {
+        "client": partition_of[msg.metadata.src_node_id],
+        "num_examples": int(metrics["num-examples"]),
+        "train_loss": float(metrics.get("train-loss", float("nan"))),
+        "val_accuracy": float(metrics.get("val-accuracy", float("nan"))),
+    }
+
+
+def _weighted(clients: list[dict[str, float | int]], key: str) -> float | None:
+    pairs = [(c[key], c["num_examples"]) for c in clients if c[key] == c[key]]
+    total = sum(w for _, w in pairs)
+    return sum(v * w for v, w in pairs) / total if total else None

@@ -1,0 +1,77 @@
+"""Screen client replies before any strategy sees them.
+
+Flower aborts a whole run on one inconsistent reply and checks neither shapes nor
+finiteness. Here each reply is checked against the global model; a bad one is
+dropped with a counted reason and the round goes on with the rest.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from flwr.app import ArrayRecord, Message, MetricRecord
+
+
+def reply_problem(msg: Message, expected: ArrayRecord, sampled: Mapping[int, int]) -> str | None:
+    """Why ``msg`` cannot be aggregated, or ``None`` when it is sound.
+
+    Parameters
+    ----------
+    msg : Message
+        A training reply.
+    expected : ArrayRecord
+        The global model sent this round: keys, shapes and dtypes to match.
+    sampled : Mapping[int, int]
+        Node id -> partition id of the nodes asked to train this round.
+    """
+    if msg.has_error():
+        return "client_error"
+    if msg.metadata.src_node_id not in sampled:
+        return "unexpected_sender"
+    content = msg.content
+    arrays = content.array_records.get("arrays")
+    metrics = content.metric_records.get("metrics")
+    if not isinstance(arrays, ArrayRecord) or not isinstance(metrics, MetricRecord):
+        return "missing_records"
+    if list(arrays.keys()) != list(expected.keys()):
+        return "wrong_keys"
+    for key, array in arrays.items():
+        want = expected[key]
+        if tuple(array.shape) != tuple(want.shape):
+            return "wrong_shape"
+        if array.dtype != want.dtype:
+            return "wrong_dtype"
+        values = array.numpy()
+        if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
+            return "non_finite"
+    num_examples = metrics.get("num-examples")
+    if not isinstance(num_examples, int) or isinstance(num_examples, bool) or num_examples <= 0:
+        return "bad_num_examples"
+    return None
+
+
+def screen_replies(
+    replies: Iterable[Message], expected: ArrayRecord, sampled: Mapping[int, int]
+) -> tuple[list[Message], Counter[str]]:
+    """Split replies into sound ones and the reasons for dropping the others.
+
+    Sound replies come one per node, ordered by partition id so aggregation sums in
+    the same order every run; sampled nodes that sent nothing count as ``no_reply``.
+    """
+    accepted: dict[int, Message] = {}
+    dropped: Counter[str] = Counter()
+    replies_seen = list(replies)
+    for msg in replies_seen:
+        problem = reply_problem(msg, expected, sampled)
+        if problem is None and msg.metadata.src_node_id in accepted:
+            problem = "duplicate_reply"
+        if problem is None:
+            accepted[msg.metadata.src_node_id] = msg
+        else:
+            dropped[problem] += 1
+    missing = len(set(sampled) - {m.metadata.src_node_id for m in replies_seen})
+    if missing:
+        dropped["no_reply"] += missing
+    return [accepted[node] for node in sorted(accepted, key=sampled.__getitem__)], dropped

@@ -1,0 +1,43 @@
+"""fedrobust's Flower ServerApp (message API).
+
+Run configuration (``[tool.flwr.app.config]``, overridden by ``fedrobust run``):
+``scenario`` (YAML path; relative paths are read from the app directory),
+``out-dir`` (default: the scenario's ``output.dir`` or ``runs/<name>``),
+``rounds`` and ``seed`` (0 / -1 keep the scenario's values).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedrobust.scenario import load_scenario
+from server.loop import run_federation
+
+APP_DIR = Path(__file__).resolve().parents[1]
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Load the scenario named in the run config and run it."""
+    cfg = context.run_config
+    scenario_path = Path(str(cfg.get("scenario", "scenarios/quickstart.yaml")))
+    if not scenario_path.is_absolute():
+        scenario_path = APP_DIR / scenario_path
+    overrides: dict[str, object] = {}
+    if int(cfg.get("rounds", 0)) > 0:
+        overrides["train.rounds"] = int(cfg["rounds"])
+    if int(cfg.get("seed", -1)) >= 0:
+        overrides["seed"] = int(cfg["seed"])
+    scenario = load_scenario(scenario_path, overrides)
+    out = str(cfg.get("out-dir", "")) or scenario.output.dir or f"runs/{scenario.name}"
+    run_dir = Path(out).expanduser()
+    if not run_dir.is_absolute():
+        run_dir = Path.cwd() / run_dir
+    logging.getLogger("fedrobust").setLevel(logging.INFO)
+    run_federation(grid, scenario, run_dir)
