@@ -93,7 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     total = scenario.train.rounds
     console.print(
         f"[bold]{scenario.name}[/bold]: {scenario.data.dataset}, "
-        f"{len(fed.clients)} clients ({scenario.data.partition.kind}), model {scenario.model.name}, "
+        f"{len(fed.clients)} clients ({scenario.data.partition.kind}), "
+        f"model {scenario.model.name}, "
         f"strategy {scenario.strategy.name}, {total} rounds -> {run_dir}"
     )
 

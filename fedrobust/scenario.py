@@ -21,8 +21,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -36,13 +38,20 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    def changed_fields(self) -> set[str]:
-        """Fields given a value other than their default (a full dump round-trips)."""
-        return {
-            name
-            for name in self.model_fields_set
-            if getattr(self, name) != type(self).model_fields[name].default
-        }
+    def applicable(self) -> set[str]:
+        """Fields that mean something for this section's choice (kind, name, ...)."""
+        return set(type(self).model_fields)
+
+    def check_applicable(self, choice: str) -> None:
+        """Refuse a field the user set that does not apply to ``choice``."""
+        for name in sorted(self.model_fields_set - self.applicable()):
+            raise _field_error(name, f"does not apply to {choice}")
+
+    @model_serializer(mode="wrap")
+    def _dump_applicable(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Dumps leave out fields that do not apply, so a resolved scenario validates again.
+        keep = self.applicable()
+        return {k: v for k, v in handler(self).items() if k in keep}
 
 
 # --------------------------------------------------------------------------- data
@@ -113,11 +122,12 @@ class PartitionConfig(Section):
     shard_size: Annotated[int, Field(ge=1)] | None = None
     sizes: list[Annotated[int, Field(ge=1)]] | None = None
 
+    def applicable(self) -> set[str]:
+        return PARTITION_FIELDS[self.kind] | PARTITION_COMMON
+
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> PartitionConfig:
-        allowed = PARTITION_FIELDS[self.kind] | PARTITION_COMMON
-        for name in sorted(self.changed_fields() - allowed):
-            raise _field_error(name, f"does not apply to partition kind '{self.kind}'")
+        self.check_applicable(f"partition kind '{self.kind}'")
         if self.kind in ("size", "inner_dirichlet"):
             if self.sizes is None:
                 raise _field_error("sizes", f"is required for partition kind '{self.kind}'")
@@ -285,12 +295,15 @@ class OptimizerConfig(Section):
     nesterov: bool = False
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
 
+    def applicable(self) -> set[str]:
+        fields = set(type(self).model_fields)
+        return fields if self.name == "sgd" else fields - {"momentum", "nesterov"}
+
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimizerConfig:
         if self.nesterov and (self.name != "sgd" or self.momentum == 0):
             raise _field_error("nesterov", "needs optimizer 'sgd' with momentum > 0")
-        if self.name != "sgd" and "momentum" in self.changed_fields():
-            raise _field_error("momentum", f"does not apply to optimizer '{self.name}'")
+        self.check_applicable(f"optimizer '{self.name}'")
         return self
 
 
@@ -363,10 +376,12 @@ class StrategyConfig(Section):
     tau: Annotated[float, Field(gt=0)] = 1e-3
     server_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
 
+    def applicable(self) -> set[str]:
+        return STRATEGY_FIELDS[self.name] | {"name"}
+
     @model_validator(mode="after")
     def _fields_fit_name(self) -> StrategyConfig:
-        for name in sorted(self.changed_fields() - STRATEGY_FIELDS[self.name] - {"name"}):
-            raise _field_error(name, f"does not apply to strategy '{self.name}'")
+        self.check_applicable(f"strategy '{self.name}'")
         return self
 
 

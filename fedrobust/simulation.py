@@ -57,7 +57,9 @@ def _wait_healthy(port: int, process: subprocess.Popen[bytes], log_path: Path) -
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RunFailed(f"the local SuperLink exited (code {process.returncode}); see {log_path}")
+            raise RunFailed(
+                f"the local SuperLink exited (code {process.returncode}); see {log_path}"
+            )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
                 if resp.status == 200:
@@ -203,5 +205,6 @@ def check_app_dir() -> None:
     """The Flower app (pyproject.toml with [tool.flwr.app]) must sit beside the package."""
     if not (APP_DIR / "pyproject.toml").is_file():
         raise FedrobustError(
-            str(APP_DIR), "no pyproject.toml here: install fedrobust from its checkout (pip install -e .)"
+            str(APP_DIR),
+            "no pyproject.toml here: install fedrobust from its checkout (pip install -e .)",
         )

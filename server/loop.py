@@ -55,8 +55,11 @@ def discover_clients(grid: Grid, num_clients: int, timeout: float) -> dict[int, 
             )
         time.sleep(0.5)
     queries = [
-        Message(content=RecordDict({"config": ConfigRecord({})}), message_type=MessageType.QUERY,
-                dst_node_id=node)
+        Message(
+            content=RecordDict({"config": ConfigRecord({})}),
+            message_type=MessageType.QUERY,
+            dst_node_id=node,
+        )
         for node in node_ids
     ]
     mapping: dict[int, int] = {}
@@ -74,7 +77,9 @@ def discover_clients(grid: Grid, num_clients: int, timeout: float) -> dict[int, 
     return {pid: mapping[pid] for pid in sorted(expected)}
 
 
-def sample_clients(num_clients: int, fraction: float, minimum: int, rng: np.random.Generator) -> list[int]:
+def sample_clients(
+    num_clients: int, fraction: float, minimum: int, rng: np.random.Generator
+) -> list[int]:
     """Partition ids to train this round: ``max(minimum, int(fraction * n))`` of them."""
     count = min(num_clients, max(minimum, int(fraction * num_clients), 1))
     if count == num_clients:
@@ -111,7 +116,9 @@ def run_federation(grid: Grid, scenario: Scenario, run_dir: Path) -> dict[str, o
         for rnd in range(1, scenario.train.rounds + 1):
             started = time.monotonic()
             rng = np.random.default_rng([scenario.seed, 2, rnd])
-            chosen = sample_clients(n, scenario.train.fraction_train, scenario.train.min_train_clients, rng)
+            chosen = sample_clients(
+                n, scenario.train.fraction_train, scenario.train.min_train_clients, rng
+            )
             sampled = {nodes[pid]: pid for pid in chosen}
             config = ConfigRecord({"scenario": recipe})
             messages = strategy.configure_train(rnd, arrays, config, _SampledGrid(sampled))  # type: ignore[arg-type]

@@ -62,9 +62,14 @@ class Federation:
     x_test: np.ndarray
     y_test: np.ndarray
     clients: list[ClientData] = field(default_factory=list)
+    unassigned: int = 0
 
     def summary(self) -> dict[str, object]:
-        """Sizes, label histograms and measured noise: recorded in every run."""
+        """Sizes, label histograms and measured noise: recorded in every run.
+
+        ``unassigned`` counts pool samples no client received (a pathological or
+        size split may leave some out).
+        """
         k = self.spec.num_classes
         per_client = [
             {
@@ -84,6 +89,7 @@ class Federation:
             "test": len(self.y_test),
             "train_total": total,
             "noise_rate": round(noisy / total, 6) if total else 0.0,
+            "unassigned": self.unassigned,
             "clients": per_client,
         }
 
@@ -133,7 +139,9 @@ def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
         if cfg.imbalance is not None:
             train = apply_imbalance(train, source.y, cfg.imbalance, k, tail_order, rng)
         clean = source.y[train]
-        noisy = clean if cfg.label_noise is None else apply_label_noise(clean, cfg.label_noise, k, rng)
+        noisy = (
+            clean if cfg.label_noise is None else apply_label_noise(clean, cfg.label_noise, k, rng)
+        )
         clients.append(
             ClientData(
                 x_train=source.x[train],
@@ -149,4 +157,5 @@ def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
         x_test=source.x[test],
         y_test=source.y[test],
         clients=clients,
+        unassigned=len(pool) - sum(len(p) for p in parts),
     )

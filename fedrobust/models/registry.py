@@ -50,7 +50,9 @@ def create_model(name: str, spec: InputSpec, **options: object) -> nn.Module:
     Options that are ``None`` are dropped so each factory keeps its own defaults.
     """
     if name not in _MODELS:
-        raise FedrobustError("model.name", f"unknown model '{name}'; known: {', '.join(known_models())}")
+        raise FedrobustError(
+            "model.name", f"unknown model '{name}'; known: {', '.join(known_models())}"
+        )
     kwargs = {key: value for key, value in options.items() if value is not None}
     for key in sorted(set(kwargs) - set(model_options(name))):
         raise FedrobustError(f"model.{key}", f"does not apply to model '{name}'")

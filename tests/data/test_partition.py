@@ -1,0 +1,79 @@
+"""Partitioning through flwr-datasets and the whole federation build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedrobust.data import build_federation
+from fedrobust.data.partition import partition_indices
+from fedrobust.errors import FedrobustError
+from fedrobust.scenario import DataConfig, PartitionConfig
+
+LABELS = np.repeat(np.arange(10), 100)  # 1,000 samples, 100 per class
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"kind": "iid", "num_clients": 7},
+        {"kind": "dirichlet", "num_clients": 5, "alpha": 0.3},
+        {"kind": "pathological", "num_clients": 5, "classes_per_client": 2},
+        {"kind": "shard", "num_clients": 5, "shards_per_client": 2},
+        {"kind": "exponential", "num_clients": 4},
+        {"kind": "linear", "num_clients": 4},
+        {"kind": "square", "num_clients": 4},
+        {"kind": "size", "num_clients": 3, "sizes": [100, 200, 300]},
+        {"kind": "inner_dirichlet", "num_clients": 3, "sizes": [100, 200, 300], "alpha": 0.5},
+    ],
+    ids=lambda c: c["kind"],
+)
+def test_every_kind_gives_disjoint_nonempty_partitions(cfg: dict) -> None:
+    parts = partition_indices(LABELS, PartitionConfig(**cfg), seed=0)
+    assert len(parts) == cfg["num_clients"]
+    joined = np.concatenate(parts)
+    assert len(joined) == len(set(joined.tolist()))  # no sample twice
+    assert all(len(p) > 0 for p in parts)
+    if "sizes" in cfg:
+        assert [len(p) for p in parts] == cfg["sizes"]
+    if cfg["kind"] in ("iid", "dirichlet"):
+        assert len(joined) == len(LABELS)
+
+
+def test_pathological_clients_hold_exactly_their_classes() -> None:
+    cfg = PartitionConfig(kind="pathological", num_clients=5, classes_per_client=2)
+    for rows in partition_indices(LABELS, cfg, seed=0):
+        assert len(np.unique(LABELS[rows])) == 2
+
+
+def test_dirichlet_alpha_controls_skew() -> None:
+    def mean_classes(alpha: float) -> float:
+        cfg = PartitionConfig(kind="dirichlet", num_clients=10, alpha=alpha, min_partition_size=0)
+        parts = partition_indices(LABELS, cfg, seed=0)
+        return float(np.mean([(np.bincount(LABELS[p], minlength=10) > 5).sum() for p in parts]))
+
+    assert mean_classes(0.05) < mean_classes(100.0)
+
+
+def test_too_many_clients_names_the_field() -> None:
+    with pytest.raises(FedrobustError) as info:
+        partition_indices(LABELS[:5], PartitionConfig(kind="iid", num_clients=6), seed=0)
+    assert info.value.where == "data.partition.num_clients"
+
+
+def test_federation_split_is_stratified_deterministic_and_disjoint() -> None:
+    cfg = DataConfig(
+        dataset="digits",
+        test_fraction=0.25,
+        partition=PartitionConfig(kind="dirichlet", num_clients=4, alpha=0.5),
+    )
+    fed = build_federation(cfg, seed=3)
+    again = build_federation(DataConfig.model_validate(cfg.model_dump()), seed=3)
+    assert fed is again  # same config and seed: the process-wide cache
+    test_share = np.bincount(fed.y_test) / len(fed.y_test)
+    assert np.abs(test_share - 0.1).max() < 0.02  # stratified: ~10 % of each digit
+    assert abs(len(fed.y_test) - 0.25 * 1797) <= 1
+    total = len(fed.y_test) + sum(len(c.y_train) + len(c.y_val) for c in fed.clients)
+    assert total == 1797
+    other = build_federation(cfg, seed=4)
+    assert not np.array_equal(other.clients[0].y_train, fed.clients[0].y_train)

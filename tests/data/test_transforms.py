@@ -1,0 +1,73 @@
+"""Per-client transforms: sizes, class counts and measured label-noise rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedrobust.data import build_federation
+from fedrobust.data.transforms import apply_imbalance, apply_label_noise, apply_limited
+from fedrobust.scenario import (
+    DataConfig,
+    ImbalanceConfig,
+    LabelNoiseConfig,
+    LimitedConfig,
+    PartitionConfig,
+)
+
+LABELS = np.repeat(np.arange(10), 200)
+
+
+def test_imbalance_ratio_is_least_over_most_frequent() -> None:
+    rows = np.arange(len(LABELS))
+    order = np.random.default_rng(0).permutation(10)
+    kept = apply_imbalance(
+        rows, LABELS, ImbalanceConfig(ratio=0.05), 10, order, np.random.default_rng(1)
+    )
+    counts = np.bincount(LABELS[kept], minlength=10)
+    assert counts[order[0]] == 200
+    assert counts[order[-1]] == 10  # 0.05 * 200
+    assert np.all(np.diff(counts[order]) <= 0)  # monotone long tail in the shared order
+
+
+@pytest.mark.parametrize(
+    ("cfg", "expected"), [({"fraction": 0.25}, 500), ({"max_samples": 37}, 37)]
+)
+def test_limited_keeps_the_requested_amount(cfg: dict, expected: int) -> None:
+    rows = np.arange(len(LABELS))
+    kept = apply_limited(rows, LimitedConfig(**cfg), np.random.default_rng(0))
+    assert len(kept) == expected
+    assert len(np.unique(kept)) == expected
+
+
+@pytest.mark.parametrize("kind", ["symmetric", "pairflip"])
+@pytest.mark.parametrize("rate", [0.1, 0.4])
+def test_label_noise_rate_is_measured_near_the_setting(kind: str, rate: float) -> None:
+    noisy = apply_label_noise(
+        LABELS, LabelNoiseConfig(kind=kind, rate=rate), 10, np.random.default_rng(0)
+    )
+    changed = noisy != LABELS
+    assert abs(changed.mean() - rate) < 0.03
+    if kind == "pairflip":
+        assert np.all(noisy[changed] == (LABELS[changed] + 1) % 10)
+    else:  # uniform over the 9 other classes
+        shifts = np.bincount((noisy[changed] - LABELS[changed]) % 10, minlength=10)
+        assert shifts[0] == 0 and shifts[1:].min() > 0.5 * shifts[1:].mean()
+
+
+def test_federation_records_measured_noise_and_keeps_validation_clean() -> None:
+    cfg = DataConfig(
+        dataset="digits",
+        partition=PartitionConfig(kind="iid", num_clients=3),
+        label_noise=LabelNoiseConfig(kind="symmetric", rate=0.3),
+        limited=LimitedConfig(max_samples=200),
+    )
+    fed = build_federation(cfg, seed=0)
+    summary = fed.summary()
+    assert abs(summary["noise_rate"] - 0.3) < 0.06
+    for client, row in zip(fed.clients, summary["clients"], strict=True):
+        assert len(client.y_train) == 200 == row["train"]
+        assert row["noise_rate"] == pytest.approx(
+            np.mean(client.y_train != client.y_train_clean), abs=1e-6
+        )
+        assert sum(row["label_histogram"]) == 200

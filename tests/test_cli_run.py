@@ -1,0 +1,127 @@
+"""End to end: `fedrobust run` drives a real Flower simulation (3 clients x 2 rounds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from fedrobust.report.metrics import TIMING_KEYS
+
+pytestmark = pytest.mark.e2e
+
+SCENARIO = """\
+name: tiny
+seed: 7
+data:
+  dataset: digits
+  partition: {kind: dirichlet, num_clients: 3, alpha: 1.0}
+model: {name: mlp, hidden: [32]}
+train:
+  rounds: 3
+  batch_size: 16
+  fraction_train: 0.67
+  optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+strategy: {name: fedprox, proximal_mu: 0.01}
+"""
+
+
+def fedrobust(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fedrobust.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def strip_timing(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: strip_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [strip_timing(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("scn") / "tiny.yaml"
+    path.write_text(SCENARIO)
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(
+    scenario_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    out = tmp_path_factory.mktemp("run") / "a"
+    return out, fedrobust("run", str(scenario_file), "--out", str(out), "--rounds", "2")
+
+
+def test_run_prints_rounds_and_writes_the_contract(
+    first_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, result = first_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    console = result.stdout + result.stderr
+    assert "round 1/2  accuracy" in console and "round 2/2  accuracy" in console
+    assert "final accuracy" in console
+    for noise in ("Traceback", "Warning", "WARNING", "ray", "Ray"):
+        assert noise not in console, console
+
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["status"] == "completed"
+    assert doc["scenario"]["name"] == "tiny" and doc["scenario"]["train"]["rounds"] == 2
+    assert [r["round"] for r in doc["rounds"]] == [1, 2]
+    for row in doc["rounds"]:
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["loss"] > 0
+        assert row["sampled"] == 2 and row["aggregated"] == 2 and row["dropped"] == {}
+        assert len(row["clients"]) == 2
+    assert doc["rounds"][-1]["accuracy"] > doc["initial"]["accuracy"] + 0.2  # it learned
+    final = doc["final"]
+    assert final["accuracy"] == doc["rounds"][-1]["accuracy"]
+    assert final["rounds_completed"] == 2 and final["wall_seconds"] > 0
+    assert len(doc["data"]["clients"]) == 3
+
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert set(state) == {"net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias"}
+    for name in ("curves.png", "label_histograms.png", "scenario.yaml", "logs/flwr.log"):
+        assert (out / name).is_file(), name
+
+
+def test_same_scenario_and_seed_give_identical_metrics(
+    scenario_file: Path, first_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    out, _ = first_run
+    again = fedrobust("run", str(scenario_file), "--out", str(tmp_path / "b"), "--rounds", "2")
+    assert again.returncode == 0, again.stderr
+    a = strip_timing(json.loads((out / "metrics.json").read_text()))
+    b = strip_timing(json.loads((tmp_path / "b" / "metrics.json").read_text()))
+    assert a == b
+    state_a = torch.load(out / "model.pt", weights_only=True)
+    state_b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_bad_data_path_fails_fast_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO.replace("dataset: digits", f"dataset: npz:{tmp_path}/none.npz"))
+    result = fedrobust("run", str(path), "--out", str(tmp_path / "out"), timeout=120)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"error: {tmp_path}/none.npz: no such file (data.dataset npz:<path>)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args", [["--rounds", "0"], ["--seed", "-3"], ["--bogus"]])
+def test_bad_cli_arguments_exit_2(scenario_file: Path, args: list[str]) -> None:
+    result = fedrobust("run", str(scenario_file), *args, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,194 @@
+"""Scenario schema: bad inputs name their dotted path; every shipped scenario validates."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fedrobust.errors import FedrobustError
+from fedrobust.scenario import Scenario, load_scenario, parse_scenario, scenario_to_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"name": "t", "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 3}}}
+
+
+def with_(path: str, value: object) -> dict:
+    raw = copy.deepcopy(BASE)
+    node = raw
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return raw
+
+
+BAD = [
+    # (scenario, dotted path in the message, words in the message)
+    (with_("colour", "red"), "colour", "unknown key"),
+    (with_("data.partition.colour", 1), "data.partition.colour", "unknown key"),
+    (with_("train.optimizer.betas", [0.9]), "train.optimizer.betas", "unknown key"),
+    ({"seed": 1}, "name", "required"),
+    (with_("seed", -1), "seed", "greater than or equal"),
+    (with_("seed", "abc"), "seed", "integer"),
+    (with_("data.dataset", "cifar-1000"), "data.dataset", "known: mnist-5k, digits"),
+    (with_("data.dataset", "npz:"), "data.dataset", "needs a name or path"),
+    (with_("data.test_fraction", 1.5), "data.test_fraction", "less than 1"),
+    (with_("data.partition.kind", "zipf"), "data.partition.kind", "iid"),
+    (with_("data.partition.num_clients", 0), "data.partition.num_clients", "greater than"),
+    (
+        with_("data.partition.alpha", 0.3),
+        "data.partition.alpha",
+        "does not apply to partition kind 'iid'",
+    ),
+    (
+        with_("data.partition", {"kind": "dirichlet", "num_clients": 3, "alpha": -1}),
+        "data.partition.alpha",
+        "greater than 0",
+    ),
+    (
+        with_("data.partition", {"kind": "size", "num_clients": 3, "sizes": [10, 20]}),
+        "data.partition.sizes",
+        "2 entries but num_clients is 3",
+    ),
+    (
+        with_("data.partition", {"kind": "size", "num_clients": 2}),
+        "data.partition.sizes",
+        "required",
+    ),
+    (
+        with_(
+            "data.partition", {"kind": "pathological", "num_clients": 3, "classes_per_client": 11}
+        ),
+        "data.partition.classes_per_client",
+        "10 classes",
+    ),
+    (with_("data.imbalance", {"ratio": 0}), "data.imbalance.ratio", "greater than 0"),
+    (with_("data.limited", {"fraction": 0.5, "max_samples": 3}), "data.limited", "exactly one"),
+    (
+        with_("data.label_noise", {"kind": "asym", "rate": 0.2}),
+        "data.label_noise.kind",
+        "symmetric",
+    ),
+    (with_("data.label_noise", {"rate": 1.0}), "data.label_noise.rate", "less than 1"),
+    (with_("model.name", "transformer"), "model.name", "known: cnn, mlp"),
+    (
+        with_("model", {"name": "mlp", "channels": [8]}),
+        "model.channels",
+        "does not apply to model 'mlp'",
+    ),
+    (with_("train.rounds", 0), "train.rounds", "greater than or equal to 1"),
+    (with_("train.batch_size", 2.5), "train.batch_size", "integer"),
+    (with_("train.optimizer.name", "lbfgs"), "train.optimizer.name", "sgd"),
+    (with_("train.optimizer.lr", 0), "train.optimizer.lr", "greater than 0"),
+    (
+        with_("train.optimizer", {"name": "adam", "nesterov": True}),
+        "train.optimizer.nesterov",
+        "needs optimizer 'sgd'",
+    ),
+    (with_("train.fraction_train", 0), "train.fraction_train", "greater than 0"),
+    (with_("train.min_train_clients", 5), "train.min_train_clients", "num_clients (3)"),
+    (with_("strategy.name", "fedsgd"), "strategy.name", "fedavg"),
+    (
+        with_("strategy.proximal_mu", 0.1),
+        "strategy.proximal_mu",
+        "does not apply to strategy 'fedavg'",
+    ),
+    (with_("simulation.cpus_per_client", 0), "simulation.cpus_per_client", "greater than"),
+    (with_("name", "bad name/with slash"), "name", "pattern"),
+]
+
+
+@pytest.mark.parametrize(("raw", "path", "words"), BAD, ids=[b[1] + ":" + b[2][:20] for b in BAD])
+def test_bad_scenario_names_the_dotted_path(raw: dict, path: str, words: str) -> None:
+    with pytest.raises(FedrobustError) as info:
+        parse_scenario(raw)
+    assert info.value.where == path
+    assert words in info.value.what
+
+
+def test_defaults_fill_a_minimal_scenario() -> None:
+    scenario = parse_scenario({"name": "mini"})
+    assert scenario.data.dataset == "mnist-5k"
+    assert scenario.train.optimizer.name == "sgd"
+    assert scenario.strategy.name == "fedavg"
+
+
+def test_resolved_scenario_round_trips() -> None:
+    scenario = parse_scenario(
+        with_("data.partition", {"kind": "dirichlet", "num_clients": 4, "alpha": 0.1})
+    )
+    again = Scenario.model_validate_json(scenario.model_dump_json())
+    assert again == scenario
+    assert again.digest() == scenario.digest()
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\ndata:\n  dataset: [digits\n  test_fraction: 0.2\n")
+    with pytest.raises(FedrobustError) as info:
+        load_scenario(path)
+    assert info.value.where.startswith(f"{path}:line ")
+    assert "YAML syntax error" in info.value.what
+
+
+def test_duplicate_yaml_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nseed: 1\nseed: 2\n")
+    with pytest.raises(FedrobustError, match="duplicate key 'seed'"):
+        load_scenario(path)
+
+
+def test_missing_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(FedrobustError, match="no such scenario file"):
+        load_scenario(tmp_path / "nope.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(FedrobustError, match="empty"):
+        load_scenario(tmp_path / "empty.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(FedrobustError, match="mapping"):
+        load_scenario(tmp_path / "list.yaml")
+
+
+def test_overrides_apply_before_validation(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(scenario_to_yaml(parse_scenario(BASE)))
+    scenario = load_scenario(path, {"train.rounds": 3, "seed": 9})
+    assert (scenario.train.rounds, scenario.seed) == (3, 9)
+    with pytest.raises(FedrobustError) as info:
+        load_scenario(path, {"train.rounds": 0})
+    assert info.value.where == "train.rounds"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_scenario_validates_and_its_resolved_form_too(path: Path) -> None:
+    scenario = load_scenario(path)
+    assert parse_scenario(yaml.safe_load(scenario_to_yaml(scenario))) == scenario
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fedrobust.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_validate_prints_resolved_scenario() -> None:
+    result = _cli("validate", str(ROOT / "scenarios" / "quickstart.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "name: quickstart" in result.stdout
+    assert "weight_decay: 0.0" in result.stdout  # a default, filled in
+
+
+def test_cli_validate_bad_scenario_exits_2_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ndata:\n  partition:\n    kind: iid\n    alpha: 0.5\n")
+    result = _cli("validate", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: data.partition.alpha: does not apply to partition kind 'iid'"
+    )
+    assert "Traceback" not in result.stderr
