@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default: output.dir or runs/<name>)")
     run.add_argument("--rounds", type=_positive, help="override train.rounds")
     run.add_argument("--seed", type=_seed, help="override the scenario seed")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in the run directory from its last checkpoint",
+    )
 
     validate = sub.add_parser("validate", help="check a scenario and print it resolved")
     validate.add_argument("scenario", type=Path, help="scenario YAML file")
@@ -83,7 +88,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from fedrobust.data import build_federation
     from fedrobust.scenario import load_scenario
-    from fedrobust.simulation import RunFailed, check_app_dir, resolve_run_dir, run_simulation
+    from fedrobust.simulation import (
+        RunFailed,
+        check_app_dir,
+        check_resumable,
+        resolve_run_dir,
+        run_simulation,
+    )
 
     console = Console(highlight=False, soft_wrap=True)
     scenario = load_scenario(args.scenario, _overrides(args))
@@ -91,6 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     fed = build_federation(scenario.data, scenario.seed)  # data errors surface here, exit 2
     run_dir = resolve_run_dir(scenario, args.out)
     total = scenario.train.rounds
+    if args.resume:
+        done = check_resumable(run_dir, scenario)
+        console.print(f"resuming {run_dir} after round {done}")
     console.print(
         f"[bold]{scenario.name}[/bold]: {scenario.data.dataset}, "
         f"{len(fed.clients)} clients ({scenario.data.partition.kind}), "
@@ -108,7 +122,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         doc = run_simulation(
-            args.scenario, scenario, run_dir, rounds=args.rounds, seed=args.seed, on_round=on_round
+            args.scenario,
+            scenario,
+            run_dir,
+            rounds=args.rounds,
+            seed=args.seed,
+            resume=args.resume,
+            on_round=on_round,
         )
     except RunFailed as exc:
         print(f"run failed: {exc}", file=sys.stderr)

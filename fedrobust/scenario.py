@@ -460,9 +460,24 @@ class Scenario(Section):
         return self
 
     def digest(self) -> str:
-        """A stable hash of the resolved scenario (for checkpoints and caches)."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A stable hash of the resolved scenario."""
+        return _hash(self.model_dump(mode="json"))
+
+    def resume_digest(self) -> str:
+        """Hash of everything a resumed run must share with the original.
+
+        ``train.rounds`` (a run may be extended) and ``output`` (where it is written)
+        are left out; any other change refuses the resume.
+        """
+        doc = self.model_dump(mode="json")
+        doc["train"].pop("rounds")
+        doc.pop("output")
+        return _hash(doc)
+
+
+def _hash(doc: dict[str, Any]) -> str:
+    text = json.dumps(doc, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------- loading

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ def run_simulation(
     *,
     rounds: int | None = None,
     seed: int | None = None,
+    resume: bool = False,
     on_round: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario`` in a Flower simulation and return the finished metrics.json.
@@ -112,6 +114,8 @@ def run_simulation(
         Where metrics.json, the model, plots and logs go.
     rounds, seed : int, optional
         Overrides of ``train.rounds`` and ``seed``.
+    resume : bool
+        Continue from ``run_dir/checkpoint.pt``; earlier rounds stay in metrics.json.
     on_round : callable, optional
         Called with each round's figures as soon as metrics.json has them.
 
@@ -124,7 +128,9 @@ def run_simulation(
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
     metrics_path = run_dir / METRICS_FILE
-    metrics_path.unlink(missing_ok=True)
+    if not resume:
+        metrics_path.unlink(missing_ok=True)
+    token = uuid.uuid4().hex
     (run_dir / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
 
     flwr_home = Path(tempfile.mkdtemp(prefix="fedrobust-flwr-"))
@@ -154,6 +160,8 @@ def run_simulation(
         f"out-dir={json.dumps(str(run_dir))}",
         f"rounds={rounds or 0}",
         f"seed={-1 if seed is None else seed}",
+        f"resume={'true' if resume else 'false'}",
+        f'token="{token}"',
     ]
     superlink: subprocess.Popen[bytes] | None = None
     try:
@@ -173,14 +181,17 @@ def run_simulation(
                        "--federation-config", " ".join(federation)]  # fmt: skip
             client = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env,
                                       cwd=run_dir, start_new_session=True)  # fmt: skip
-            seen = 0
+            old = _read_metrics(metrics_path) if resume else None
+            seen = len(old["rounds"]) if old else 0
             while True:
                 finished = client.poll() is not None
                 doc = _read_metrics(metrics_path)
+                if doc is not None and doc.get("token") != token:
+                    doc = None  # a previous launch's file: not ours yet
                 if doc is not None and on_round is not None:
                     for row in doc["rounds"][seen:]:
                         on_round(row)
-                    seen = len(doc["rounds"])
+                    seen = max(seen, len(doc["rounds"]))
                 if finished or (doc is not None and doc["status"] != "running"):
                     break
                 if superlink.poll() is not None:
@@ -188,7 +199,7 @@ def run_simulation(
                 time.sleep(0.5)
             _stop(client)
         doc = _read_metrics(metrics_path)
-        if doc is None:
+        if doc is None or doc.get("token") != token:
             tail = flwr_log.read_text(encoding="utf-8", errors="replace")[-2000:]
             raise RunFailed(f"the run wrote no metrics; see {logs}\n{tail}")
         if doc["status"] == "failed":
@@ -208,3 +219,23 @@ def check_app_dir() -> None:
             str(APP_DIR),
             "no pyproject.toml here: install fedrobust from its checkout (pip install -e .)",
         )
+
+
+def check_resumable(run_dir: Path, scenario: Scenario) -> int:
+    """Rounds already done in ``run_dir``; refuses a missing checkpoint or another scenario."""
+    from fedrobust.checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+    ckpt = load_checkpoint(run_dir)
+    if ckpt.digest != scenario.resume_digest():
+        raise FedrobustError(
+            str(run_dir / CHECKPOINT_FILE),
+            "was written by a different scenario; only train.rounds may change on --resume",
+        )
+    if not (run_dir / METRICS_FILE).is_file():
+        raise FedrobustError(str(run_dir / METRICS_FILE), "missing; cannot resume")
+    if ckpt.round >= scenario.train.rounds:
+        raise FedrobustError(
+            "train.rounds",
+            f"the run already finished {ckpt.round} rounds; raise --rounds to extend it",
+        )
+    return ckpt.round

@@ -18,15 +18,18 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
 
+from fedrobust.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, save_checkpoint
 from fedrobust.data import build_federation
+from fedrobust.errors import FedrobustError
 from fedrobust.models import build_model
 from fedrobust.report.metrics import RunRecorder
 from fedrobust.report.plots import plot_curves, plot_label_histograms
 from fedrobust.scenario import Scenario
 from fedrobust.train import evaluate
 from server.replies import screen_replies
-from server.strategies import build_strategy
+from server.strategies import build_strategy, load_strategy_state, strategy_state
 
 log = logging.getLogger("fedrobust.server")
 MODEL_FILE = "model.pt"
@@ -87,63 +90,81 @@ def sample_clients(
     return sorted(int(p) for p in rng.choice(num_clients, size=count, replace=False))
 
 
-def run_federation(grid: Grid, scenario: Scenario, run_dir: Path) -> dict[str, object]:
+def run_federation(
+    grid: Grid, scenario: Scenario, run_dir: Path, *, resume: bool = False, token: str = ""
+) -> dict[str, object]:
     """Run every round of ``scenario`` on ``grid``; write results into ``run_dir``.
+
+    Parameters
+    ----------
+    grid : Grid
+        Flower's grid to the client nodes.
+    scenario : Scenario
+        The validated scenario.
+    run_dir : Path
+        Where metrics.json, the checkpoint, the model and plots go.
+    resume : bool
+        Continue from ``run_dir/checkpoint.pt`` (same scenario but ``train.rounds``).
+    token : str
+        Identifies this launch in metrics.json, so a watcher can tell it from an old file.
 
     Returns the ``final`` figures written to metrics.json.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    recorder = RunRecorder(run_dir, scenario.model_dump(mode="json"))
+    ckpt = load_checkpoint(run_dir) if resume else None
+    if ckpt is not None and ckpt.digest != scenario.resume_digest():
+        raise FedrobustError(
+            str(run_dir / CHECKPOINT_FILE),
+            "was written by a different scenario; refusing to resume",
+        )
+    scenario_doc = scenario.model_dump(mode="json")
+    if ckpt is None:
+        recorder = RunRecorder(run_dir, scenario_doc, token=token)
+    else:
+        recorder = RunRecorder.resume(run_dir, scenario_doc, ckpt.round, token=token)
     try:
         fed = build_federation(scenario.data, scenario.seed)
-        summary = fed.summary()
-        recorder.set_data(summary)
-        plot_label_histograms(summary, run_dir / "label_histograms.png")
         torch.manual_seed(scenario.seed)
         model = build_model(scenario.model, fed.spec)
+        strategy = build_strategy(scenario.strategy)
+        if ckpt is None:
+            summary = fed.summary()
+            recorder.set_data(summary)
+            plot_label_histograms(summary, run_dir / "label_histograms.png")
+            loss, acc = evaluate(model, fed.x_test, fed.y_test)
+            recorder.initial({"round": 0, "accuracy": acc, "loss": loss})
+        else:
+            model.load_state_dict(ckpt.model)
+            load_strategy_state(strategy, ckpt.strategy)
+            torch.set_rng_state(ckpt.torch_rng)
+            log.info("resuming after round %d", ckpt.round)
         arrays = ArrayRecord(model.state_dict())
 
-        loss, acc = evaluate(model, fed.x_test, fed.y_test)
-        recorder.initial({"round": 0, "accuracy": acc, "loss": loss})
-
         n = scenario.data.partition.num_clients
-        timeout = scenario.simulation.timeout
-        nodes = discover_clients(grid, n, timeout)
-        partition_of = {node: pid for pid, node in nodes.items()}
-        strategy = build_strategy(scenario.strategy)
-        recipe = scenario.model_dump_json()
-
-        for rnd in range(1, scenario.train.rounds + 1):
+        nodes = discover_clients(grid, n, scenario.simulation.timeout)
+        first = 1 if ckpt is None else ckpt.round + 1
+        for rnd in range(first, scenario.train.rounds + 1):
             started = time.monotonic()
-            rng = np.random.default_rng([scenario.seed, 2, rnd])
-            chosen = sample_clients(
-                n, scenario.train.fraction_train, scenario.train.min_train_clients, rng
-            )
-            sampled = {nodes[pid]: pid for pid in chosen}
-            config = ConfigRecord({"scenario": recipe})
-            messages = strategy.configure_train(rnd, arrays, config, _SampledGrid(sampled))  # type: ignore[arg-type]
-            replies = grid.send_and_receive(messages, timeout=timeout)
-            accepted, dropped = screen_replies(replies, arrays, sampled)
-            if accepted:
-                new_arrays, _ = strategy.aggregate_train(rnd, accepted)
-                if new_arrays is not None:
-                    arrays = new_arrays
+            arrays, figures = _train_round(grid, strategy, scenario, nodes, rnd, arrays)
             model.load_state_dict(arrays.to_torch_state_dict())
+            # Re-derive the global record from the model: Flower's FedAdam/FedYogi return
+            # float64 arrays, which float32 client replies would no longer match.
+            arrays = ArrayRecord(model.state_dict())
             loss, acc = evaluate(model, fed.x_test, fed.y_test)
-            clients = [_client_figures(msg, partition_of) for msg in accepted]
-            recorder.add_round(
-                {
-                    "round": rnd,
-                    "accuracy": acc,
-                    "loss": loss,
-                    "sampled": len(chosen),
-                    "aggregated": len(accepted),
-                    "dropped": dict(sorted(dropped.items())),
-                    "train_loss": _weighted(clients, "train_loss"),
-                    "val_accuracy": _weighted(clients, "val_accuracy"),
-                    "seconds": round(time.monotonic() - started, 3),
-                    "clients": clients,
-                }
+            figures = {"round": rnd, "accuracy": acc, "loss": loss, **figures}
+            figures["seconds"] = round(time.monotonic() - started, 3)
+            # metrics first: a crash in between re-runs this round on resume, never skips it
+            recorder.add_round(figures)
+            save_checkpoint(
+                run_dir,
+                Checkpoint(
+                    round=rnd,
+                    digest=scenario.resume_digest(),
+                    model=model.state_dict(),
+                    strategy=strategy_state(strategy),
+                    extra={},
+                    torch_rng=torch.get_rng_state(),
+                ),
             )
             log.info("round %d: accuracy %.4f loss %.4f", rnd, acc, loss)
         torch.save(model.state_dict(), run_dir / MODEL_FILE)
@@ -153,6 +174,38 @@ def run_federation(grid: Grid, scenario: Scenario, run_dir: Path) -> dict[str, o
     except BaseException as exc:
         recorder.fail(f"{type(exc).__name__}: {exc}")
         raise
+
+
+def _train_round(
+    grid: Grid,
+    strategy: Strategy,
+    scenario: Scenario,
+    nodes: dict[int, int],
+    rnd: int,
+    arrays: ArrayRecord,
+) -> tuple[ArrayRecord, dict[str, object]]:
+    """Sample, send the recipe, screen replies, aggregate; return new weights and figures."""
+    n = scenario.data.partition.num_clients
+    rng = np.random.default_rng([scenario.seed, 2, rnd])
+    chosen = sample_clients(n, scenario.train.fraction_train, scenario.train.min_train_clients, rng)
+    sampled = {nodes[pid]: pid for pid in chosen}
+    config = ConfigRecord({"scenario": scenario.model_dump_json()})
+    messages = strategy.configure_train(rnd, arrays, config, _SampledGrid(sampled))  # type: ignore[arg-type]
+    replies = grid.send_and_receive(messages, timeout=scenario.simulation.timeout)
+    accepted, dropped = screen_replies(replies, arrays, sampled)
+    if accepted:
+        new_arrays, _ = strategy.aggregate_train(rnd, accepted)
+        if new_arrays is not None:
+            arrays = new_arrays
+    clients = [_client_figures(msg, sampled) for msg in accepted]
+    return arrays, {
+        "sampled": len(chosen),
+        "aggregated": len(accepted),
+        "dropped": dict(sorted(dropped.items())),
+        "train_loss": _weighted(clients, "train_loss"),
+        "val_accuracy": _weighted(clients, "val_accuracy"),
+        "clients": clients,
+    }
 
 
 def _client_figures(msg: Message, partition_of: dict[int, int]) -> dict[str, float | int]:

@@ -3,7 +3,8 @@
 Run configuration (``[tool.flwr.app.config]``, overridden by ``fedrobust run``):
 ``scenario`` (YAML path; relative paths are read from the app directory),
 ``out-dir`` (default: the scenario's ``output.dir`` or ``runs/<name>``),
-``rounds`` and ``seed`` (0 / -1 keep the scenario's values).
+``rounds`` and ``seed`` (0 / -1 keep the scenario's values), ``resume`` (continue from
+the run directory's checkpoint) and ``token`` (tags this launch in metrics.json).
 """
 
 from __future__ import annotations
@@ -40,4 +41,10 @@ def main(grid: Grid, context: Context) -> None:
     if not run_dir.is_absolute():
         run_dir = Path.cwd() / run_dir
     logging.getLogger("fedrobust").setLevel(logging.INFO)
-    run_federation(grid, scenario, run_dir)
+    run_federation(
+        grid,
+        scenario,
+        run_dir,
+        resume=bool(cfg.get("resume", False)),
+        token=str(cfg.get("token", "")),
+    )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import torch
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, Strategy
 
 from fedrobust.scenario import StrategyConfig
@@ -42,3 +44,30 @@ def build_strategy(cfg: StrategyConfig) -> Strategy:
             server_momentum=cfg.server_momentum,
         )
     raise ValueError(f"unknown strategy '{cfg.name}'")
+
+
+def strategy_state(strategy: Strategy) -> dict[str, Any]:
+    """The state a strategy carries from round to round, as tensors (checkpointable).
+
+    FedAdam/FedYogi keep moments ``m_t`` and ``v_t``; FedAvgM keeps ``momentum_vector``.
+    FedAvg and FedProx keep nothing. ``current_arrays`` is not saved: each strategy
+    resets it from the global model in ``configure_train``.
+    """
+    state: dict[str, Any] = {}
+    for name in ("m_t", "v_t"):
+        value = getattr(strategy, name, None)
+        if value is not None:
+            state[name] = {k: torch.from_numpy(np.array(v)) for k, v in value.items()}
+    momentum = getattr(strategy, "momentum_vector", None)
+    if momentum is not None:
+        state["momentum_vector"] = [torch.from_numpy(np.array(v)) for v in momentum]
+    return state
+
+
+def load_strategy_state(strategy: Strategy, state: dict[str, Any]) -> None:
+    """Restore what :func:`strategy_state` saved into a freshly built strategy."""
+    for name in ("m_t", "v_t"):
+        if name in state:
+            setattr(strategy, name, {k: v.numpy() for k, v in state[name].items()})
+    if "momentum_vector" in state:
+        strategy.momentum_vector = [v.numpy() for v in state["momentum_vector"]]  # type: ignore[attr-defined]

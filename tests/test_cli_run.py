@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +105,7 @@ def test_same_scenario_and_seed_give_identical_metrics(
     assert again.returncode == 0, again.stderr
     a = strip_timing(json.loads((out / "metrics.json").read_text()))
     b = strip_timing(json.loads((tmp_path / "b" / "metrics.json").read_text()))
+    assert a.pop("token") != b.pop("token")
     assert a == b
     state_a = torch.load(out / "model.pt", weights_only=True)
     state_b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
@@ -125,3 +129,78 @@ def test_bad_cli_arguments_exit_2(scenario_file: Path, args: list[str]) -> None:
     result = fedrobust("run", str(scenario_file), *args, timeout=60)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every descendant (the SuperLink, SuperExec, simulation, Ray)."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in table.splitlines():
+        child, parent = (int(v) for v in line.split())
+        children.setdefault(parent, []).append(child)
+    doomed, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        doomed.append(current)
+        frontier.extend(children.get(current, []))
+    for victim in doomed:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_run_killed_after_round_2_resumes_to_the_uninterrupted_result(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "adam.yaml"  # FedAdam: server state (moments) must survive too
+    scenario.write_text(
+        SCENARIO.replace(
+            "strategy: {name: fedprox, proximal_mu: 0.01}", "strategy: {name: fedadam}"
+        )
+    )
+    whole = fedrobust("run", str(scenario), "--out", str(tmp_path / "whole"), "--rounds", "5")
+    assert whole.returncode == 0, whole.stderr
+    rows = json.loads((tmp_path / "whole" / "metrics.json").read_text())["rounds"]
+    assert all(row["dropped"] == {} for row in rows)  # FedAdam's float64 output fits clients
+    assert rows[-1]["accuracy"] > rows[0]["accuracy"] + 0.1
+
+    out = tmp_path / "crashed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "fedrobust.cli",
+        "run",
+        str(scenario),
+        "--out",
+        str(out),
+        "--rounds",
+        "5",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            if len(json.loads((out / "metrics.json").read_text())["rounds"]) >= 2:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    _kill_tree(proc.pid)
+    proc.wait()
+    crashed = json.loads((out / "metrics.json").read_text())
+    assert crashed["status"] == "running" and 2 <= len(crashed["rounds"]) < 5
+
+    resumed = fedrobust("run", str(scenario), "--out", str(out), "--rounds", "5", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    a = strip_timing(json.loads((tmp_path / "whole" / "metrics.json").read_text()))
+    b = strip_timing(json.loads((out / "metrics.json").read_text()))
+    a.pop("token"), b.pop("token")
+    assert a == b
+
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(scenario.read_text().replace("seed: 7", "seed: 8"))
+    refused = fedrobust("run", str(changed), "--out", str(out), "--rounds", "6", "--resume")
+    assert refused.returncode == 2
+    assert "different scenario" in refused.stderr

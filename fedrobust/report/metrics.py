@@ -2,7 +2,7 @@
 
 Layout (the contract in ARCHITECTURE.md)::
 
-    {"status": "running" | "completed" | "failed", "error": str | null,
+    {"status": "running" | "completed" | "failed", "error": str | null, "token": str,
      "scenario": {...}, "data": {...}, "initial": {...},
      "rounds": [{"round", "accuracy", "loss", "seconds", ...}, ...],
      "final": {... last round's figures, "wall_seconds", "rounds_completed"}}
@@ -65,12 +65,13 @@ class RunRecorder:
         The validated scenario, as a dict.
     """
 
-    def __init__(self, run_dir: Path, scenario: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, scenario: dict[str, Any], token: str = "") -> None:
         self.path = run_dir / METRICS_FILE
         self.started = time.monotonic()
         self.doc: dict[str, Any] = {
             "status": "running",
             "error": None,
+            "token": token,
             "scenario": scenario,
             "data": None,
             "initial": None,
@@ -78,6 +79,27 @@ class RunRecorder:
             "final": None,
         }
         self._save()
+
+    @classmethod
+    def resume(
+        cls, run_dir: Path, scenario: dict[str, Any], rounds_done: int, token: str = ""
+    ) -> RunRecorder:
+        """Continue the metrics of an interrupted run, keeping its first ``rounds_done`` rounds."""
+        old = read_metrics(run_dir)
+        recorder = cls.__new__(cls)
+        recorder.path = run_dir / METRICS_FILE
+        recorder.started = time.monotonic()
+        recorder.doc = {
+            **old,
+            "status": "running",
+            "error": None,
+            "token": token,
+            "scenario": scenario,
+            "rounds": old["rounds"][:rounds_done],
+            "final": None,
+        }
+        recorder._save()
+        return recorder
 
     def set_data(self, data: dict[str, Any]) -> None:
         """Record the federation summary (sizes, label histograms, noise rates)."""
