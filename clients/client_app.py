@@ -15,7 +15,15 @@ from flwr.clientapp import ClientApp
 from fedrobust.data import ClientData, build_federation
 from fedrobust.models import build_model
 from fedrobust.scenario import Scenario
-from fedrobust.train import ProximalTerm, TrainPlugin, evaluate, local_train
+from fedrobust.train import (
+    Augment,
+    L1Penalty,
+    ProximalTerm,
+    TrainPlugin,
+    evaluate,
+    local_train,
+    round_lr,
+)
 
 app = ClientApp()
 
@@ -48,41 +56,51 @@ def query(msg: Message, context: Context) -> Message:
     return Message(content=RecordDict({"info": info}), reply_to=msg)
 
 
+def round_plugins(scenario: Scenario, config: ConfigRecord, seed: int) -> tuple[TrainPlugin, ...]:
+    """The loop plugins this round's recipe asks for."""
+    plugins: list[TrainPlugin] = []
+    if scenario.data.augment:
+        plugins.append(Augment(scenario.data.augment, seed))
+    if "proximal-mu" in config:
+        plugins.append(ProximalTerm(float(config["proximal-mu"])))
+    if scenario.train.l1 > 0:
+        plugins.append(L1Penalty(scenario.train.l1))
+    return tuple(plugins)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received global model on local data with the round's recipe."""
     config = msg.content.config_records["config"]
     scenario = Scenario.model_validate_json(str(config["scenario"]))
     server_round = int(config["server-round"])
-    torch.set_num_threads(max(1, int(scenario.simulation.cpus_per_client)))
+    torch.set_num_threads(scenario.simulation.cpus_per_client)
     data = load_client_data(scenario, context)
     fed = build_federation(scenario.data, scenario.seed)
 
     model = build_model(scenario.model, fed.spec)
     model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
-    plugins: list[TrainPlugin] = []
-    if "proximal-mu" in config:
-        plugins.append(ProximalTerm(float(config["proximal-mu"])))
-    pid = partition_id(context)
+    seed = scenario.seed * 1_000_003 + server_round * 10_007 + partition_id(context)
+    train_cfg = scenario.train
     result = local_train(
         model,
         data.x_train,
         data.y_train,
-        epochs=scenario.train.local_epochs,
-        batch_size=scenario.train.batch_size,
-        optimizer=scenario.train.optimizer,
-        seed=scenario.seed * 1_000_003 + server_round * 10_007 + pid,
-        plugins=tuple(plugins),
+        train=train_cfg,
+        num_classes=fed.spec.num_classes,
+        seed=seed,
+        lr=round_lr(train_cfg.lr_schedule, train_cfg.optimizer.lr, server_round, train_cfg.rounds),
+        plugins=round_plugins(scenario, config, seed),
     )
-    val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
+    val = evaluate(model, data.x_val, data.y_val, fed.spec.num_classes)
     metrics = MetricRecord(
         {
             "num-examples": result.num_examples,
             "steps": result.steps,
             "train-loss": result.loss,
             "train-accuracy": result.accuracy,
-            "val-loss": val_loss,
-            "val-accuracy": val_acc,
+            "val-loss": val.loss,
+            "val-accuracy": val.accuracy,
         }
     )
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
@@ -98,6 +116,8 @@ def evaluate_global(msg: Message, context: Context) -> Message:
     fed = build_federation(scenario.data, scenario.seed)
     model = build_model(scenario.model, fed.spec)
     model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
-    loss, acc = evaluate(model, data.x_val, data.y_val)
-    metrics = MetricRecord({"num-examples": len(data.y_val), "val-loss": loss, "val-accuracy": acc})
+    val = evaluate(model, data.x_val, data.y_val, fed.spec.num_classes)
+    metrics = MetricRecord(
+        {"num-examples": len(data.y_val), "val-loss": val.loss, "val-accuracy": val.accuracy}
+    )
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)

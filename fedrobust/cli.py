@@ -1,4 +1,4 @@
-"""The ``fedrobust`` command line: run, validate.
+"""The ``fedrobust`` command line: run, validate, report.
 
 Every input problem ends as ``error: <where>: <what>`` on stderr and exit code 2;
 a run that starts but fails exits 1 and keeps the rounds it finished.
@@ -52,7 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--data", action="store_true", help="also load and split the data (slower)"
     )
+    report = sub.add_parser("report", help="rebuild DIR/report.html from DIR/metrics.json")
+    report.add_argument("run_dir", type=Path, help="a run directory")
     return parser
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from fedrobust.report.html import write_report
+    from fedrobust.report.metrics import METRICS_FILE
+
+    metrics = args.run_dir / METRICS_FILE
+    if not metrics.is_file():
+        raise FedrobustError(str(metrics), "no such file: not a run directory")
+    try:
+        path = write_report(args.run_dir)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FedrobustError(str(metrics), f"malformed metrics ({exc})") from None
+    print(path)
+    return 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -142,14 +159,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     table.add_row("rounds", str(final["rounds_completed"]))
     table.add_row("dropped replies", str(sum(sum(r["dropped"].values()) for r in doc["rounds"])))
     table.add_row("wall time", f"{final['wall_seconds']:.1f} s")
+    if "stopped_early" in final:
+        table.add_row(
+            "early stopping", f"stopped {final['stopped_early']}, best round {final['best_round']}"
+        )
     table.add_row("results", str(run_dir))
+    table.add_row("report", str(run_dir / "report.html"))
     console.print(table)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "validate": cmd_validate}
+    handlers = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report}
     try:
         return handlers[args.command](args)
     except FedrobustError as exc:

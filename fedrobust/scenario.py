@@ -187,6 +187,39 @@ class LabelNoiseConfig(Section):
     rate: Annotated[float, Field(ge=0, lt=1)]
 
 
+class ShiftAugment(Section):
+    """Random translation by up to ``pixels`` in each direction (zero fill)."""
+
+    name: Literal["shift"]
+    pixels: Annotated[int, Field(ge=1)] = 2
+
+
+class FlipAugment(Section):
+    """Horizontal flip with probability ``p`` (only where mirror images keep the label)."""
+
+    name: Literal["flip"]
+    p: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+
+class RotateAugment(Section):
+    """Random rotation by up to ``degrees`` either way."""
+
+    name: Literal["rotate"]
+    degrees: Annotated[float, Field(gt=0, le=180)] = 10.0
+
+
+class NoiseAugment(Section):
+    """Additive Gaussian noise of standard deviation ``std``, clipped to [0, 1]."""
+
+    name: Literal["noise"]
+    std: Annotated[float, Field(gt=0, le=1)] = 0.05
+
+
+AugmentConfig = Annotated[
+    ShiftAugment | FlipAugment | RotateAugment | NoiseAugment, Field(discriminator="name")
+]
+
+
 class DataConfig(Section):
     """Data source and its federated split.
 
@@ -203,6 +236,9 @@ class DataConfig(Section):
         Share of each client's partition kept for local validation.
     partition, imbalance, limited, label_noise
         See their sections.
+    augment : list
+        Training-batch augmentations on clients, applied in order: ``shift`` {pixels},
+        ``flip`` {p}, ``rotate`` {degrees}, ``noise`` {std}. Images only.
     """
 
     dataset: str = "mnist-5k"
@@ -214,6 +250,7 @@ class DataConfig(Section):
     imbalance: ImbalanceConfig | None = None
     limited: LimitedConfig | None = None
     label_noise: LabelNoiseConfig | None = None
+    augment: list[AugmentConfig] = []
 
     @field_validator("dataset")
     @classmethod
@@ -238,16 +275,29 @@ class ModelConfig(Section):
     Parameters
     ----------
     name : str
-        A registered model name (``cnn``, ``mlp``).
+        A registered model name (``cnn``, ``mlp``, ``resnet``).
     hidden : list[int]
         Hidden widths: the MLP's layers, or the CNN's fully connected layer.
     channels : list[int]
-        CNN convolution channels, one conv block each.
+        Convolution channels: one conv block each (cnn), one residual stage each (resnet).
+    activation : str
+        relu | leaky_relu | prelu | gelu | tanh.
+    dropout : float
+        Dropout probability before each hidden fully connected layer and the classifier.
+    init : str
+        Weight initialisation: default (PyTorch's) | kaiming | xavier.
+    checkpointing : bool
+        Gradient checkpointing (resnet): recompute activations in the backward pass to
+        save memory.
     """
 
     name: str = "cnn"
     hidden: list[Annotated[int, Field(ge=1)]] | None = None
     channels: list[Annotated[int, Field(ge=1)]] | None = None
+    activation: Literal["relu", "leaky_relu", "prelu", "gelu", "tanh"] = "relu"
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    init: Literal["default", "kaiming", "xavier"] = "default"
+    checkpointing: bool = False
 
     @field_validator("name")
     @classmethod
@@ -258,14 +308,14 @@ class ModelConfig(Section):
             raise ValueError(f"unknown model '{value}'; known: {', '.join(known_models())}")
         return value
 
-    @model_validator(mode="after")
-    def _options_fit_model(self) -> ModelConfig:
+    def applicable(self) -> set[str]:
         from fedrobust.models import model_options
 
-        accepted = set(model_options(self.name))
-        for option in ("hidden", "channels"):
-            if getattr(self, option) is not None and option not in accepted:
-                raise _field_error(option, f"does not apply to model '{self.name}'")
+        return {"name", "init"} | (set(type(self).model_fields) & set(model_options(self.name)))
+
+    @model_validator(mode="after")
+    def _options_fit_model(self) -> ModelConfig:
+        self.check_applicable(f"model '{self.name}'")
         return self
 
 
@@ -278,18 +328,18 @@ class OptimizerConfig(Section):
     Parameters
     ----------
     name : str
-        sgd | adam.
+        sgd | adam | adamw | rmsprop.
     lr : float
         Learning rate.
     momentum : float
-        SGD momentum.
+        SGD / RMSprop momentum.
     nesterov : bool
         SGD Nesterov momentum (needs momentum > 0).
     weight_decay : float
         L2 penalty.
     """
 
-    name: Literal["sgd", "adam"] = "sgd"
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
     lr: Annotated[float, Field(gt=0, le=10)] = 0.02
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = False
@@ -297,7 +347,11 @@ class OptimizerConfig(Section):
 
     def applicable(self) -> set[str]:
         fields = set(type(self).model_fields)
-        return fields if self.name == "sgd" else fields - {"momentum", "nesterov"}
+        if self.name == "sgd":
+            return fields
+        if self.name == "rmsprop":
+            return fields - {"nesterov"}
+        return fields - {"momentum", "nesterov"}
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimizerConfig:
@@ -305,6 +359,110 @@ class OptimizerConfig(Section):
             raise _field_error("nesterov", "needs optimizer 'sgd' with momentum > 0")
         self.check_applicable(f"optimizer '{self.name}'")
         return self
+
+
+LOSS_FIELDS: dict[str, set[str]] = {
+    "cross_entropy": set(),
+    "label_smoothing": {"smoothing"},
+    "gce": {"q"},
+    "sce": {"alpha", "beta"},
+    "focal": {"gamma"},
+}
+
+
+class LossConfig(Section):
+    """Training loss (``fedrobust.train.losses``).
+
+    Parameters
+    ----------
+    name : str
+        cross_entropy | label_smoothing | gce | sce | focal.
+    smoothing : float
+        label_smoothing: probability mass spread over the other classes.
+    q : float
+        gce: in (0, 1]; 1 is MAE, towards 0 is cross-entropy.
+    alpha, beta : float
+        sce: weights of cross-entropy and reverse cross-entropy.
+    gamma : float
+        focal: focusing parameter.
+    """
+
+    name: Literal[tuple(LOSS_FIELDS)] = "cross_entropy"  # type: ignore[valid-type]
+    smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    q: Annotated[float, Field(gt=0, le=1)] = 0.7
+    alpha: Annotated[float, Field(ge=0)] = 0.1
+    beta: Annotated[float, Field(ge=0)] = 1.0
+    gamma: Annotated[float, Field(ge=0)] = 2.0
+
+    def applicable(self) -> set[str]:
+        return LOSS_FIELDS[self.name] | {"name"}
+
+    @model_validator(mode="after")
+    def _fields_fit_name(self) -> LossConfig:
+        self.check_applicable(f"loss '{self.name}'")
+        return self
+
+    def params(self) -> dict[str, float]:
+        """The parameters of the chosen loss."""
+        return {k: getattr(self, k) for k in LOSS_FIELDS[self.name]}
+
+
+SCHEDULE_FIELDS: dict[str, set[str]] = {
+    "constant": set(),
+    "step": {"step_rounds", "gamma"},
+    "cosine": {"min_lr"},
+    "warmup_cosine": {"warmup_rounds", "min_lr"},
+}
+
+
+class LrScheduleConfig(Section):
+    """Learning rate across rounds: every client uses the same rate in a round.
+
+    Parameters
+    ----------
+    name : str
+        constant | step | cosine | warmup_cosine.
+    step_rounds : int
+        step: multiply by ``gamma`` every this many rounds.
+    gamma : float
+        step: decay factor.
+    min_lr : float
+        cosine, warmup_cosine: the rate at the last round.
+    warmup_rounds : int
+        warmup_cosine: rounds of linear warm-up from lr / warmup_rounds to lr.
+    """
+
+    name: Literal[tuple(SCHEDULE_FIELDS)] = "constant"  # type: ignore[valid-type]
+    step_rounds: Annotated[int, Field(ge=1)] = 10
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.5
+    min_lr: Annotated[float, Field(ge=0)] = 0.0
+    warmup_rounds: Annotated[int, Field(ge=1)] = 2
+
+    def applicable(self) -> set[str]:
+        return SCHEDULE_FIELDS[self.name] | {"name"}
+
+    @model_validator(mode="after")
+    def _fields_fit_name(self) -> LrScheduleConfig:
+        self.check_applicable(f"lr_schedule '{self.name}'")
+        return self
+
+
+class EarlyStoppingConfig(Section):
+    """Server-side early stopping on the global test metrics.
+
+    Parameters
+    ----------
+    metric : str
+        accuracy | balanced_accuracy (higher is better) | loss (lower is better).
+    patience : int
+        Rounds without an improvement of at least ``min_delta`` before stopping.
+    min_delta : float
+        Smallest change that counts as an improvement.
+    """
+
+    metric: Literal["accuracy", "balanced_accuracy", "loss"] = "accuracy"
+    patience: Annotated[int, Field(ge=1)] = 5
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
 
 
 class TrainConfig(Section):
@@ -324,6 +482,22 @@ class TrainConfig(Section):
         Share of clients sampled each round, in (0, 1].
     min_train_clients : int
         At least this many clients are sampled each round.
+    loss : LossConfig
+        The training loss.
+    lr_schedule : LrScheduleConfig
+        Learning rate across rounds.
+    grad_clip : float
+        Clip each step's gradient to this global L2 norm (exploding gradients).
+    l1 : float
+        Weight of an L1 penalty on the weights.
+    class_weights : str
+        none | balanced (weight each class by n / (K * n_class) in the loss).
+    sampler : str
+        none | balanced (draw batches with class-balanced oversampling).
+    precision : str
+        fp32 | bf16 (CPU autocast for the forward pass).
+    early_stopping : EarlyStoppingConfig
+        Stop the run when the global metric stops improving; keep the best model.
     """
 
     rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
@@ -332,6 +506,14 @@ class TrainConfig(Section):
     optimizer: OptimizerConfig = OptimizerConfig()
     fraction_train: Annotated[float, Field(gt=0, le=1)] = 1.0
     min_train_clients: Annotated[int, Field(ge=1)] = 1
+    loss: LossConfig = LossConfig()
+    lr_schedule: LrScheduleConfig = LrScheduleConfig()
+    grad_clip: Annotated[float, Field(gt=0)] | None = None
+    l1: Annotated[float, Field(ge=0)] = 0.0
+    class_weights: Literal["none", "balanced"] = "none"
+    sampler: Literal["none", "balanced"] = "none"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    early_stopping: EarlyStoppingConfig | None = None
 
 
 # ----------------------------------------------------------------------- strategy

@@ -231,8 +231,11 @@ def check_resumable(run_dir: Path, scenario: Scenario) -> int:
             str(run_dir / CHECKPOINT_FILE),
             "was written by a different scenario; only train.rounds may change on --resume",
         )
-    if not (run_dir / METRICS_FILE).is_file():
-        raise FedrobustError(str(run_dir / METRICS_FILE), "missing; cannot resume")
+    doc = _read_metrics(run_dir / METRICS_FILE)
+    if doc is None:
+        raise FedrobustError(str(run_dir / METRICS_FILE), "missing or unreadable; cannot resume")
+    if doc["status"] == "completed" and (doc.get("final") or {}).get("stopped_early"):
+        raise FedrobustError(str(run_dir), "the run stopped early and is done; nothing to resume")
     if ckpt.round >= scenario.train.rounds:
         raise FedrobustError(
             "train.rounds",

@@ -24,10 +24,11 @@ from fedrobust.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, s
 from fedrobust.data import build_federation
 from fedrobust.errors import FedrobustError
 from fedrobust.models import build_model
+from fedrobust.report.html import write_report
 from fedrobust.report.metrics import RunRecorder
-from fedrobust.report.plots import plot_curves, plot_label_histograms
 from fedrobust.scenario import Scenario
-from fedrobust.train import evaluate
+from fedrobust.train import EvalResult, evaluate, round_lr
+from fedrobust.train.early_stopping import EarlyStopping
 from server.replies import screen_replies
 from server.strategies import build_strategy, load_strategy_state, strategy_state
 
@@ -124,34 +125,42 @@ def run_federation(
         recorder = RunRecorder.resume(run_dir, scenario_doc, ckpt.round, token=token)
     try:
         fed = build_federation(scenario.data, scenario.seed)
+        k = fed.spec.num_classes
         torch.manual_seed(scenario.seed)
         model = build_model(scenario.model, fed.spec)
         strategy = build_strategy(scenario.strategy)
+        cfg = scenario.train.early_stopping
+        stopper = EarlyStopping(cfg) if cfg is not None else None
         if ckpt is None:
             summary = fed.summary()
             recorder.set_data(summary)
-            plot_label_histograms(summary, run_dir / "label_histograms.png")
-            loss, acc = evaluate(model, fed.x_test, fed.y_test)
-            recorder.initial({"round": 0, "accuracy": acc, "loss": loss})
+            recorder.initial(
+                {"round": 0, **_eval_figures(evaluate(model, fed.x_test, fed.y_test, k))}
+            )
         else:
             model.load_state_dict(ckpt.model)
             load_strategy_state(strategy, ckpt.strategy)
             torch.set_rng_state(ckpt.torch_rng)
+            if stopper is not None:
+                stopper.load_state_dict(ckpt.extra["early_stopping"])
             log.info("resuming after round %d", ckpt.round)
         arrays = ArrayRecord(model.state_dict())
 
-        n = scenario.data.partition.num_clients
-        nodes = discover_clients(grid, n, scenario.simulation.timeout)
+        nodes = discover_clients(
+            grid, scenario.data.partition.num_clients, scenario.simulation.timeout
+        )
         first = 1 if ckpt is None else ckpt.round + 1
+        stopped = False
         for rnd in range(first, scenario.train.rounds + 1):
             started = time.monotonic()
-            arrays, figures = _train_round(grid, strategy, scenario, nodes, rnd, arrays)
+            arrays, round_figures = _train_round(grid, strategy, scenario, nodes, rnd, arrays)
             model.load_state_dict(arrays.to_torch_state_dict())
             # Re-derive the global record from the model: Flower's FedAdam/FedYogi return
             # float64 arrays, which float32 client replies would no longer match.
             arrays = ArrayRecord(model.state_dict())
-            loss, acc = evaluate(model, fed.x_test, fed.y_test)
-            figures = {"round": rnd, "accuracy": acc, "loss": loss, **figures}
+            figures = {"round": rnd, **_eval_figures(evaluate(model, fed.x_test, fed.y_test, k))}
+            figures.update(round_figures)
+            stopped = stopper is not None and stopper.update(rnd, figures, model)
             figures["seconds"] = round(time.monotonic() - started, 3)
             # metrics first: a crash in between re-runs this round on resume, never skips it
             recorder.add_round(figures)
@@ -162,17 +171,32 @@ def run_federation(
                     digest=scenario.resume_digest(),
                     model=model.state_dict(),
                     strategy=strategy_state(strategy),
-                    extra={},
+                    extra={"early_stopping": stopper.state_dict()} if stopper else {},
                     torch_rng=torch.get_rng_state(),
                 ),
             )
-            log.info("round %d: accuracy %.4f loss %.4f", rnd, acc, loss)
+            log.info("round %d: accuracy %.4f loss %.4f", rnd, figures["accuracy"], figures["loss"])
+            if stopped:
+                log.info("early stopping after round %d (best round %d)", rnd, stopper.best_round)
+                break
+        totals: dict[str, object] = {}
+        if stopper is not None:
+            model.load_state_dict(stopper.best_state)
+            totals = {
+                "stopped_early": stopped,
+                "best_round": stopper.best_round,
+                f"best_{stopper.cfg.metric}": stopper.best_value,
+            }
         torch.save(model.state_dict(), run_dir / MODEL_FILE)
-        final = recorder.finish()
-        plot_curves(recorder.doc, run_dir / "curves.png")
+        final = recorder.finish(totals)
+        write_report(run_dir)
         return final
     except BaseException as exc:
         recorder.fail(f"{type(exc).__name__}: {exc}")
+        try:
+            write_report(run_dir)  # best effort: the rounds so far, and the error
+        except Exception:  # noqa: BLE001 - never hide the original error
+            log.exception("could not write the report")
         raise
 
 
@@ -198,13 +222,24 @@ def _train_round(
         if new_arrays is not None:
             arrays = new_arrays
     clients = [_client_figures(msg, sampled) for msg in accepted]
+    train = scenario.train
     return arrays, {
+        "lr": round_lr(train.lr_schedule, train.optimizer.lr, rnd, train.rounds),
         "sampled": len(chosen),
         "aggregated": len(accepted),
         "dropped": dict(sorted(dropped.items())),
         "train_loss": _weighted(clients, "train_loss"),
         "val_accuracy": _weighted(clients, "val_accuracy"),
         "clients": clients,
+    }
+
+
+def _eval_figures(result: EvalResult) -> dict[str, object]:
+    return {
+        "accuracy": result.accuracy,
+        "loss": result.loss,
+        "balanced_accuracy": result.balanced_accuracy,
+        "per_class_recall": result.recall,
     }
 
 

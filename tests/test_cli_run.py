@@ -131,12 +131,32 @@ def test_bad_cli_arguments_exit_2(scenario_file: Path, args: list[str]) -> None:
     assert "Traceback" not in result.stderr
 
 
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command) of every process."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid=,comm="], capture_output=True, text=True).stdout
+    rows = (line.split(None, 2) for line in table.splitlines())
+    return {
+        int(pid): (int(ppid), comm)
+        for pid, ppid, *rest in rows
+        for comm in [rest[0] if rest else ""]
+    }
+
+
+def _kill_orphaned_ray(before: set[int]) -> None:
+    """Ray agents outlive a SIGKILLed raylet (reparented to init): end the ones we caused."""
+    time.sleep(1)
+    for pid, (ppid, comm) in _processes().items():
+        if ppid == 1 and comm.startswith("ray::") and pid not in before:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and every descendant (the SuperLink, SuperExec, simulation, Ray)."""
-    table = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
     children: dict[int, list[int]] = {}
-    for line in table.splitlines():
-        child, parent = (int(v) for v in line.split())
+    for child, (parent, _) in _processes().items():
         children.setdefault(parent, []).append(child)
     doomed, frontier = [], [pid]
     while frontier:
@@ -165,6 +185,7 @@ def test_run_killed_after_round_2_resumes_to_the_uninterrupted_result(
     assert all(row["dropped"] == {} for row in rows)  # FedAdam's float64 output fits clients
     assert rows[-1]["accuracy"] > rows[0]["accuracy"] + 0.1
 
+    ray_before = set(_processes())
     out = tmp_path / "crashed"
     cmd = [
         sys.executable,
@@ -188,6 +209,7 @@ def test_run_killed_after_round_2_resumes_to_the_uninterrupted_result(
         time.sleep(0.2)
     _kill_tree(proc.pid)
     proc.wait()
+    _kill_orphaned_ray(ray_before)
     crashed = json.loads((out / "metrics.json").read_text())
     assert crashed["status"] == "running" and 2 <= len(crashed["rounds"]) < 5
 

@@ -100,6 +100,32 @@ BAD = [
     ),
     (with_("simulation.cpus_per_client", 0), "simulation.cpus_per_client", "greater than"),
     (with_("name", "bad name/with slash"), "name", "pattern"),
+    (
+        with_("train.loss", {"name": "gce", "gamma": 1.0}),
+        "train.loss.gamma",
+        "does not apply to loss 'gce'",
+    ),
+    (with_("train.loss", {"name": "huber"}), "train.loss.name", "cross_entropy"),
+    (
+        with_("train.lr_schedule", {"name": "step", "min_lr": 0.1}),
+        "train.lr_schedule.min_lr",
+        "does not apply",
+    ),
+    (with_("train.early_stopping", {"metric": "f1"}), "train.early_stopping.metric", "accuracy"),
+    (with_("train.grad_clip", 0), "train.grad_clip", "greater than 0"),
+    (with_("train.precision", "fp16"), "train.precision", "bf16"),
+    (
+        with_("model", {"name": "cnn", "checkpointing": True}),
+        "model.checkpointing",
+        "does not apply to model 'cnn'",
+    ),
+    (with_("model.activation", "swish"), "model.activation", "relu"),
+    (with_("data.augment", [{"name": "mixup"}]), "data.augment.0", "shift"),
+    (
+        with_("data.augment", [{"name": "rotate", "degrees": 500}]),
+        "data.augment.0.rotate.degrees",
+        "less than",
+    ),
 ]
 
 

@@ -1,6 +1,6 @@
 """Model registry and the bundled models (importing registers them)."""
 
-from fedrobust.models import cnn, mlp  # noqa: F401  (register)
+from fedrobust.models import cnn, mlp, resnet  # noqa: F401  (register)
 from fedrobust.models.registry import (
     InputSpec,
     build_model,

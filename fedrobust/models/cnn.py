@@ -5,16 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fedrobust.models.layers import group_norm, make_activation, mlp_head
 from fedrobust.models.registry import InputSpec, register_model
 
 
-def _groups(channels: int) -> int:
-    """The largest of 8, 4, 2, 1 that divides ``channels``."""
-    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
-
-
 class CNN(nn.Module):
-    """Conv blocks (conv 3x3, GroupNorm, ReLU, 2x2 max-pool), then an MLP head.
+    """Conv blocks (conv 3x3, GroupNorm, activation, 2x2 max-pool), then an MLP head.
 
     Pooling stops once the feature map would drop below 2x2, so the same model
     serves 28x28 MNIST and 8x8 digits.
@@ -27,9 +23,20 @@ class CNN(nn.Module):
         Output channels of each conv block.
     hidden : list[int]
         Widths of the fully connected layers before the classifier.
+    activation : str
+        relu | leaky_relu | prelu | gelu | tanh.
+    dropout : float
+        Dropout before each fully connected layer.
     """
 
-    def __init__(self, spec: InputSpec, channels: list[int], hidden: list[int]) -> None:
+    def __init__(
+        self,
+        spec: InputSpec,
+        channels: list[int],
+        hidden: list[int],
+        activation: str,
+        dropout: float,
+    ) -> None:
         super().__init__()
         if len(spec.shape) != 3:
             raise ValueError(f"cnn needs image inputs (C, H, W), got shape {spec.shape}")
@@ -38,21 +45,17 @@ class CNN(nn.Module):
         for out_ch in channels:
             layers += [
                 nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1),
-                nn.GroupNorm(_groups(out_ch), out_ch),
-                nn.ReLU(),
+                group_norm(out_ch),
+                make_activation(activation),
             ]
             if min(height, width) >= 4:
                 layers.append(nn.MaxPool2d(2))
                 height, width = height // 2, width // 2
             in_ch = out_ch
         self.features = nn.Sequential(*layers)
-        head: list[nn.Module] = [nn.Flatten()]
-        width_in = in_ch * height * width
-        for size in hidden:
-            head += [nn.Linear(width_in, size), nn.ReLU()]
-            width_in = size
-        head.append(nn.Linear(width_in, spec.num_classes))
-        self.classifier = nn.Sequential(*head)
+        self.classifier = mlp_head(
+            in_ch * height * width, hidden, spec.num_classes, activation, dropout
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -60,7 +63,11 @@ class CNN(nn.Module):
 
 @register_model("cnn")
 def build_cnn(
-    spec: InputSpec, channels: list[int] | None = None, hidden: list[int] | None = None
+    spec: InputSpec,
+    channels: list[int] | None = None,
+    hidden: list[int] | None = None,
+    activation: str = "relu",
+    dropout: float = 0.0,
 ) -> nn.Module:
     """The default CNN: 2 conv blocks of 16 and 32 channels, one hidden layer of 64."""
-    return CNN(spec, channels=channels or [16, 32], hidden=hidden or [64])
+    return CNN(spec, channels or [16, 32], hidden or [64], activation, dropout)

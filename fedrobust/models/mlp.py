@@ -7,11 +7,12 @@ import math
 import torch
 from torch import nn
 
+from fedrobust.models.layers import mlp_head
 from fedrobust.models.registry import InputSpec, register_model
 
 
 class MLP(nn.Module):
-    """Flatten, then Linear + ReLU per hidden width, then the classifier.
+    """Flatten, then (dropout) Linear + activation per hidden width, then the classifier.
 
     Parameters
     ----------
@@ -19,23 +20,23 @@ class MLP(nn.Module):
         Input shape and number of classes.
     hidden : list[int]
         Hidden layer widths.
+    activation : str
+        relu | leaky_relu | prelu | gelu | tanh.
+    dropout : float
+        Dropout before each linear layer.
     """
 
-    def __init__(self, spec: InputSpec, hidden: list[int]) -> None:
+    def __init__(self, spec: InputSpec, hidden: list[int], activation: str, dropout: float) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        width_in = math.prod(spec.shape)
-        for size in hidden:
-            layers += [nn.Linear(width_in, size), nn.ReLU()]
-            width_in = size
-        layers.append(nn.Linear(width_in, spec.num_classes))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp_head(math.prod(spec.shape), hidden, spec.num_classes, activation, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 @register_model("mlp")
-def build_mlp(spec: InputSpec, hidden: list[int] | None = None) -> nn.Module:
+def build_mlp(
+    spec: InputSpec, hidden: list[int] | None = None, activation: str = "relu", dropout: float = 0.0
+) -> nn.Module:
     """The default MLP: two hidden layers of 128 and 64."""
-    return MLP(spec, hidden=hidden or [128, 64])
+    return MLP(spec, hidden or [128, 64], activation, dropout)

@@ -67,4 +67,12 @@ def model_options(name: str) -> list[str]:
 
 def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
     """The model a scenario's ``model`` section describes, for inputs of ``spec``."""
-    return create_model(cfg.name, spec, hidden=cfg.hidden, channels=cfg.channels)
+    from fedrobust.models.layers import initialise
+
+    options: dict[str, object] = {"hidden": cfg.hidden, "channels": cfg.channels}
+    accepted = model_options(cfg.name)
+    for name in ("activation", "dropout", "checkpointing"):
+        if name in accepted:
+            options[name] = getattr(cfg, name)
+    model = create_model(cfg.name, spec, **options)
+    return initialise(model, cfg.init, cfg.activation)

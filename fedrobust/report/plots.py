@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
@@ -23,6 +24,7 @@ def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
     ax_loss.set(xlabel="round", ylabel="test loss", title="Global test loss")
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(metrics["scenario"]["name"])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -43,6 +45,33 @@ def plot_label_histograms(data: dict[str, Any], path: Path) -> Path:
     ax.set(xlabel="client", ylabel="training samples", title="Label distribution per client")
     if counts.shape[1] <= 20:
         ax.legend(title="class", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_client_spread(metrics: dict[str, Any], path: Path) -> Path:
+    """Per-client validation accuracy each round: median line, min-max band, points."""
+    rows = [r for r in metrics["rounds"] if r.get("clients")]
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    if rows:
+        rounds = [r["round"] for r in rows]
+        values = [
+            [c["val_accuracy"] for c in r["clients"] if c["val_accuracy"] is not None] for r in rows
+        ]
+        lows = [min(v) if v else np.nan for v in values]
+        highs = [max(v) if v else np.nan for v in values]
+        medians = [float(np.median(v)) if v else np.nan for v in values]
+        ax.fill_between(rounds, lows, highs, alpha=0.2, label="min-max over clients")
+        ax.plot(rounds, medians, marker="o", ms=3, label="median client")
+        for rnd, vals in zip(rounds, values, strict=True):
+            ax.scatter([rnd] * len(vals), vals, s=6, color="gray", alpha=0.5)
+        ax.legend(loc="lower right")
+    ax.set(xlabel="round", ylabel="validation accuracy", ylim=(0, 1),
+           title="Per-client validation accuracy after local training")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

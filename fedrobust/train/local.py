@@ -1,9 +1,11 @@
 """The one local-training code path, shared by simulation and edge clients.
 
-``local_train`` runs ``epochs`` passes of mini-batch SGD/Adam over the client's
-data. Extra terms (FedProx today; DP, adversarial examples and continual-learning
-penalties in later issues) come in as :class:`TrainPlugin` objects whose hooks take
-values and return values.
+``local_train`` runs ``train.local_epochs`` passes of mini-batch training over the
+client's data with the scenario's optimizer, loss, class weights, sampler, gradient
+clipping and precision. Extra terms and batch transforms (FedProx, L1, augmentation;
+DP, adversarial examples and continual-learning penalties in later issues) come in as
+:class:`~fedrobust.train.plugins.TrainPlugin` objects whose hooks take values and
+return values.
 """
 
 from __future__ import annotations
@@ -14,51 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedrobust.scenario import OptimizerConfig
-
-
-class TrainPlugin:
-    """Hooks into the local loop; each returns what it was given, possibly changed."""
-
-    def before_training(self, model: nn.Module) -> nn.Module:
-        """Called once before the first batch (e.g. to snapshot global weights)."""
-        return model
-
-    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transform a training batch (augmentation, adversarial examples)."""
-        return x, y
-
-    def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
-        """Add a term to the batch loss (proximal term, EWC penalty)."""
-        return loss
-
-
-class ProximalTerm(TrainPlugin):
-    """FedProx: adds ``mu / 2 * ||w - w_global||^2`` to each batch loss.
-
-    Li et al. 2020, https://arxiv.org/abs/1812.06127
-
-    Parameters
-    ----------
-    mu : float
-        Weight of the proximal term.
-    """
-
-    def __init__(self, mu: float) -> None:
-        self.mu = mu
-        self.anchor: list[torch.Tensor] = []
-
-    def before_training(self, model: nn.Module) -> nn.Module:
-        self.anchor = [p.detach().clone() for p in model.parameters()]
-        return model
-
-    def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
-        if self.mu == 0:
-            return loss
-        penalty = sum(
-            torch.sum((p - a) ** 2) for p, a in zip(model.parameters(), self.anchor, strict=True)
-        )
-        return loss + 0.5 * self.mu * penalty
+from fedrobust.scenario import OptimizerConfig, TrainConfig
+from fedrobust.train.losses import create_loss
+from fedrobust.train.plugins import TrainPlugin
 
 
 @dataclass(frozen=True)
@@ -71,17 +31,43 @@ class TrainResult:
     accuracy: float
 
 
-def make_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    """The client optimizer named in the scenario."""
+def make_optimizer(
+    model: nn.Module, cfg: OptimizerConfig, lr: float | None = None
+) -> torch.optim.Optimizer:
+    """The client optimizer named in the scenario (``lr`` overrides ``cfg.lr``)."""
+    lr = cfg.lr if lr is None else lr
+    params = model.parameters()
     if cfg.name == "sgd":
         return torch.optim.SGD(
-            model.parameters(),
-            lr=cfg.lr,
+            params,
+            lr=lr,
             momentum=cfg.momentum,
             nesterov=cfg.nesterov,
             weight_decay=cfg.weight_decay,
         )
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def balanced_class_weights(y: np.ndarray, num_classes: int) -> torch.Tensor:
+    """``n / (K_present * n_c)`` per class present in ``y``; 0 for absent classes."""
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = len(y) / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _epoch_order(y: torch.Tensor, balanced: bool, generator: torch.Generator) -> torch.Tensor:
+    """Sample order for one epoch: a permutation, or class-balanced draws with replacement."""
+    if not balanced:
+        return torch.randperm(len(y), generator=generator)
+    counts = torch.bincount(y)
+    weights = 1.0 / counts[y].double()
+    return torch.multinomial(weights, len(y), replacement=True, generator=generator)
 
 
 def local_train(
@@ -89,13 +75,13 @@ def local_train(
     x: np.ndarray,
     y: np.ndarray,
     *,
-    epochs: int,
-    batch_size: int,
-    optimizer: OptimizerConfig,
+    train: TrainConfig,
+    num_classes: int,
     seed: int,
+    lr: float | None = None,
     plugins: tuple[TrainPlugin, ...] = (),
 ) -> TrainResult:
-    """Train ``model`` in place on ``(x, y)``.
+    """Train ``model`` in place on ``(x, y)`` with the scenario's training recipe.
 
     Parameters
     ----------
@@ -103,46 +89,52 @@ def local_train(
         The model, holding the global weights on entry.
     x, y : np.ndarray
         Training inputs and labels.
-    epochs : int
-        Passes over the data.
-    batch_size : int
-        Mini-batch size (the last batch of an epoch may be smaller).
-    optimizer : OptimizerConfig
-        Which optimizer and its hyper-parameters.
+    train : TrainConfig
+        Epochs, batch size, optimizer, loss, class weights, sampler, gradient clipping
+        and precision.
+    num_classes : int
+        Number of classes (for class weights).
     seed : int
         Seeds the batch order, so a (scenario seed, round, client) triple repeats exactly.
+    lr : float, optional
+        This round's learning rate (from the schedule); default ``train.optimizer.lr``.
     plugins : tuple[TrainPlugin, ...]
         Loop extensions, applied in order.
 
     Returns
     -------
     TrainResult
-        Examples seen per epoch, optimizer steps, mean training loss and accuracy.
+        Examples per epoch, optimizer steps, mean training loss and accuracy.
     """
     if len(y) == 0:
         raise ValueError("local_train needs at least one training example")
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.from_numpy(x)
     targets = torch.from_numpy(y)
-    opt = make_optimizer(model, optimizer)
+    opt = make_optimizer(model, train.optimizer, lr)
+    weight = balanced_class_weights(y, num_classes) if train.class_weights == "balanced" else None
+    criterion = create_loss(train.loss.name, weight=weight, **train.loss.params())
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=train.precision == "bf16")
     for plugin in plugins:
         model = plugin.before_training(model)
-    criterion = nn.CrossEntropyLoss()
     model.train()
     steps, loss_sum, correct, seen = 0, 0.0, 0, 0
-    for _ in range(epochs):
-        order = torch.randperm(len(targets), generator=generator)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
+    for _ in range(train.local_epochs):
+        order = _epoch_order(targets, train.sampler == "balanced", generator)
+        for start in range(0, len(order), train.batch_size):
+            batch = order[start : start + train.batch_size]
             xb, yb = inputs[batch], targets[batch]
             for plugin in plugins:
                 xb, yb = plugin.batch(xb, yb)
             opt.zero_grad(set_to_none=True)
-            logits = model(xb)
-            loss = criterion(logits, yb)
+            with autocast:
+                logits = model(xb)
+            loss = criterion(logits.float(), yb)
             for plugin in plugins:
                 loss = plugin.loss(model, loss)
             loss.backward()
+            if train.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
             opt.step()
             steps += 1
             loss_sum += float(loss.detach()) * len(yb)
@@ -153,20 +145,51 @@ def local_train(
     )
 
 
+@dataclass(frozen=True)
+class EvalResult:
+    """Loss and accuracy figures of a model on a labelled set.
+
+    ``balanced_accuracy`` is the mean recall over the classes present in the set;
+    ``recall`` holds each class's recall (NaN for a class absent from the set).
+    """
+
+    loss: float
+    accuracy: float
+    balanced_accuracy: float
+    recall: list[float]
+
+
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512
-) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of ``model`` on ``(x, y)``."""
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    num_classes: int | None = None,
+    batch_size: int = 512,
+) -> EvalResult:
+    """Mean cross-entropy, accuracy, balanced accuracy and per-class recall on ``(x, y)``."""
+    k = num_classes or (int(y.max()) + 1 if len(y) else 1)
     if len(y) == 0:
-        return float("nan"), float("nan")
+        nan = float("nan")
+        return EvalResult(nan, nan, nan, [nan] * k)
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum = 0.0
+    predictions = []
     criterion = nn.CrossEntropyLoss(reduction="sum")
     for start in range(0, len(y), batch_size):
         xb = torch.from_numpy(x[start : start + batch_size])
         yb = torch.from_numpy(y[start : start + batch_size])
         logits = model(xb)
         loss_sum += float(criterion(logits, yb))
-        correct += int((logits.argmax(1) == yb).sum())
-    return loss_sum / len(y), correct / len(y)
+        predictions.append(logits.argmax(1).numpy())
+    predicted = np.concatenate(predictions)
+    hits = np.bincount(y[predicted == y], minlength=k)
+    totals = np.bincount(y, minlength=k)
+    recall = [float(h / t) if t else float("nan") for h, t in zip(hits, totals, strict=True)]
+    present = [r for r in recall if r == r]
+    return EvalResult(
+        loss=loss_sum / len(y),
+        accuracy=float(np.mean(predicted == y)),
+        balanced_accuracy=float(np.mean(present)),
+        recall=recall,
+    )

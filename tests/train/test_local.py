@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from fedrobust.data import build_federation
 from fedrobust.models import InputSpec, create_model
-from fedrobust.scenario import DataConfig, OptimizerConfig, PartitionConfig
-from fedrobust.train import ProximalTerm, evaluate, local_train
+from fedrobust.scenario import DataConfig, PartitionConfig, TrainConfig
+from fedrobust.train import ProximalTerm, TrainResult, evaluate, local_train
 
 
 def _digits_client() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -18,22 +19,21 @@ def _digits_client() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return fed.clients[0].x_train, fed.clients[0].y_train, fed.x_test, fed.y_test
 
 
-def _train(seed: int, epochs: int = 3, plugins: tuple = ()) -> tuple[torch.nn.Module, object]:
+def _train(
+    seed: int, epochs: int = 3, plugins: tuple = (), **train: object
+) -> tuple[torch.nn.Module, TrainResult]:
     x, y, _, _ = _digits_client()
     torch.manual_seed(0)
     model = create_model("cnn", InputSpec((1, 8, 8), 10))
-    result = local_train(
-        model, x, y, epochs=epochs, batch_size=32, optimizer=OptimizerConfig(), seed=seed,
-        plugins=plugins,
-    )  # fmt: skip
+    cfg = TrainConfig(local_epochs=epochs, batch_size=32, **train)
+    result = local_train(model, x, y, train=cfg, num_classes=10, seed=seed, plugins=plugins)
     return model, result
 
 
 def test_local_training_learns_digits() -> None:
     _, _, x_test, y_test = _digits_client()
     model, result = _train(seed=1)
-    _, acc = evaluate(model, x_test, y_test)
-    assert acc > 0.85
+    assert evaluate(model, x_test, y_test).accuracy > 0.85
     assert result.num_examples == len(_digits_client()[1])
     assert result.steps == 3 * -(-result.num_examples // 32)
 
@@ -72,3 +72,37 @@ def test_proximal_term_is_zero_at_the_anchor_and_pulls_towards_it() -> None:
         )
 
     assert drift(held) < drift(free)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"optimizer": {"name": "adamw", "lr": 0.003}},
+        {"optimizer": {"name": "rmsprop", "lr": 0.002}},
+        {"optimizer": {"name": "adam", "lr": 0.003}, "loss": {"name": "gce", "q": 0.7}},
+        {"loss": {"name": "sce"}},
+        {"loss": {"name": "focal", "gamma": 2.0}},
+        {"loss": {"name": "label_smoothing", "smoothing": 0.1}},
+        {"class_weights": "balanced", "sampler": "balanced"},
+        {"grad_clip": 1.0, "precision": "bf16"},
+    ],
+    ids=lambda o: "-".join(str(v) for v in o.values())[:40],
+)
+def test_every_optimizer_loss_and_option_trains(options: dict) -> None:
+    _, _, x_test, y_test = _digits_client()
+    model, result = _train(seed=1, epochs=3, **options)
+    assert result.loss == result.loss  # finite
+    assert evaluate(model, x_test, y_test).accuracy > 0.7
+
+
+def test_gradient_clipping_bounds_each_step() -> None:
+    x, y, _, _ = _digits_client()
+    torch.manual_seed(0)
+    model = create_model("mlp", InputSpec((1, 8, 8), 10))
+    start = [p.detach().clone() for p in model.parameters()]
+    cfg = TrainConfig(
+        local_epochs=1, batch_size=len(y), grad_clip=0.01, optimizer={"lr": 1.0, "momentum": 0.0}
+    )
+    local_train(model, x, y, train=cfg, num_classes=10, seed=0)  # exactly one step
+    step = sum(float(((p - q) ** 2).sum()) for p, q in zip(model.parameters(), start, strict=True))
+    assert step**0.5 <= 0.01 + 1e-6  # lr 1 x clipped gradient norm

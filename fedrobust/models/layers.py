@@ -1,0 +1,65 @@
+"""Building blocks shared by the models: activations, GroupNorm sizing, initialisation."""
+
+from __future__ import annotations
+
+from torch import nn
+
+ACTIVATIONS = ("relu", "leaky_relu", "prelu", "gelu", "tanh")
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module: relu | leaky_relu | prelu | gelu | tanh."""
+    factories = {
+        "relu": nn.ReLU,
+        "leaky_relu": lambda: nn.LeakyReLU(0.01),
+        "prelu": nn.PReLU,
+        "gelu": nn.GELU,
+        "tanh": nn.Tanh,
+    }
+    if name not in factories:
+        raise ValueError(f"unknown activation '{name}'; known: {', '.join(ACTIVATIONS)}")
+    return factories[name]()
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with the largest of 8, 4, 2, 1 groups dividing ``channels`` (Opacus-safe)."""
+    groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
+    return nn.GroupNorm(groups, channels)
+
+
+def initialise(model: nn.Module, scheme: str, activation: str = "relu") -> nn.Module:
+    """Re-initialise conv and linear weights: default (keep PyTorch's) | kaiming | xavier.
+
+    Biases are zeroed for kaiming and xavier; normalisation layers are left alone.
+    """
+    if scheme == "default":
+        return model
+    nonlinearity = "leaky_relu" if activation in ("leaky_relu", "prelu") else "relu"
+    gain = nn.init.calculate_gain("tanh" if activation == "tanh" else "relu")
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(module.weight, nonlinearity=nonlinearity)
+            elif scheme == "xavier":
+                nn.init.xavier_uniform_(module.weight, gain=gain)
+            else:
+                raise ValueError(f"unknown init '{scheme}'; known: default, kaiming, xavier")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def mlp_head(
+    width_in: int, hidden: list[int], num_classes: int, activation: str, dropout: float
+) -> nn.Sequential:
+    """Flatten, then (dropout, linear, activation) per hidden width, then the classifier."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for size in hidden:
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.Linear(width_in, size), make_activation(activation)]
+        width_in = size
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(width_in, num_classes))
+    return nn.Sequential(*layers)

@@ -1,0 +1,149 @@
+"""``report.html``: one self-contained page per run (plots embedded as PNG data URIs).
+
+Sections: summary, scenario, learning curves, per-client label histograms, per-client
+accuracy spread, per-class recall, rounds table. Later features add a section by
+appending a :class:`Section` in :func:`build_sections` (privacy, robustness, forgetting).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fedrobust.report.metrics import read_metrics
+from fedrobust.report.plots import plot_client_spread, plot_curves, plot_label_histograms
+
+REPORT_FILE = "report.html"
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0;background:#f5f6f8;color:#222}
+header{background:#1f3b57;color:#fff;padding:18px 32px}
+header h1{margin:0;font-size:22px} header p{margin:4px 0 0;opacity:.85}
+main{max-width:1100px;margin:0 auto;padding:16px 32px}
+section{background:#fff;border-radius:8px;padding:16px 20px;margin:16px 0;
+box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h2{font-size:17px;margin:0 0 12px} img{max-width:100%}
+table{border-collapse:collapse;font-size:13px} td,th{padding:4px 10px;border-bottom:1px solid #eee;
+text-align:right} th{background:#fafafa} td:first-child,th:first-child{text-align:left}
+.cards{display:flex;gap:12px;flex-wrap:wrap} .card{background:#eef3f8;border-radius:6px;
+padding:10px 14px;min-width:130px} .card b{display:block;font-size:20px}
+pre{background:#fafafa;padding:10px;border-radius:6px;overflow:auto;font-size:12px;max-height:360px}
+.status-failed{color:#b00020} .status-completed{color:#0a7d32}
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    """One titled block of the page; ``body`` is trusted HTML built here."""
+
+    title: str
+    body: str
+
+
+def _img(fig_path: Path) -> str:
+    data = base64.b64encode(fig_path.read_bytes()).decode()
+    return f'<img alt="{html.escape(fig_path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return html.escape(str(value))
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
+    """The report's sections for the metrics document ``doc``; plots are drawn in ``figures``."""
+    sections: list[Section] = []
+    final = doc.get("final") or (doc["rounds"][-1] if doc["rounds"] else {})
+    cards = [
+        ("status", doc["status"]),
+        ("rounds", len(doc["rounds"])),
+        ("final accuracy", final.get("accuracy")),
+        ("balanced accuracy", final.get("balanced_accuracy")),
+        ("final loss", final.get("loss")),
+    ]
+    if doc["rounds"]:
+        best = max(doc["rounds"], key=lambda r: r["accuracy"])
+        cards.append(("best accuracy", f"{best['accuracy']:.4f} (round {best['round']})"))
+    if final.get("stopped_early") is not None:
+        cards.append(("early stopping", f"best round {final['best_round']}"))
+    if doc.get("data"):
+        cards.append(("measured label noise", doc["data"]["noise_rate"]))
+    body = (
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card">{html.escape(k)}<b>{_fmt(v) if v is not None else "–"}</b></div>'
+            for k, v in cards
+        )
+        + "</div>"
+    )
+    if doc.get("error"):
+        body += f'<p class="status-failed">{html.escape(doc["error"])}</p>'
+    sections.append(Section("Summary", body))
+
+    if doc["rounds"]:
+        sections.append(Section("Learning curves", _img(plot_curves(doc, figures / "curves.png"))))
+    if doc.get("data"):
+        hist = plot_label_histograms(doc["data"], figures / "label_histograms.png")
+        sizes = [
+            [c["client"], c["train"], c["val"], c["noise_rate"]] for c in doc["data"]["clients"]
+        ]
+        sections.append(
+            Section(
+                "Clients: label distribution",
+                _img(hist) + "<details><summary>sizes</summary>"
+                + _table(["client", "train", "val", "measured noise"], sizes) + "</details>",
+            )
+        )  # fmt: skip
+    if any(r.get("clients") for r in doc["rounds"]):
+        spread = plot_client_spread(doc, figures / "client_spread.png")
+        sections.append(Section("Clients: accuracy spread", _img(spread)))
+    if final.get("per_class_recall"):
+        recall = [[i, r] for i, r in enumerate(final["per_class_recall"])]
+        sections.append(
+            Section("Per-class recall (final model)", _table(["class", "recall"], recall))
+        )
+    if doc["rounds"]:
+        keys = ["round", "accuracy", "loss", "balanced_accuracy", "lr", "aggregated", "seconds"]
+        rows = [
+            [r.get(k, "") for k in keys] + [sum(r.get("dropped", {}).values())]
+            for r in doc["rounds"]
+        ]
+        sections.append(Section("Rounds", _table([*keys, "dropped"], rows)))
+    scenario = yaml.safe_dump(doc["scenario"], sort_keys=False)
+    sections.append(Section("Scenario", f"<pre>{html.escape(scenario)}</pre>"))
+    return sections
+
+
+def write_report(run_dir: Path) -> Path:
+    """(Re)build ``run_dir/report.html`` from ``run_dir/metrics.json``."""
+    doc = read_metrics(run_dir)
+    sections = build_sections(doc, run_dir)
+    name = html.escape(doc["scenario"]["name"])
+    status = html.escape(doc["status"])
+    blocks = "".join(
+        f"<section><h2>{html.escape(s.title)}</h2>{s.body}</section>" for s in sections
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>fedrobust: {name}</title>"
+        f"<style>{STYLE}</style></head><body><header><h1>fedrobust report: {name}</h1>"
+        f"<p>status: <span class='status-{status}'>{status}</span> · "
+        f"{html.escape(str(run_dir))}</p>"
+        f"</header><main>{blocks}</main></body></html>"
+    )
+    path = run_dir / REPORT_FILE
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path

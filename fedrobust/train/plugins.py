@@ -1,0 +1,95 @@
+"""Plugins for the local training loop: hooks take values and return values.
+
+A plugin never reaches into the loop's state; the loop passes it what it needs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fedrobust.data.augment import AugmentOp, apply_op
+
+
+class TrainPlugin:
+    """Hooks into the local loop; each returns what it was given, possibly changed."""
+
+    def before_training(self, model: nn.Module) -> nn.Module:
+        """Called once before the first batch (e.g. to snapshot global weights)."""
+        return model
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform a training batch (augmentation, adversarial examples)."""
+        return x, y
+
+    def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+        """Add a term to the batch loss (proximal term, EWC penalty)."""
+        return loss
+
+
+class ProximalTerm(TrainPlugin):
+    """FedProx: adds ``mu / 2 * ||w - w_global||^2`` to each batch loss.
+
+    Li et al. 2020, https://arxiv.org/abs/1812.06127
+
+    Parameters
+    ----------
+    mu : float
+        Weight of the proximal term.
+    """
+
+    def __init__(self, mu: float) -> None:
+        self.mu = mu
+        self.anchor: list[torch.Tensor] = []
+
+    def before_training(self, model: nn.Module) -> nn.Module:
+        self.anchor = [p.detach().clone() for p in model.parameters()]
+        return model
+
+    def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+        if self.mu == 0:
+            return loss
+        penalty = sum(
+            torch.sum((p - a) ** 2) for p, a in zip(model.parameters(), self.anchor, strict=True)
+        )
+        return loss + 0.5 * self.mu * penalty
+
+
+class Augment(TrainPlugin):
+    """Applies the scenario's ``data.augment`` ops, in order, to each training batch.
+
+    Parameters
+    ----------
+    ops : list
+        The augmentation configs.
+    seed : int
+        Seeds the random draws.
+    """
+
+    def __init__(self, ops: list[AugmentOp], seed: int) -> None:
+        self.ops = ops
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() != 4:
+            raise ValueError("data.augment needs image inputs (N, C, H, W)")
+        for op in self.ops:
+            x = apply_op(x, op, self.generator)
+        return x, y
+
+
+class L1Penalty(TrainPlugin):
+    """Adds ``weight * sum |w|`` over weight matrices and kernels (not biases or norms).
+
+    Parameters
+    ----------
+    weight : float
+        Strength of the penalty (``train.l1``).
+    """
+
+    def __init__(self, weight: float) -> None:
+        self.weight = weight
+
+    def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+        penalty = sum(p.abs().sum() for p in model.parameters() if p.dim() > 1)
+        return loss + self.weight * penalty
