@@ -226,3 +226,48 @@ def test_run_killed_after_round_2_resumes_to_the_uninterrupted_result(
     refused = fedrobust("run", str(changed), "--out", str(out), "--rounds", "6", "--resume")
     assert refused.returncode == 2
     assert "different scenario" in refused.stderr
+
+
+def test_early_stopping_ends_an_overfitting_run_and_keeps_the_best_model(tmp_path: Path) -> None:
+    path = tmp_path / "overfit.yaml"
+    path.write_text(
+        SCENARIO.replace("rounds: 3", "rounds: 25\n  local_epochs: 5")
+        .replace("lr: 0.05", "lr: 0.2")
+        .replace("fraction_train: 0.67", "early_stopping: {metric: loss, patience: 2}")
+        .replace("alpha: 1.0}", "alpha: 1.0}\n  limited: {max_samples: 20}")
+    )
+    out = tmp_path / "run"
+    result = fedrobust("run", str(path), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((out / "metrics.json").read_text())
+    final = doc["final"]
+    assert final["stopped_early"] is True
+    assert final["rounds_completed"] < 25
+    assert final["rounds_completed"] == final["best_round"] + 2  # patience 2
+    losses = [r["loss"] for r in doc["rounds"]]
+    assert final["best_loss"] == min(losses) == losses[final["best_round"] - 1]
+
+    # model.pt is the best round's model: its test loss is the best loss, not the last one
+    from fedrobust.data import build_federation
+    from fedrobust.models import build_model
+    from fedrobust.scenario import load_scenario
+    from fedrobust.train import evaluate
+
+    scenario = load_scenario(path)
+    fed = build_federation(scenario.data, scenario.seed)
+    model = build_model(scenario.model, fed.spec)
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    assert evaluate(model, fed.x_test, fed.y_test).loss == pytest.approx(
+        final["best_loss"], rel=1e-6
+    )
+
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and "early stopping" in page
+    rebuilt = fedrobust("report", str(out), timeout=120)
+    assert rebuilt.returncode == 0 and (out / "report.html").stat().st_size > 10_000
+
+
+def test_report_of_a_missing_run_dir_exits_2(tmp_path: Path) -> None:
+    result = fedrobust("report", str(tmp_path / "nothing"), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "metrics.json" in result.stderr
