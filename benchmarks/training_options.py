@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import yaml
 
-from fedrobust.models import InputSpec, build_model
+from fedrobust.models import InputSpec
+from fedrobust.models.build import build_model
 from fedrobust.scenario import ModelConfig, TrainConfig, parse_scenario
 from fedrobust.simulation import run_simulation
 from fedrobust.train import local_train

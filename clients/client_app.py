@@ -13,7 +13,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fedrobust.data import ClientData, build_federation
-from fedrobust.models import build_model
+from fedrobust.models.build import build_model
 from fedrobust.scenario import Scenario
 from fedrobust.train import (
     Augment,

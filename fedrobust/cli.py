@@ -104,6 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from fedrobust.data import build_federation
+    from fedrobust.models.build import build_model
     from fedrobust.scenario import load_scenario
     from fedrobust.simulation import (
         RunFailed,
@@ -117,6 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, _overrides(args))
     check_app_dir()
     fed = build_federation(scenario.data, scenario.seed)  # data errors surface here, exit 2
+    try:
+        build_model(scenario.model, fed.spec)  # so does a model that cannot take this data
+    except ValueError as exc:
+        raise FedrobustError("model.name", str(exc)) from None
     run_dir = resolve_run_dir(scenario, args.out)
     total = scenario.train.rounds
     if args.resume:

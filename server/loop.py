@@ -23,7 +23,7 @@ from flwr.serverapp.strategy import Strategy
 from fedrobust.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, save_checkpoint
 from fedrobust.data import build_federation
 from fedrobust.errors import FedrobustError
-from fedrobust.models import build_model
+from fedrobust.models.build import build_model
 from fedrobust.report.html import write_report
 from fedrobust.report.metrics import RunRecorder
 from fedrobust.scenario import Scenario

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -249,7 +250,7 @@ def test_early_stopping_ends_an_overfitting_run_and_keeps_the_best_model(tmp_pat
 
     # model.pt is the best round's model: its test loss is the best loss, not the last one
     from fedrobust.data import build_federation
-    from fedrobust.models import build_model
+    from fedrobust.models.build import build_model
     from fedrobust.scenario import load_scenario
     from fedrobust.train import evaluate
 
@@ -271,3 +272,17 @@ def test_report_of_a_missing_run_dir_exits_2(tmp_path: Path) -> None:
     result = fedrobust("report", str(tmp_path / "nothing"), timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "metrics.json" in result.stderr
+
+
+def test_cnn_on_flat_npz_data_is_refused_before_launch(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "flat.npz", x=rng.random((60, 5)), y=np.arange(60) % 2)
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        SCENARIO.replace("dataset: digits", f"dataset: npz:{tmp_path}/flat.npz").replace(
+            "model: {name: mlp, hidden: [32]}", "model: {name: cnn}"
+        )
+    )
+    result = fedrobust("run", str(path), "--out", str(tmp_path / "out"), timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: model.name: cnn needs image inputs")

@@ -1,9 +1,11 @@
-"""Model registry and the bundled models (importing registers them)."""
+"""Model registry and the bundled models (importing registers them).
+
+``build_model(cfg, spec)`` lives in :mod:`fedrobust.models.build`.
+"""
 
 from fedrobust.models import cnn, mlp, resnet  # noqa: F401  (register)
 from fedrobust.models.registry import (
     InputSpec,
-    build_model,
     create_model,
     known_models,
     model_options,
@@ -12,7 +14,6 @@ from fedrobust.models.registry import (
 
 __all__ = [
     "InputSpec",
-    "build_model",
     "create_model",
     "known_models",
     "model_options",

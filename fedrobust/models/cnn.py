@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fedrobust.models.layers import group_norm, make_activation, mlp_head
+from fedrobust.models.layers import group_norm, image_shape, make_activation, mlp_head
 from fedrobust.models.registry import InputSpec, register_model
 
 
@@ -38,9 +38,7 @@ class CNN(nn.Module):
         dropout: float,
     ) -> None:
         super().__init__()
-        if len(spec.shape) != 3:
-            raise ValueError(f"cnn needs image inputs (C, H, W), got shape {spec.shape}")
-        in_ch, height, width = spec.shape
+        in_ch, height, width = image_shape(spec.shape, "cnn")
         layers: list[nn.Module] = []
         for out_ch in channels:
             layers += [

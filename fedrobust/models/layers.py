@@ -7,6 +7,13 @@ from torch import nn
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "gelu", "tanh")
 
 
+def image_shape(shape: tuple[int, ...], model: str) -> tuple[int, int, int]:
+    """``shape`` as (C, H, W), or a clear error for a model that needs images."""
+    if len(shape) != 3:
+        raise ValueError(f"{model} needs image inputs (C, H, W), got shape {shape}")
+    return shape[0], shape[1], shape[2]
+
+
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module: relu | leaky_relu | prelu | gelu | tanh."""
     factories = {

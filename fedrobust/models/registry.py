@@ -5,14 +5,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from torch import nn
 
 from fedrobust.errors import FedrobustError
-
-if TYPE_CHECKING:
-    from fedrobust.scenario import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -63,16 +59,3 @@ def model_options(name: str) -> list[str]:
     """The keyword options the factory registered as ``name`` accepts."""
     params = list(inspect.signature(_MODELS[name]).parameters.values())[1:]
     return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-
-
-def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
-    """The model a scenario's ``model`` section describes, for inputs of ``spec``."""
-    from fedrobust.models.layers import initialise
-
-    options: dict[str, object] = {"hidden": cfg.hidden, "channels": cfg.channels}
-    accepted = model_options(cfg.name)
-    for name in ("activation", "dropout", "checkpointing"):
-        if name in accepted:
-            options[name] = getattr(cfg, name)
-    model = create_model(cfg.name, spec, **options)
-    return initialise(model, cfg.init, cfg.activation)

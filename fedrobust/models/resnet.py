@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from fedrobust.models.layers import group_norm, make_activation, mlp_head
+from fedrobust.models.layers import group_norm, image_shape, make_activation, mlp_head
 from fedrobust.models.registry import InputSpec, register_model
 
 
@@ -67,9 +67,7 @@ class ResNet(nn.Module):
         checkpointing: bool,
     ) -> None:
         super().__init__()
-        if len(spec.shape) != 3:
-            raise ValueError(f"resnet needs image inputs (C, H, W), got shape {spec.shape}")
-        in_ch, height, _ = spec.shape
+        in_ch, height, _ = image_shape(spec.shape, "resnet")
         self.stem = nn.Sequential(
             nn.Conv2d(in_ch, channels[0], 3, padding=1, bias=False),
             group_norm(channels[0]),

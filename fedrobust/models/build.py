@@ -1,0 +1,24 @@
+"""Build the model a scenario's ``model`` section describes.
+
+Kept apart from the registry so the scenario schema can ask the registry for known
+names without an import circle (schema -> registry; build -> schema and registry).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from fedrobust.models.layers import initialise
+from fedrobust.models.registry import InputSpec, create_model, model_options
+from fedrobust.scenario import ModelConfig
+
+
+def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
+    """The model a scenario's ``model`` section describes, for inputs of ``spec``."""
+    options: dict[str, object] = {"hidden": cfg.hidden, "channels": cfg.channels}
+    accepted = model_options(cfg.name)
+    for name in ("activation", "dropout", "checkpointing"):
+        if name in accepted:
+            options[name] = getattr(cfg, name)
+    model = create_model(cfg.name, spec, **options)
+    return initialise(model, cfg.init, cfg.activation)
