@@ -19,9 +19,10 @@ loop (seeded sampling by partition id, reply screening), the scenario sent with 
 training message, a local validation pass on every client, per-round figures,
 metrics.json and a checkpoint written after every round.
 
-Two measures per round, each a median over rounds 2..N (round 1 is left out: it pays
+Two measures per round, each a median over rounds 2..N. Round 1 is left out: it pays
 for starting the Ray actors, importing torch and building the data in each of them, a
-one-off cost that says nothing about the per-round overhead):
+one-off cost that says nothing about the per-round overhead, and the two sides pay it
+differently (fedrobust's discovery query warms the actors before its round 1 starts).
 
 - span: from sampling to the end of central evaluation. For fedrobust this is the
   ``seconds`` figure of each round in metrics.json; the baseline notes the same two
@@ -32,11 +33,15 @@ one-off cost that says nothing about the per-round overhead):
   of each round's metrics.json (polled every 10 ms); for the baseline, from the ends of
   consecutive central evaluations.
 
+Both servers collect replies through Flower's in-memory grid, which polls every 0.1 s,
+so round times come in steps of about 0.1 s; on a busy machine the figures mean little.
+For a steadier ratio run more rounds or ``--repeats`` (runs alternate between the sides).
+
 The baseline mirrors plain FedAvg scenarios without augmentation, L1 or early stopping;
 other scenarios are refused.
 
 Run: ``.venv/bin/python benchmarks/overhead.py [--scenario PATH] [--rounds 10]
-[--repeats 1]`` (quickstart, 10 rounds: about 4 minutes on 2 cores).
+[--repeats 1] [--keep]`` (quickstart, 10 rounds: about 2 minutes on 2 idle cores).
 """
 
 from __future__ import annotations
@@ -416,7 +421,8 @@ def print_table(scenario: Scenario, rounds: int, ours: Timings, base: Timings) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", type=Path, default=Path("scenarios/quickstart.yaml"))
+    quickstart = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
+    parser.add_argument("--scenario", type=Path, default=quickstart)
     parser.add_argument("--rounds", type=int, default=10, help="rounds per run (>= 2)")
     parser.add_argument(
         "--repeats", type=int, default=1, help="alternate this many runs of each side"
