@@ -52,7 +52,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -342,58 +341,15 @@ def launch_app(
 ) -> None:
     """Run ``app_dir`` on a private simulation SuperLink until ``done`` appears.
 
-    The same SuperLink flags, environment and ``flwr run`` call as
-    ``fedrobust.simulation.run_simulation``; logs go to ``run_dir/logs``.
+    The same launcher as ``fedrobust.simulation.run_simulation``; logs go to
+    ``run_dir/logs``.
     """
-    from fedrobust.simulation import QUIET_ENV, RunFailed, _free_port, _stop, _wait_healthy
+    from fedrobust.simulation import RunFailed, launch_flower_app
 
-    logs = run_dir / "logs"
-    logs.mkdir(parents=True)
-    flwr_home = Path(tempfile.mkdtemp(prefix="overhead-flwr-"))
-    port = _free_port()
-    (flwr_home / "config.toml").write_text(
-        f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
-        f'address = "127.0.0.1:{port}"\ninsecure = true\n',
-        encoding="utf-8",
-    )
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        **QUIET_ENV,
-        "FLWR_HOME": str(flwr_home),
-        "PATH": str(bin_dir) + os.pathsep + os.environ.get("PATH", ""),
-    }
-    superlink: subprocess.Popen[bytes] | None = None
-    client: subprocess.Popen[bytes] | None = None
-    superlink_log, flwr_log = logs / "superlink.log", logs / "flwr.log"
-    try:
-        with superlink_log.open("wb") as sink:
-            superlink = subprocess.Popen(
-                [str(bin_dir / "flower-superlink"), "--insecure", "--simulation",
-                 "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(port)],
-                stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=run_dir,
-                start_new_session=True,
-            )  # fmt: skip
-        _wait_healthy(port, superlink, superlink_log)
-        with flwr_log.open("wb") as sink:
-            client = subprocess.Popen(
-                [str(bin_dir / "flwr"), "run", str(app_dir), "local", "--stream",
-                 "--run-config", " ".join(run_config),
-                 "--federation-config", " ".join(federation)],
-                stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=run_dir,
-                start_new_session=True,
-            )  # fmt: skip
-        while not done.exists() and client.poll() is None:
-            if superlink.poll() is not None:
-                raise RunFailed(f"the local SuperLink stopped; see {superlink_log}")
-            time.sleep(0.5)
-        if not done.exists():
-            tail = flwr_log.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise RunFailed(f"the baseline wrote no results; see {logs}\n{tail}")
-    finally:
-        _stop(client)
-        _stop(superlink)
-        shutil.rmtree(flwr_home, ignore_errors=True)
+    launch_flower_app(app_dir, run_dir, run_config, federation, lambda: not done.exists())
+    if not done.exists():
+        tail = (run_dir / "logs" / "flwr.log").read_text(encoding="utf-8", errors="replace")
+        raise RunFailed(f"the baseline wrote no results; see {run_dir / 'logs'}\n{tail[-2000:]}")
 
 
 def median(values: list[float]) -> float:

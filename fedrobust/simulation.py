@@ -2,7 +2,8 @@
 
 ``flwr run`` against a local simulation SuperLink (``run_simulation`` is deprecated in
 flwr 1.42). We start that SuperLink ourselves, on a free loopback port and with a
-private ``FLWR_HOME``, so parallel runs do not collide and nothing outlives the run;
+private ``FLWR_HOME``, so parallel runs do not collide, and stop every process it
+started when the run ends;
 ``flwr run --stream`` blocks until the run ends. Flower's and Ray's output goes to
 ``RUN_DIR/logs/``; the console gets one line per round, read from metrics.json.
 """
@@ -16,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -71,18 +71,54 @@ def _wait_healthy(port: int, process: subprocess.Popen[bytes], log_path: Path) -
     raise RunFailed(f"the local SuperLink did not start within 60 s; see {log_path}")
 
 
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (SuperExec, the simulation, Ray), from ``ps``."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in table.splitlines():
+        child, parent = (int(v) for v in line.split())
+        children.setdefault(parent, []).append(child)
+    found, frontier = [], list(children.get(pid, []))
+    while frontier:
+        current = frontier.pop()
+        found.append(current)
+        frontier.extend(children.get(current, []))
+    return found
+
+
+def _alive(pid: int) -> bool:
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop(process: subprocess.Popen[bytes] | None, grace: float = 15.0) -> None:
+    """Stop ``process`` and everything it started, politely first, then for good.
+
+    SuperExec and the simulation run in sessions of their own, so killing the process
+    group is not enough: the whole tree of descendants is waited for.
+    """
+    if process is None:
+        return
+    below = _descendants(process.pid)
+    if process.poll() is None:
         try:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        process.wait()
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and (
+        process.poll() is None or any(_alive(pid) for pid in below)
+    ):
+        time.sleep(0.1)
+    for pid in [process.pid, *below]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
 
 
 def _read_metrics(path: Path) -> dict[str, Any] | None:
@@ -90,6 +126,88 @@ def _read_metrics(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def launch_flower_app(
+    app_dir: Path,
+    run_dir: Path,
+    run_config: list[str],
+    federation: list[str],
+    keep_waiting: Callable[[], bool],
+) -> None:
+    """Run the Flower app in ``app_dir`` on a private simulation SuperLink.
+
+    Starts ``flower-superlink --simulation`` on a free loopback port with its own
+    ``FLWR_HOME`` (``run_dir/.flwr``), then ``flwr run APP local --stream``; calls
+    ``keep_waiting()`` twice a second until it returns False or ``flwr run`` exits; then
+    stops every process it started. Logs go to ``run_dir/logs/``.
+
+    Parameters
+    ----------
+    app_dir : Path
+        Directory holding the app's ``pyproject.toml``.
+    run_dir : Path
+        Working directory; gets ``logs/`` and the private ``.flwr``.
+    run_config, federation : list[str]
+        ``key=value`` items for ``--run-config`` and ``--federation-config``.
+    keep_waiting : callable
+        Polled while the run goes on; return False to stop waiting.
+
+    Raises
+    ------
+    RunFailed
+        When the SuperLink does not start or stops during the run.
+    """
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    flwr_home = run_dir / ".flwr"
+    shutil.rmtree(flwr_home, ignore_errors=True)  # left by a killed run
+    flwr_home.mkdir()
+    port = _free_port()
+    (flwr_home / "config.toml").write_text(
+        f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
+        f'address = "127.0.0.1:{port}"\ninsecure = true\n',
+        encoding="utf-8",
+    )
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        **QUIET_ENV,
+        "FLWR_HOME": str(flwr_home),
+        "PATH": str(bin_dir) + os.pathsep + os.environ.get("PATH", ""),
+    }
+    superlink: subprocess.Popen[bytes] | None = None
+    client: subprocess.Popen[bytes] | None = None
+    superlink_log = logs / "superlink.log"
+    try:
+        with superlink_log.open("wb") as sink:
+            superlink = subprocess.Popen(
+                [str(bin_dir / "flower-superlink"), "--insecure", "--simulation",
+                 "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(port)],
+                stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=run_dir,
+                start_new_session=True,
+            )  # fmt: skip
+        _wait_healthy(port, superlink, superlink_log)
+        with (logs / "flwr.log").open("wb") as sink:
+            client = subprocess.Popen(
+                [str(bin_dir / "flwr"), "run", str(app_dir), "local", "--stream",
+                 "--run-config", " ".join(run_config),
+                 "--federation-config", " ".join(federation)],
+                stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=run_dir,
+                start_new_session=True,
+            )  # fmt: skip
+        while client.poll() is None and keep_waiting():
+            if superlink.poll() is not None:
+                raise RunFailed(f"the local SuperLink stopped; see {superlink_log}")
+            time.sleep(0.5)
+        try:  # let the log stream drain: `flwr run --stream` ends with the run
+            client.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        _stop(client)
+        _stop(superlink)
+        shutil.rmtree(flwr_home, ignore_errors=True)
 
 
 def run_simulation(
@@ -125,28 +243,12 @@ def run_simulation(
         When the run did not complete; earlier rounds stay in metrics.json.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    logs = run_dir / "logs"
-    logs.mkdir(exist_ok=True)
     metrics_path = run_dir / METRICS_FILE
+    old = _read_metrics(metrics_path) if resume else None
     if not resume:
         metrics_path.unlink(missing_ok=True)
     token = uuid.uuid4().hex
     (run_dir / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
-
-    flwr_home = Path(tempfile.mkdtemp(prefix="fedrobust-flwr-"))
-    port = _free_port()
-    (flwr_home / "config.toml").write_text(
-        f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
-        f'address = "127.0.0.1:{port}"\ninsecure = true\n',
-        encoding="utf-8",
-    )
-    bin_dir = str(Path(sys.executable).parent)
-    env = {
-        **os.environ,
-        **QUIET_ENV,
-        "FLWR_HOME": str(flwr_home),
-        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-    }
     sim = scenario.simulation
     federation = [
         f"num-supernodes={scenario.data.partition.num_clients}",
@@ -163,53 +265,35 @@ def run_simulation(
         f"resume={'true' if resume else 'false'}",
         f'token="{token}"',
     ]
-    superlink: subprocess.Popen[bytes] | None = None
-    try:
-        superlink_log = logs / "superlink.log"
-        with superlink_log.open("wb") as sink:
-            superlink = subprocess.Popen(
-                [str(Path(bin_dir) / "flower-superlink"), "--insecure", "--simulation",
-                 "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(port)],
-                stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=run_dir,
-                start_new_session=True,
-            )  # fmt: skip
-        _wait_healthy(port, superlink, superlink_log)
-        flwr_log = logs / "flwr.log"
-        with flwr_log.open("wb") as sink:
-            command = [str(Path(bin_dir) / "flwr"), "run", str(APP_DIR), "local", "--stream",
-                       "--run-config", " ".join(run_config),
-                       "--federation-config", " ".join(federation)]  # fmt: skip
-            client = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env,
-                                      cwd=run_dir, start_new_session=True)  # fmt: skip
-            old = _read_metrics(metrics_path) if resume else None
-            seen = len(old["rounds"]) if old else 0
-            while True:
-                finished = client.poll() is not None
-                doc = _read_metrics(metrics_path)
-                if doc is not None and doc.get("token") != token:
-                    doc = None  # a previous launch's file: not ours yet
-                if doc is not None and on_round is not None:
-                    for row in doc["rounds"][seen:]:
-                        on_round(row)
-                    seen = max(seen, len(doc["rounds"]))
-                if finished or (doc is not None and doc["status"] != "running"):
-                    break
-                if superlink.poll() is not None:
-                    raise RunFailed(f"the local SuperLink stopped; see {superlink_log}")
-                time.sleep(0.5)
-            _stop(client)
+    seen = len(old["rounds"]) if old else 0
+
+    def ours() -> dict[str, Any] | None:
         doc = _read_metrics(metrics_path)
-        if doc is None or doc.get("token") != token:
-            tail = flwr_log.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise RunFailed(f"the run wrote no metrics; see {logs}\n{tail}")
-        if doc["status"] == "failed":
-            raise RunFailed(f"{doc['error']} (logs in {logs})")
-        if doc["status"] != "completed":
-            raise RunFailed(f"the run stopped early after {len(doc['rounds'])} rounds; see {logs}")
-        return doc
-    finally:
-        _stop(superlink)
-        shutil.rmtree(flwr_home, ignore_errors=True)
+        return doc if doc is not None and doc.get("token") == token else None
+
+    def keep_waiting() -> bool:
+        nonlocal seen
+        doc = ours()
+        if doc is None:
+            return True
+        if on_round is not None:
+            for row in doc["rounds"][seen:]:
+                on_round(row)
+        seen = max(seen, len(doc["rounds"]))
+        return doc["status"] == "running"
+
+    launch_flower_app(APP_DIR, run_dir, run_config, federation, keep_waiting)
+    keep_waiting()  # print rounds that landed after the last poll
+    logs = run_dir / "logs"
+    doc = ours()
+    if doc is None:
+        tail = (logs / "flwr.log").read_text(encoding="utf-8", errors="replace")[-2000:]
+        raise RunFailed(f"the run wrote no metrics; see {logs}\n{tail}")
+    if doc["status"] == "failed":
+        raise RunFailed(f"{doc['error']} (logs in {logs})")
+    if doc["status"] != "completed":
+        raise RunFailed(f"the run stopped early after {len(doc['rounds'])} rounds; see {logs}")
+    return doc
 
 
 def check_app_dir() -> None:

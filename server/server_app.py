@@ -40,7 +40,13 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = Path(out).expanduser()
     if not run_dir.is_absolute():
         run_dir = Path.cwd() / run_dir
-    logging.getLogger("fedrobust").setLevel(logging.INFO)
+    # Our log lines go where Flower's go (the streamed run log, DIR/logs/flwr.log).
+    ours = logging.getLogger("fedrobust")
+    ours.setLevel(logging.INFO)
+    if not ours.handlers:
+        for handler in logging.getLogger("flwr").handlers:
+            ours.addHandler(handler)
+        ours.propagate = False
     run_federation(
         grid,
         scenario,
