@@ -522,8 +522,8 @@ STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedavgm")
 STRATEGY_FIELDS: dict[str, set[str]] = {
     "fedavg": set(),
     "fedprox": {"proximal_mu"},
-    "fedadam": {"server_lr", "client_lr", "beta_1", "beta_2", "tau"},
-    "fedyogi": {"server_lr", "client_lr", "beta_1", "beta_2", "tau"},
+    "fedadam": {"server_lr", "beta_1", "beta_2", "tau"},
+    "fedyogi": {"server_lr", "beta_1", "beta_2", "tau"},
     "fedavgm": {"server_lr", "server_momentum"},
 }
 
@@ -539,8 +539,6 @@ class StrategyConfig(Section):
         FedProx proximal term weight.
     server_lr : float
         Server learning rate (FedAdam/FedYogi ``eta``, FedAvgM ``server_learning_rate``).
-    client_lr : float
-        FedAdam/FedYogi ``eta_l`` (used in Flower's logging only).
     beta_1, beta_2 : float
         FedAdam/FedYogi moment decay rates.
     tau : float
@@ -552,7 +550,6 @@ class StrategyConfig(Section):
     name: Literal[STRATEGIES] = "fedavg"  # type: ignore[valid-type]
     proximal_mu: Annotated[float, Field(ge=0)] = 0.01
     server_lr: Annotated[float, Field(gt=0)] | None = None
-    client_lr: Annotated[float, Field(gt=0)] | None = None
     beta_1: Annotated[float, Field(ge=0, lt=1)] = 0.9
     beta_2: Annotated[float, Field(ge=0, lt=1)] = 0.99
     tau: Annotated[float, Field(gt=0)] = 1e-3

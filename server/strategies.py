@@ -34,8 +34,6 @@ def build_strategy(cfg: StrategyConfig) -> Strategy:
         options: dict[str, Any] = {"beta_1": cfg.beta_1, "beta_2": cfg.beta_2, "tau": cfg.tau}
         if cfg.server_lr is not None:
             options["eta"] = cfg.server_lr
-        if cfg.client_lr is not None:
-            options["eta_l"] = cfg.client_lr
         return cls(**common, **options)
     if cfg.name == "fedavgm":
         return FedAvgM(
