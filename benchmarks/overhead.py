@@ -278,19 +278,6 @@ def check_mirrored(scenario: Scenario) -> None:
         sys.exit(f"the baseline app does not mirror: {', '.join(found)}")
 
 
-def federation_config(scenario: Scenario) -> list[str]:
-    """The ``--federation-config`` entries fedrobust passes for ``scenario``."""
-    sim = scenario.simulation
-    entries = [
-        f"num-supernodes={scenario.data.partition.num_clients}",
-        f"client-resources-num-cpus={sim.cpus_per_client}",
-        f"client-resources-num-gpus={sim.gpus_per_client}",
-    ]
-    if sim.num_cpus is not None:
-        entries.append(f"init-args-num-cpus={sim.num_cpus}")
-    return entries
-
-
 def run_fedrobust(scenario_path: Path, scenario: Scenario, rounds: int, workdir: Path) -> Timings:
     """One ``fedrobust run``; per-round ``seconds`` from metrics.json."""
     from fedrobust.simulation import run_simulation
@@ -312,6 +299,8 @@ def run_fedrobust(scenario_path: Path, scenario: Scenario, rounds: int, workdir:
 
 def run_baseline(scenario_path: Path, scenario: Scenario, rounds: int, workdir: Path) -> Timings:
     """One run of the baseline app, launched the way fedrobust launches its own."""
+    from fedrobust.simulation import federation_config
+
     app_dir = workdir / "app"
     app_dir.mkdir(parents=True)
     shutil.copyfile(__file__, app_dir / f"{APP_MODULE}.py")

@@ -128,6 +128,19 @@ def _read_metrics(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def federation_config(scenario: Scenario) -> list[str]:
+    """The ``--federation-config`` entries for ``scenario``: supernodes and resources."""
+    sim = scenario.simulation
+    entries = [
+        f"num-supernodes={scenario.data.partition.num_clients}",
+        f"client-resources-num-cpus={sim.cpus_per_client}",
+        f"client-resources-num-gpus={sim.gpus_per_client}",
+    ]
+    if sim.num_cpus is not None:
+        entries.append(f"init-args-num-cpus={sim.num_cpus}")
+    return entries
+
+
 def launch_flower_app(
     app_dir: Path,
     run_dir: Path,
@@ -249,14 +262,7 @@ def run_simulation(
         metrics_path.unlink(missing_ok=True)
     token = uuid.uuid4().hex
     (run_dir / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
-    sim = scenario.simulation
-    federation = [
-        f"num-supernodes={scenario.data.partition.num_clients}",
-        f"client-resources-num-cpus={sim.cpus_per_client}",
-        f"client-resources-num-gpus={sim.gpus_per_client}",
-    ]
-    if sim.num_cpus is not None:
-        federation.append(f"init-args-num-cpus={sim.num_cpus}")
+    federation = federation_config(scenario)
     run_config = [
         f"scenario={json.dumps(str(scenario_path.resolve()))}",
         f"out-dir={json.dumps(str(run_dir))}",

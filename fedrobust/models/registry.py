@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from fedrobust.errors import FedrobustError
+from fedrobust.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -20,24 +21,17 @@ class InputSpec:
 
 
 ModelFactory = Callable[..., nn.Module]
-_MODELS: dict[str, ModelFactory] = {}
+MODELS: Registry[ModelFactory] = Registry("model", "model.name")
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     """Register ``factory(spec, **options) -> nn.Module`` under ``name``."""
-
-    def decorator(factory: ModelFactory) -> ModelFactory:
-        if name in _MODELS:
-            raise ValueError(f"model '{name}' is already registered")
-        _MODELS[name] = factory
-        return factory
-
-    return decorator
+    return MODELS.register(name)
 
 
 def known_models() -> list[str]:
     """Registered model names, sorted."""
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def create_model(name: str, spec: InputSpec, **options: object) -> nn.Module:
@@ -45,17 +39,14 @@ def create_model(name: str, spec: InputSpec, **options: object) -> nn.Module:
 
     Options that are ``None`` are dropped so each factory keeps its own defaults.
     """
-    if name not in _MODELS:
-        raise FedrobustError(
-            "model.name", f"unknown model '{name}'; known: {', '.join(known_models())}"
-        )
+    factory = MODELS.get(name)
     kwargs = {key: value for key, value in options.items() if value is not None}
     for key in sorted(set(kwargs) - set(model_options(name))):
         raise FedrobustError(f"model.{key}", f"does not apply to model '{name}'")
-    return _MODELS[name](spec, **kwargs)
+    return factory(spec, **kwargs)
 
 
 def model_options(name: str) -> list[str]:
     """The keyword options the factory registered as ``name`` accepts."""
-    params = list(inspect.signature(_MODELS[name]).parameters.values())[1:]
+    params = list(inspect.signature(MODELS.get(name)).parameters.values())[1:]
     return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]

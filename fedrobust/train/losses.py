@@ -12,35 +12,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedrobust.errors import FedrobustError
+from fedrobust.registry import Registry
 
 LossFactory = Callable[..., nn.Module]
-_LOSSES: dict[str, LossFactory] = {}
+LOSSES: Registry[LossFactory] = Registry("loss", "train.loss.name")
 
 
 def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
     """Register ``factory(weight=None, **params) -> nn.Module`` under ``name``."""
-
-    def decorator(factory: LossFactory) -> LossFactory:
-        if name in _LOSSES:
-            raise ValueError(f"loss '{name}' is already registered")
-        _LOSSES[name] = factory
-        return factory
-
-    return decorator
+    return LOSSES.register(name)
 
 
 def known_losses() -> list[str]:
-    return sorted(_LOSSES)
+    """Registered loss names, sorted."""
+    return LOSSES.names()
 
 
 def create_loss(name: str, weight: torch.Tensor | None = None, **params: float) -> nn.Module:
     """Build the registered loss ``name``; unknown names list the known ones."""
-    if name not in _LOSSES:
-        raise FedrobustError(
-            "train.loss.name", f"unknown loss '{name}'; known: {', '.join(known_losses())}"
-        )
-    return _LOSSES[name](weight=weight, **params)
+    return LOSSES.get(name)(weight=weight, **params)
 
 
 def _weighted_mean(
