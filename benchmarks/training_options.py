@@ -90,9 +90,74 @@ def saved_activation_bytes(model_cfg: ModelConfig, precision: str = "fp32") -> i
     return total
 
 
+def compare(
+    title: str, measure: str, key: str, base: tuple[str, dict[str, Any]],
+    options: list[tuple[str, dict[str, Any]]], work: Path,
+) -> list[tuple[str, str, str, str]]:  # fmt: skip
+    """Run ``base`` and each option (federated); one row per option against the base."""
+    base_label, base_extra = base
+    ref = federated(f"{title}_{base_label}", base_extra, work)[key]
+    rows = []
+    for label, extra in options:
+        value = federated(f"{title}_{label}", merge(base_extra, extra), work)[key]
+        rows.append(
+            (f"{title}: {label} vs {base_label}", measure, f"{value:.4f} vs {ref:.4f}",
+             f"{value - ref:+.4f}")
+        )  # fmt: skip
+    return rows
+
+
+def extra_rows(work: Path) -> list[tuple[str, str, str, str]]:
+    """Convergence and regularisation options, 15-round digits federations."""
+    short = {"train": {"rounds": 15}}
+    rows = []
+    hot_sgd = {"name": "sgd", "lr": 0.5, "momentum": 0.9}
+    hot = merge(short, {"model": {"hidden": [128, 128, 128]}, "train": {"optimizer": hot_sgd}})
+    rows += compare("exploding (lr 0.5)", "test accuracy", "accuracy", ("no clip", hot),
+                    [("grad_clip 1.0", {"train": {"grad_clip": 1.0}})], work)  # fmt: skip
+    deep = merge(short, {"model": {"hidden": [64] * 8, "activation": "tanh"}})
+    rows += compare("deep tanh MLP (8 layers)", "test accuracy", "accuracy", ("default init", deep),
+                    [("xavier", {"model": {"init": "xavier"}}),
+                     ("kaiming", {"model": {"init": "kaiming"}})], work)  # fmt: skip
+    rows += compare("activation", "test accuracy", "accuracy", ("relu", short),
+                    [("gelu", {"model": {"activation": "gelu"}}),
+                     ("tanh", {"model": {"activation": "tanh"}})], work)  # fmt: skip
+    small = merge(short, {"data": {"limited": {"max_samples": 30}},
+                          "model": {"hidden": [512, 512]},
+                          "train": {"local_epochs": 10, "optimizer": {"lr": 0.1}}})  # fmt: skip
+    rows += compare("overfit (30 samples/client)", "test accuracy", "accuracy", ("plain", small),
+                    [("dropout 0.5", {"model": {"dropout": 0.5}}),
+                     ("L2 1e-3", {"train": {"optimizer": {"weight_decay": 0.001}}}),
+                     ("L1 1e-5", {"train": {"l1": 0.00001}}),
+                     ("augment shift+rotate", {"data": {"augment": [
+                         {"name": "shift", "pixels": 1}, {"name": "rotate", "degrees": 10}]}})],
+                    work)  # fmt: skip
+    rows += compare("optimizer", "test accuracy", "accuracy", ("sgd", short),
+                    [("adam", {"train": {"optimizer": {"name": "adam", "lr": 0.003}}}),
+                     ("adamw", {"train": {"optimizer": {"name": "adamw", "lr": 0.003}}}),
+                     ("rmsprop", {"train": {"optimizer": {"name": "rmsprop", "lr": 0.001}}})],
+                    work)  # fmt: skip
+    fast = merge(short, {"train": {"optimizer": {"name": "sgd", "lr": 0.2, "momentum": 0.9}}})
+    rows += compare("lr 0.2", "test loss", "loss", ("constant", fast),
+                    [("cosine", {"train": {"lr_schedule": {"name": "cosine"}}}),
+                     ("step", {"train": {"lr_schedule": {"name": "step", "step_rounds": 5}}})],
+                    work)  # fmt: skip
+    tail = merge(short, {"data": {"imbalance": {"ratio": 0.05}}})
+    rows += compare("imbalance 0.05", "balanced accuracy", "balanced_accuracy", ("ce", tail),
+                    [("focal", {"train": {"loss": {"name": "focal"}}})], work)  # fmt: skip
+    noisy = merge(short, {"data": {"label_noise": {"kind": "pairflip", "rate": 0.3}}})
+    rows += compare("30% pair-flip noise", "test accuracy", "accuracy", ("ce", noisy),
+                    [("label_smoothing", {"train": {"loss": {"name": "label_smoothing"}}})],
+                    work)  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-federated", action="store_true")
+    parser.add_argument(
+        "--extra", action="store_true", help="also the convergence/regularisation rows (~15 min)"
+    )
     args = parser.parse_args()
     rows: list[tuple[str, str, str, str]] = []
     if not args.skip_federated:
@@ -146,6 +211,9 @@ def main() -> None:
                  f"best loss {stop['best_loss']:.4f} vs last {stop['loss']:.4f}")
             )  # fmt: skip
 
+    if args.extra:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += extra_rows(Path(tmp))
     cnn = ModelConfig(name="cnn")
     fp32, bf16 = local_seconds(cnn, "fp32"), local_seconds(cnn, "bf16")
     rows.append(("bf16 vs fp32 (cnn, mnist shape)", "s / local epoch",
