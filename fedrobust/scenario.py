@@ -269,6 +269,27 @@ class DataConfig(Section):
 # -------------------------------------------------------------------------- model
 
 
+class NormalizeConfig(Section):
+    """Per-channel input standardisation ``(x - mean) / std``, done inside the model.
+
+    Inside the model, so data, augmentation and attacks keep working on [0, 1] inputs.
+
+    Parameters
+    ----------
+    mean, std : list[float]
+        One value per input channel (e.g. MNIST: mean [0.1307], std [0.3081]).
+    """
+
+    mean: list[float] = Field(min_length=1)
+    std: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> NormalizeConfig:
+        if len(self.mean) != len(self.std):
+            raise _field_error("std", f"has {len(self.std)} values but mean has {len(self.mean)}")
+        return self
+
+
 class ModelConfig(Section):
     """Network architecture, from the model registry.
 
@@ -289,6 +310,8 @@ class ModelConfig(Section):
     checkpointing : bool
         Gradient checkpointing (resnet): recompute activations in the backward pass to
         save memory.
+    normalize : NormalizeConfig
+        Optional per-channel input standardisation inside the model.
     """
 
     name: str = "cnn"
@@ -298,6 +321,7 @@ class ModelConfig(Section):
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
     init: Literal["default", "kaiming", "xavier"] = "default"
     checkpointing: bool = False
+    normalize: NormalizeConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -311,7 +335,8 @@ class ModelConfig(Section):
     def applicable(self) -> set[str]:
         from fedrobust.models import model_options
 
-        return {"name", "init"} | (set(type(self).model_fields) & set(model_options(self.name)))
+        accepted = set(type(self).model_fields) & set(model_options(self.name))
+        return {"name", "init", "normalize"} | accepted
 
     @model_validator(mode="after")
     def _options_fit_model(self) -> ModelConfig:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from fedrobust.models.layers import initialise
+from fedrobust.errors import FedrobustError
+from fedrobust.models.layers import Normalized, initialise
 from fedrobust.models.registry import InputSpec, create_model, model_options
 from fedrobust.scenario import ModelConfig
 
@@ -20,5 +21,14 @@ def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
     for name in ("activation", "dropout", "checkpointing"):
         if name in accepted:
             options[name] = getattr(cfg, name)
-    model = create_model(cfg.name, spec, **options)
-    return initialise(model, cfg.init, cfg.activation)
+    model = initialise(create_model(cfg.name, spec, **options), cfg.init, cfg.activation)
+    if cfg.normalize is None:
+        return model
+    channels = spec.shape[0] if len(spec.shape) == 3 else None
+    if channels != len(cfg.normalize.mean):
+        raise FedrobustError(
+            "model.normalize.mean",
+            f"has {len(cfg.normalize.mean)} values but the inputs have shape {spec.shape} "
+            "(one value per image channel)",
+        )
+    return Normalized(model, cfg.normalize.mean, cfg.normalize.std)

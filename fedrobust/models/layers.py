@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "gelu", "tanh")
@@ -70,3 +71,21 @@ def mlp_head(
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(width_in, num_classes))
     return nn.Sequential(*layers)
+
+
+class Normalized(nn.Module):
+    """Standardises inputs per channel, ``(x - mean) / std``, then runs ``net``.
+
+    ``mean`` and ``std`` are buffers: they travel with the weights, so every client and
+    the server use the same values.
+    """
+
+    def __init__(self, net: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        shape = (1, len(mean), 1, 1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
