@@ -22,6 +22,7 @@ Run: ``.venv/bin/python benchmarks/training_options.py`` (about 12 minutes on 2 
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +54,7 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def federated(name: str, extra: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)  # a valid scenario name and directory
     raw = merge(BASE, {"name": name, **extra})
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
