@@ -98,13 +98,16 @@ def compare(
 ) -> list[tuple[str, str, str, str]]:  # fmt: skip
     """Run ``base`` and each option (federated); one row per option against the base."""
     base_label, base_extra = base
-    ref = federated(f"{title}_{base_label}", base_extra, work)[key]
+    ref = federated(f"{title}_{base_label}", base_extra, work)
     rows = []
     for label, extra in options:
-        value = federated(f"{title}_{label}", merge(base_extra, extra), work)[key]
+        got = federated(f"{title}_{label}", merge(base_extra, extra), work)
+        effect = f"{got[key] - ref[key]:+.4f}"
+        if key != "loss":  # accuracy moves in steps of 1/360 on digits: show the loss too
+            effect += f" (loss {got['loss']:.3f} vs {ref['loss']:.3f})"
         rows.append(
-            (f"{title}: {label} vs {base_label}", measure, f"{value:.4f} vs {ref:.4f}",
-             f"{value - ref:+.4f}")
+            (f"{title}: {label} vs {base_label}", measure, f"{got[key]:.4f} vs {ref[key]:.4f}",
+             effect)
         )  # fmt: skip
     return rows
 
