@@ -109,6 +109,7 @@ def local_train(
     if len(y) == 0:
         raise ValueError("local_train needs at least one training example")
     generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # layers that draw from the global RNG (dropout) repeat too
     inputs = torch.from_numpy(x)
     targets = torch.from_numpy(y)
     opt = make_optimizer(model, train.optimizer, lr)

@@ -8,7 +8,8 @@ import torch
 
 from fedrobust.data import build_federation
 from fedrobust.models import InputSpec, create_model
-from fedrobust.scenario import DataConfig, PartitionConfig, TrainConfig
+from fedrobust.models.build import build_model
+from fedrobust.scenario import DataConfig, ModelConfig, PartitionConfig, TrainConfig
 from fedrobust.train import ProximalTerm, TrainResult, evaluate, local_train
 
 
@@ -106,3 +107,16 @@ def test_gradient_clipping_bounds_each_step() -> None:
     local_train(model, x, y, train=cfg, num_classes=10, seed=0)  # exactly one step
     step = sum(float(((p - q) ** 2).sum()) for p, q in zip(model.parameters(), start, strict=True))
     assert step**0.5 <= 0.01 + 1e-6  # lr 1 x clipped gradient norm
+
+
+def test_dropout_training_repeats_whatever_the_global_rng_did_before() -> None:
+    x, y, _, _ = _digits_client()
+    weights = []
+    for noise in (1, 50):
+        torch.rand(noise)  # a client process that ran other work first
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(name="mlp", dropout=0.5), InputSpec((1, 8, 8), 10))
+        torch.rand(noise)
+        local_train(model, x, y, train=TrainConfig(), num_classes=10, seed=3)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
