@@ -77,8 +77,12 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
     return path
 
 
-def load_checkpoint(run_dir: Path) -> Checkpoint:
-    """Read ``run_dir/checkpoint.pt`` without unpickling arbitrary objects."""
+def load_checkpoint(run_dir: Path, digest: str | None = None) -> Checkpoint:
+    """Read ``run_dir/checkpoint.pt`` without unpickling arbitrary objects.
+
+    With ``digest`` (the scenario's :meth:`Scenario.resume_digest`), a checkpoint written
+    by another scenario is refused.
+    """
     path = run_dir / CHECKPOINT_FILE
     if not path.is_file():
         raise FedrobustError(str(path), "no checkpoint to resume from")
@@ -88,6 +92,11 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
         raise FedrobustError(str(path), f"unreadable checkpoint ({exc})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_VERSION:
         raise FedrobustError(str(path), "not a fedrobust checkpoint (or another format version)")
+    if digest is not None and raw["digest"] != digest:
+        raise FedrobustError(
+            str(path),
+            "was written by a different scenario; only train.rounds may change on --resume",
+        )
     return Checkpoint(
         round=int(raw["round"]),
         digest=str(raw["digest"]),

@@ -313,14 +313,9 @@ def check_app_dir() -> None:
 
 def check_resumable(run_dir: Path, scenario: Scenario) -> int:
     """Rounds already done in ``run_dir``; refuses a missing checkpoint or another scenario."""
-    from fedrobust.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from fedrobust.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(run_dir)
-    if ckpt.digest != scenario.resume_digest():
-        raise FedrobustError(
-            str(run_dir / CHECKPOINT_FILE),
-            "was written by a different scenario; only train.rounds may change on --resume",
-        )
+    ckpt = load_checkpoint(run_dir, scenario.resume_digest())
     doc = _read_metrics(run_dir / METRICS_FILE)
     if doc is None:
         raise FedrobustError(str(run_dir / METRICS_FILE), "missing or unreadable; cannot resume")

@@ -20,9 +20,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedrobust.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, save_checkpoint
+from fedrobust.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedrobust.data import build_federation
-from fedrobust.errors import FedrobustError
 from fedrobust.models.build import build_model
 from fedrobust.report.html import write_report
 from fedrobust.report.metrics import RunRecorder
@@ -112,12 +111,7 @@ def run_federation(
     Returns the ``final`` figures written to metrics.json.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = load_checkpoint(run_dir) if resume else None
-    if ckpt is not None and ckpt.digest != scenario.resume_digest():
-        raise FedrobustError(
-            str(run_dir / CHECKPOINT_FILE),
-            "was written by a different scenario; refusing to resume",
-        )
+    ckpt = load_checkpoint(run_dir, scenario.resume_digest()) if resume else None
     scenario_doc = scenario.model_dump(mode="json")
     if ckpt is None:
         recorder = RunRecorder(run_dir, scenario_doc, token=token)
