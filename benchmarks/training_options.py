@@ -137,6 +137,13 @@ def extra_rows(work: Path) -> list[tuple[str, str, str, str]]:
                      ("augment shift+rotate", {"data": {"augment": [
                          {"name": "shift", "pixels": 1}, {"name": "rotate", "degrees": 10}]}})],
                     work)  # fmt: skip
+    cnn = merge(short, {"model": {"name": "cnn"}})
+    rows += compare("architecture", "test accuracy", "accuracy", ("cnn", cnn),
+                    [("resnet", {"model": {"name": "resnet", "channels": [16, 16, 32, 32]}})],
+                    work)  # fmt: skip
+    rows += compare("inputs", "test accuracy", "accuracy", ("raw [0, 1]", short),
+                    [("normalize", {"model": {"normalize": {"mean": [0.3], "std": [0.37]}}})],
+                    work)  # fmt: skip
     rows += compare("optimizer", "test accuracy", "accuracy", ("sgd", short),
                     [("adam", {"train": {"optimizer": {"name": "adam", "lr": 0.003}}}),
                      ("adamw", {"train": {"optimizer": {"name": "adamw", "lr": 0.003}}}),

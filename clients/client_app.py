@@ -8,12 +8,17 @@ data, built from the recipe's ``data`` section with the scenario seed).
 
 from __future__ import annotations
 
+import json
+
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedrobust.data import ClientData, build_federation
 from fedrobust.models.build import build_model
+from fedrobust.privacy.client_dp import UNIFORM_WEIGHT, client_dp_mod
+from fedrobust.privacy.dpsgd import DPSGDRecipe
+from fedrobust.privacy.ledger import LedgerEntry, epsilon, sample_rate, steps_per_epoch
 from fedrobust.scenario import Scenario
 from fedrobust.train import (
     Augment,
@@ -25,7 +30,8 @@ from fedrobust.train import (
     round_lr,
 )
 
-app = ClientApp()
+app = ClientApp(mods=[client_dp_mod])
+LEDGER_KEY = "dp-ledger"
 
 
 def partition_id(context: Context) -> int:
@@ -51,8 +57,12 @@ def load_client_data(scenario: Scenario, context: Context) -> ClientData:
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
-    """Tell the server who this node is."""
+    """Tell the server who this node is (and, given a recipe, how much data it holds)."""
     info = ConfigRecord({"partition-id": partition_id(context)})
+    config = msg.content.config_records.get("config")
+    if config is not None and "scenario" in config:
+        scenario = Scenario.model_validate_json(str(config["scenario"]))
+        info["num-train"] = len(load_client_data(scenario, context).y_train)
     return Message(content=RecordDict({"info": info}), reply_to=msg)
 
 
@@ -68,6 +78,50 @@ def round_plugins(scenario: Scenario, config: ConfigRecord, seed: int) -> tuple[
     return tuple(plugins)
 
 
+def dp_recipe(scenario: Scenario, config: ConfigRecord, context: Context) -> DPSGDRecipe | None:
+    """This round's DP-SGD recipe, with the client's past releases (``None`` without DP).
+
+    The client's own ledger in ``context.state`` is authoritative; the server's copy in
+    the recipe (``dp-history``) fills in after a restart that lost the client's state.
+    """
+    dp = scenario.privacy.dp
+    if dp.mode != "sample":
+        return None
+    own = load_ledger(context)
+    sent = [LedgerEntry.from_dict(e) for e in json.loads(str(config.get("dp-history", "[]")))]
+    past = own if sum(e.steps for e in own) >= sum(e.steps for e in sent) else sent
+    return DPSGDRecipe(
+        noise_multiplier=float(config["dp-noise-multiplier"]),
+        max_grad_norm=dp.max_grad_norm,
+        accountant=dp.accountant,
+        poisson_sampling=dp.poisson_sampling,
+        grad_sample_mode=dp.grad_sample_mode,
+        max_physical_batch_size=dp.max_physical_batch_size,
+        delta=dp.delta,
+        past=tuple(past),
+    )
+
+
+def load_ledger(context: Context) -> list[LedgerEntry]:
+    """This client's DP releases in earlier rounds of this run."""
+    record = context.state.config_records.get(LEDGER_KEY)
+    if record is None:
+        return []
+    return [LedgerEntry.from_dict(e) for e in json.loads(str(record["entries"]))]
+
+
+def save_ledger(context: Context, entries: list[LedgerEntry]) -> None:
+    """Keep this client's releases across rounds (the ClientApp is rebuilt each round)."""
+    doc = json.dumps([e.to_dict() for e in entries])
+    context.state.config_records[LEDGER_KEY] = ConfigRecord({"entries": doc})
+
+
+def refusal(msg: Message, reason: str, **figures: float) -> Message:
+    """A reply that declines the round, with the reason the server counts."""
+    status = ConfigRecord({"refused": reason, **figures})
+    return Message(content=RecordDict({"status": status}), reply_to=msg)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received global model on local data with the round's recipe."""
@@ -77,11 +131,25 @@ def train(msg: Message, context: Context) -> Message:
     torch.set_num_threads(scenario.simulation.cpus_per_client)
     data = load_client_data(scenario, context)
     fed = build_federation(scenario.data, scenario.seed)
+    train_cfg = scenario.train
+
+    dp = dp_recipe(scenario, config, context)
+    if dp is not None and (budget := scenario.privacy.dp.budget) is not None:
+        n = len(data.y_train)
+        planned = LedgerEntry(
+            dp.noise_multiplier,
+            sample_rate(n, train_cfg.batch_size),
+            train_cfg.local_epochs * steps_per_epoch(n, train_cfg.batch_size, dp.poisson_sampling),
+            server_round,
+        )
+        after = epsilon([*dp.past, planned], dp.delta, dp.accountant)
+        if after > budget + 1e-9:
+            spent = epsilon(list(dp.past), dp.delta, dp.accountant)
+            return refusal(msg, "budget_exhausted", epsilon=spent, **{"epsilon-next": after})
 
     model = build_model(scenario.model, fed.spec)
     model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
     seed = scenario.seed * 1_000_003 + server_round * 10_007 + partition_id(context)
-    train_cfg = scenario.train
     result = local_train(
         model,
         data.x_train,
@@ -91,6 +159,8 @@ def train(msg: Message, context: Context) -> Message:
         seed=seed,
         lr=round_lr(train_cfg.lr_schedule, train_cfg.optimizer.lr, server_round, train_cfg.rounds),
         plugins=round_plugins(scenario, config, seed),
+        dp=dp,
+        rnd=server_round,
     )
     val = evaluate(model, data.x_val, data.y_val, fed.spec.num_classes)
     metrics = MetricRecord(
@@ -103,6 +173,14 @@ def train(msg: Message, context: Context) -> Message:
             "val-accuracy": val.accuracy,
         }
     )
+    if scenario.privacy.dp.mode == "client":
+        metrics[UNIFORM_WEIGHT] = 1  # DP-FedAvg's noise assumes an unweighted average
+    if dp is not None and result.privacy is not None:
+        save_ledger(context, [*dp.past, result.privacy])
+        metrics["epsilon"] = float(result.epsilon or 0.0)
+        metrics["dp-noise-multiplier"] = result.privacy.noise_multiplier
+        metrics["dp-sample-rate"] = result.privacy.sample_rate
+        metrics["dp-steps"] = result.privacy.steps
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
     return Message(content=content, reply_to=msg)
 

@@ -105,6 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from fedrobust.data import build_federation
     from fedrobust.models.build import build_model
+    from fedrobust.privacy.accounting import check_privacy
     from fedrobust.scenario import load_scenario
     from fedrobust.simulation import (
         RunFailed,
@@ -122,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         build_model(scenario.model, fed.spec)  # so does a model that cannot take this data
     except ValueError as exc:
         raise FedrobustError("model.name", str(exc)) from None
+    privacy_plan = check_privacy(scenario, {i: len(c.y_train) for i, c in enumerate(fed.clients)})
     run_dir = resolve_run_dir(scenario, args.out)
     total = scenario.train.rounds
     if args.resume:
@@ -133,10 +135,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"model {scenario.model.name}, "
         f"strategy {scenario.strategy.name}, {total} rounds -> {run_dir}"
     )
+    if privacy_plan:
+        console.print(privacy_plan)
 
     def on_round(row: dict[str, Any]) -> None:
         dropped = sum(row.get("dropped", {}).values())
         note = f"  dropped {dropped}" if dropped else ""
+        if "epsilon" in row:
+            note = f"  epsilon {row['epsilon']:.3f}{note}"
         console.print(
             f"round {row['round']:>{len(str(total))}}/{total}  accuracy {row['accuracy']:.4f}  "
             f"loss {row['loss']:.4f}  {row['seconds']:.1f}s{note}"
@@ -164,6 +170,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     table.add_row("rounds", str(final["rounds_completed"]))
     table.add_row("dropped replies", str(sum(sum(r["dropped"].values()) for r in doc["rounds"])))
     table.add_row("wall time", f"{final['wall_seconds']:.1f} s")
+    if "epsilon" in final:
+        table.add_row(
+            "privacy",
+            f"epsilon {final['epsilon']:.3f} at delta {final['delta']:g} "
+            f"({final['dp_mode']}-level DP, {final['accountant']} accountant)",
+        )
     if "stopped_early" in final:
         table.add_row(
             "early stopping", f"stopped {final['stopped_early']}, best round {final['best_round']}"

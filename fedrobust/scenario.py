@@ -625,6 +625,150 @@ class OutputConfig(Section):
     dir: str | None = None
 
 
+# ------------------------------------------------------------------------ privacy
+
+DP_FIELDS: dict[str, set[str]] = {
+    "none": set(),
+    "sample": {
+        "noise_multiplier",
+        "target_epsilon",
+        "epsilon_budget",
+        "delta",
+        "max_grad_norm",
+        "accountant",
+        "poisson_sampling",
+        "grad_sample_mode",
+        "max_physical_batch_size",
+    },
+    "client": {
+        "noise_multiplier",
+        "target_epsilon",
+        "delta",
+        "accountant",
+        "clipping",
+        "clipping_norm",
+        "side",
+        "target_clipped_quantile",
+        "clip_norm_lr",
+        "clipped_count_stddev",
+    },
+}
+ADAPTIVE_FIELDS = {"target_clipped_quantile", "clip_norm_lr", "clipped_count_stddev"}
+
+
+class DPConfig(Section):
+    """Differential privacy (``fedrobust.privacy``).
+
+    Parameters
+    ----------
+    mode : str
+        none | sample (Opacus DP-SGD on every client: each client's examples are
+        protected) | client (user-level DP-FedAvg: each client's whole update is clipped
+        and the server adds Gaussian noise to the average).
+    noise_multiplier : float
+        sigma: noise standard deviation over the clipping norm. Exactly one of
+        ``noise_multiplier`` and ``target_epsilon``.
+    target_epsilon : float
+        Calibrate sigma once for the whole run so that no client ends above this epsilon;
+        it is also each client's budget.
+    epsilon_budget : float
+        sample, with ``noise_multiplier``: a client whose next round would take it above
+        this epsilon refuses to train (default: no budget).
+    delta : float
+        The delta of (epsilon, delta)-DP; must be below 1 / (smallest client training set).
+    max_grad_norm : float
+        sample: per-example gradient clipping norm C.
+    accountant : str
+        rdp | prv | gdp (Opacus accountants).
+    poisson_sampling : bool
+        sample: Poisson-sampled batches (what the accountant assumes).
+    grad_sample_mode : str
+        sample: hooks | functorch | ew | ghost (Opacus per-sample gradient engines).
+    max_physical_batch_size : int
+        sample: split logical batches into physical ones of at most this size (memory).
+    clipping : str
+        client: fixed | adaptive (Andrew et al. 2021 quantile-based clipping norm).
+    clipping_norm : float
+        client: the update clipping norm (adaptive: its initial value).
+    side : str
+        client: where updates are clipped, client | server.
+    target_clipped_quantile, clip_norm_lr, clipped_count_stddev : float
+        client, adaptive: the quantile of update norms to clip at, the geometric
+        update rate of the norm, and the noise on the clipped count (default: sampled
+        clients / 20).
+    """
+
+    mode: Literal["none", "sample", "client"] = "none"
+    noise_multiplier: Annotated[float, Field(gt=0)] | None = None
+    target_epsilon: Annotated[float, Field(gt=0)] | None = None
+    epsilon_budget: Annotated[float, Field(gt=0)] | None = None
+    delta: Annotated[float, Field(gt=0, lt=1)] = 1e-5
+    max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
+    accountant: Literal["rdp", "prv", "gdp"] = "rdp"
+    poisson_sampling: bool = True
+    grad_sample_mode: Literal["hooks", "functorch", "ew", "ghost"] = "hooks"
+    max_physical_batch_size: Annotated[int, Field(ge=1)] | None = None
+    clipping: Literal["fixed", "adaptive"] = "fixed"
+    clipping_norm: Annotated[float, Field(gt=0)] = 1.0
+    side: Literal["client", "server"] = "client"
+    target_clipped_quantile: Annotated[float, Field(ge=0, le=1)] = 0.5
+    clip_norm_lr: Annotated[float, Field(gt=0)] = 0.2
+    clipped_count_stddev: Annotated[float, Field(gt=0)] | None = None
+
+    def applicable(self) -> set[str]:
+        fields = DP_FIELDS[self.mode] | {"mode"}
+        if self.mode == "client" and self.clipping == "fixed":
+            fields -= ADAPTIVE_FIELDS
+        return fields
+
+    @model_validator(mode="after")
+    def _fields_fit_mode(self) -> DPConfig:
+        self.check_applicable(f"privacy.dp.mode '{self.mode}'")
+        if self.mode != "none" and (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise _field_error(
+                "noise_multiplier", "set exactly one of noise_multiplier and target_epsilon"
+            )
+        if self.epsilon_budget is not None and self.target_epsilon is not None:
+            raise _field_error("epsilon_budget", "target_epsilon is already the budget; set one")
+        return self
+
+    @property
+    def budget(self) -> float | None:
+        """The epsilon no client may exceed, if any."""
+        return self.target_epsilon if self.target_epsilon is not None else self.epsilon_budget
+
+
+class AuditConfig(Section):
+    """One-run privacy audit (Steinke, Nasr & Jagielski 2023).
+
+    Parameters
+    ----------
+    canaries : int
+        Number of canary examples (random images with random labels), spread over the
+        clients; each is included in its client's training set with probability 1/2.
+    confidence : float
+        Confidence of the reported lower bound on epsilon.
+    """
+
+    canaries: Annotated[int, Field(ge=10, le=100_000)] = 500
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+
+
+class PrivacyConfig(Section):
+    """Privacy: differential privacy and its empirical audit.
+
+    Parameters
+    ----------
+    dp : DPConfig
+        Differential privacy mode and parameters.
+    audit : AuditConfig
+        Canary audit run with the training (default: off).
+    """
+
+    dp: DPConfig = DPConfig()
+    audit: AuditConfig | None = None
+
+
 # ----------------------------------------------------------------------- scenario
 
 
@@ -645,6 +789,7 @@ class Scenario(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     strategy: StrategyConfig = StrategyConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     simulation: SimulationConfig = SimulationConfig()
     output: OutputConfig = OutputConfig()
 
@@ -661,7 +806,46 @@ class Scenario(Section):
                     "data.partition.classes_per_client",
                     f"is larger than the 10 classes of {self.data.dataset}",
                 )
+        self._privacy_combinations()
         return self
+
+    def _privacy_combinations(self) -> None:
+        dp = self.privacy.dp
+        if dp.mode == "sample":
+            if self.train.sampler != "none":
+                raise _field_error(
+                    "train.sampler",
+                    "balanced oversampling does not fit DP-SGD's Poisson sampling "
+                    "(privacy.dp.mode: sample)",
+                )
+            if self.model.checkpointing:
+                raise _field_error(
+                    "model.checkpointing",
+                    "gradient checkpointing breaks Opacus's per-sample gradients "
+                    "(privacy.dp.mode: sample)",
+                )
+        if dp.mode == "client":
+            if self.strategy.name not in ("fedavg", "fedprox"):
+                raise _field_error(
+                    "strategy.name",
+                    f"'{self.strategy.name}' transforms the noisy average, which voids the "
+                    "noise calibration of client-level DP (privacy.dp.mode: client); "
+                    "use fedavg or fedprox",
+                )
+            if dp.clipping == "adaptive" and dp.noise_multiplier is not None:
+                sampled = self.sampled_per_round()
+                stddev = dp.clipped_count_stddev or sampled / 20
+                if dp.noise_multiplier >= 2 * stddev:
+                    raise _field_error(
+                        "privacy.dp.noise_multiplier",
+                        f"must be below 2 * clipped_count_stddev = {2 * stddev:g} for "
+                        "adaptive clipping (raise privacy.dp.clipped_count_stddev)",
+                    )
+
+    def sampled_per_round(self) -> int:
+        """How many clients the server samples each round."""
+        n = self.data.partition.num_clients
+        return min(n, max(self.train.min_train_clients, int(self.train.fraction_train * n), 1))
 
     def digest(self) -> str:
         """A stable hash of the resolved scenario."""

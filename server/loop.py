@@ -23,8 +23,11 @@ from flwr.serverapp.strategy import Strategy
 from fedrobust.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedrobust.data import build_federation
 from fedrobust.models.build import build_model
+from fedrobust.privacy.accounting import RunPrivacy
+from fedrobust.privacy.client_dp import set_aggregated_count
 from fedrobust.report.html import write_report
 from fedrobust.report.metrics import RunRecorder
+from fedrobust.sampling import round_clients
 from fedrobust.scenario import Scenario
 from fedrobust.train import EvalResult, evaluate, round_lr
 from fedrobust.train.early_stopping import EarlyStopping
@@ -45,11 +48,16 @@ class _SampledGrid:
         return list(self._node_ids)
 
 
-def discover_clients(grid: Grid, num_clients: int, timeout: float) -> dict[int, int]:
+def discover_clients(
+    grid: Grid, scenario: Scenario, sizes: dict[int, int] | None = None
+) -> dict[int, int]:
     """Ask every node for its partition id; return ``{partition id: node id}``.
 
-    Waits up to ``timeout`` seconds for ``num_clients`` nodes to connect.
+    Waits up to ``simulation.timeout`` seconds for the scenario's clients to connect.
+    Each node also reports its training-set size, stored into ``sizes`` when given.
     """
+    num_clients = scenario.data.partition.num_clients
+    timeout = scenario.simulation.timeout
     deadline = time.monotonic() + timeout
     while len(node_ids := sorted(grid.get_node_ids())) < num_clients:
         if time.monotonic() > deadline:
@@ -59,7 +67,7 @@ def discover_clients(grid: Grid, num_clients: int, timeout: float) -> dict[int, 
         time.sleep(0.5)
     queries = [
         Message(
-            content=RecordDict({"config": ConfigRecord({})}),
+            content=RecordDict({"config": ConfigRecord({"scenario": scenario.model_dump_json()})}),
             message_type=MessageType.QUERY,
             dst_node_id=node,
         )
@@ -69,25 +77,18 @@ def discover_clients(grid: Grid, num_clients: int, timeout: float) -> dict[int, 
     for reply in grid.send_and_receive(queries, timeout=timeout):
         if reply.has_error():
             raise RuntimeError(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}")
-        pid = int(reply.content.config_records["info"]["partition-id"])
+        info = reply.content.config_records["info"]
+        pid = int(info["partition-id"])  # type: ignore[arg-type]
         if pid in mapping:
             raise RuntimeError(f"two nodes claim partition-id {pid}")
         mapping[pid] = reply.metadata.src_node_id
+        if sizes is not None and "num-train" in info:
+            sizes[pid] = int(info["num-train"])  # type: ignore[arg-type]
     expected = set(range(num_clients))
     if not expected <= set(mapping):
         missing = sorted(expected - set(mapping))
         raise RuntimeError(f"no client answered for partition ids {missing}")
     return {pid: mapping[pid] for pid in sorted(expected)}
-
-
-def sample_clients(
-    num_clients: int, fraction: float, minimum: int, rng: np.random.Generator
-) -> list[int]:
-    """Partition ids to train this round: ``max(minimum, int(fraction * n))`` of them."""
-    count = min(num_clients, max(minimum, int(fraction * num_clients), 1))
-    if count == num_clients:
-        return list(range(num_clients))
-    return sorted(int(p) for p in rng.choice(num_clients, size=count, replace=False))
 
 
 def run_federation(
@@ -122,7 +123,7 @@ def run_federation(
         k = fed.spec.num_classes
         torch.manual_seed(scenario.seed)
         model = build_model(scenario.model, fed.spec)
-        strategy = build_strategy(scenario.strategy)
+        strategy = build_strategy(scenario)
         cfg = scenario.train.early_stopping
         stopper = EarlyStopping(cfg) if cfg is not None else None
         if ckpt is None:
@@ -140,14 +141,18 @@ def run_federation(
             log.info("resuming after round %d", ckpt.round)
         arrays = ArrayRecord(model.state_dict())
 
-        nodes = discover_clients(
-            grid, scenario.data.partition.num_clients, scenario.simulation.timeout
-        )
+        sizes: dict[int, int] = {}
+        nodes = discover_clients(grid, scenario, sizes)
+        privacy = RunPrivacy(scenario, sizes)
+        if ckpt is not None and "privacy" in ckpt.extra:
+            privacy.load_state_dict(ckpt.extra["privacy"])
         first = 1 if ckpt is None else ckpt.round + 1
         stopped = False
         for rnd in range(first, scenario.train.rounds + 1):
             started = time.monotonic()
-            arrays, round_figures = _train_round(grid, strategy, scenario, nodes, rnd, arrays)
+            arrays, round_figures = _train_round(
+                grid, strategy, scenario, nodes, rnd, arrays, privacy
+            )
             model.load_state_dict(arrays.to_torch_state_dict())
             # Re-derive the global record from the model: Flower's FedAdam/FedYogi return
             # float64 arrays, which float32 client replies would no longer match.
@@ -165,7 +170,7 @@ def run_federation(
                     digest=scenario.resume_digest(),
                     model=model.state_dict(),
                     strategy=strategy_state(strategy),
-                    extra={"early_stopping": stopper.state_dict()} if stopper else {},
+                    extra=_loop_state(stopper, privacy),
                     torch_rng=torch.get_rng_state(),
                 ),
             )
@@ -181,6 +186,7 @@ def run_federation(
                 "best_round": stopper.best_round,
                 f"best_{stopper.cfg.metric}": stopper.best_value,
             }
+        totals.update(privacy.final())
         torch.save(model.state_dict(), run_dir / MODEL_FILE)
         final = recorder.finish(totals)
         write_report(run_dir)
@@ -194,6 +200,15 @@ def run_federation(
         raise
 
 
+def _loop_state(stopper: EarlyStopping | None, privacy: RunPrivacy) -> dict[str, object]:
+    state: dict[str, object] = {}
+    if stopper is not None:
+        state["early_stopping"] = stopper.state_dict()
+    if privacy.enabled:
+        state["privacy"] = privacy.state_dict()
+    return state
+
+
 def _train_round(
     grid: Grid,
     strategy: Strategy,
@@ -201,31 +216,55 @@ def _train_round(
     nodes: dict[int, int],
     rnd: int,
     arrays: ArrayRecord,
+    privacy: RunPrivacy,
 ) -> tuple[ArrayRecord, dict[str, object]]:
     """Sample, send the recipe, screen replies, aggregate; return new weights and figures."""
-    n = scenario.data.partition.num_clients
-    rng = np.random.default_rng([scenario.seed, 2, rnd])
-    chosen = sample_clients(n, scenario.train.fraction_train, scenario.train.min_train_clients, rng)
+    chosen = round_clients(scenario, rnd)
     sampled = {nodes[pid]: pid for pid in chosen}
     config = ConfigRecord({"scenario": scenario.model_dump_json()})
     messages = strategy.configure_train(rnd, arrays, config, _SampledGrid(sampled))  # type: ignore[arg-type]
+    if privacy.enabled:
+        messages = [_with_config(m, privacy, sampled) for m in messages]
     replies = grid.send_and_receive(messages, timeout=scenario.simulation.timeout)
-    accepted, dropped = screen_replies(replies, arrays, sampled)
+    accepted, dropped, refused = screen_replies(replies, arrays, sampled)
+    new_arrays = None
     if accepted:
+        set_aggregated_count(strategy, len(accepted))
+        np.random.seed([scenario.seed, 3, rnd])  # Flower's DP noise draws from np.random
         new_arrays, _ = strategy.aggregate_train(rnd, accepted)
         if new_arrays is not None:
             arrays = new_arrays
     clients = [_client_figures(msg, sampled) for msg in accepted]
     train = scenario.train
-    return arrays, {
+    figures: dict[str, object] = {
         "lr": round_lr(train.lr_schedule, train.optimizer.lr, rnd, train.rounds),
         "sampled": len(chosen),
-        "aggregated": len(accepted),
+        "aggregated": len(accepted) if new_arrays is not None else 0,
         "dropped": dict(sorted(dropped.items())),
         "train_loss": _weighted(clients, "train_loss"),
         "val_accuracy": _weighted(clients, "val_accuracy"),
         "clients": clients,
     }
+    by_client = {sampled[m.metadata.src_node_id]: m for m in accepted}
+    figures.update(
+        privacy.record_round(
+            rnd, chosen, {sampled[n] for n in refused}, by_client, new_arrays is not None
+        )
+    )
+    return arrays, figures
+
+
+def _with_config(msg: Message, privacy: RunPrivacy, sampled: dict[int, int]) -> Message:
+    """A copy of ``msg`` whose recipe carries its client's own DP settings.
+
+    Flower's strategies send one shared RecordDict to every node; per-client settings
+    need a message of their own.
+    """
+    content = msg.content
+    node = msg.metadata.dst_node_id
+    config = privacy.client_config(sampled[node], content.config_records["config"])
+    record = RecordDict({"arrays": content.array_records["arrays"], "config": config})
+    return Message(content=record, message_type=msg.metadata.message_type, dst_node_id=node)
 
 
 def _eval_figures(result: EvalResult) -> dict[str, object]:
@@ -239,12 +278,15 @@ def _eval_figures(result: EvalResult) -> dict[str, object]:
 
 def _client_figures(msg: Message, partition_of: dict[int, int]) -> dict[str, float | int]:
     metrics = msg.content.metric_records["metrics"]
-    return {
+    figures: dict[str, float | int] = {
         "client": partition_of[msg.metadata.src_node_id],
-        "num_examples": int(metrics["num-examples"]),
-        "train_loss": float(metrics.get("train-loss", float("nan"))),
-        "val_accuracy": float(metrics.get("val-accuracy", float("nan"))),
+        "num_examples": int(metrics["num-examples"]),  # type: ignore[arg-type]
+        "train_loss": float(metrics.get("train-loss", float("nan"))),  # type: ignore[arg-type]
+        "val_accuracy": float(metrics.get("val-accuracy", float("nan"))),  # type: ignore[arg-type]
     }
+    if "epsilon" in metrics:  # the client's own accountant, beside the server's ledger
+        figures["epsilon"] = float(metrics["epsilon"])  # type: ignore[arg-type]
+    return figures
 
 
 def _weighted(clients: list[dict[str, float | int]], key: str) -> float | None:

@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
 
+# Reasons a client may give for declining a round (ConfigRecord "status", key "refused").
+REFUSALS = ("budget_exhausted",)
+
 
 def reply_problem(msg: Message, expected: ArrayRecord, sampled: Mapping[int, int]) -> str | None:
     """Why ``msg`` cannot be aggregated, or ``None`` when it is sound.
@@ -31,6 +34,10 @@ def reply_problem(msg: Message, expected: ArrayRecord, sampled: Mapping[int, int
     if msg.metadata.src_node_id not in sampled:
         return "unexpected_sender"
     content = msg.content
+    status = content.config_records.get("status")
+    if status is not None and "refused" in status:
+        reason = str(status["refused"])
+        return reason if reason in REFUSALS else "refused"
     arrays = content.array_records.get("arrays")
     metrics = content.metric_records.get("metrics")
     if not isinstance(arrays, ArrayRecord) or not isinstance(metrics, MetricRecord):
@@ -54,14 +61,17 @@ def reply_problem(msg: Message, expected: ArrayRecord, sampled: Mapping[int, int
 
 def screen_replies(
     replies: Iterable[Message], expected: ArrayRecord, sampled: Mapping[int, int]
-) -> tuple[list[Message], Counter[str]]:
+) -> tuple[list[Message], Counter[str], set[int]]:
     """Split replies into sound ones and the reasons for dropping the others.
 
     Sound replies come one per node, ordered by partition id so aggregation sums in
     the same order every run; sampled nodes that sent nothing count as ``no_reply``.
+    The third value holds the nodes that declined the round (e.g. their privacy
+    budget is spent); they count under their reason too.
     """
     accepted: dict[int, Message] = {}
     dropped: Counter[str] = Counter()
+    refused: set[int] = set()
     replies_seen = list(replies)
     for msg in replies_seen:
         problem = reply_problem(msg, expected, sampled)
@@ -71,7 +81,10 @@ def screen_replies(
             accepted[msg.metadata.src_node_id] = msg
         else:
             dropped[problem] += 1
+            if problem in REFUSALS or problem == "refused":
+                refused.add(msg.metadata.src_node_id)
     missing = len(set(sampled) - {m.metadata.src_node_id for m in replies_seen})
     if missing:
         dropped["no_reply"] += missing
-    return [accepted[node] for node in sorted(accepted, key=sampled.__getitem__)], dropped
+    ordered = [accepted[node] for node in sorted(accepted, key=sampled.__getitem__)]
+    return ordered, dropped, refused

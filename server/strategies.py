@@ -13,12 +13,23 @@ import numpy as np
 import torch
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, Strategy
 
-from fedrobust.scenario import StrategyConfig
+from fedrobust.privacy.client_dp import UNIFORM_WEIGHT, wrap_client_dp
+from fedrobust.scenario import Scenario, StrategyConfig
 
 
-def build_strategy(cfg: StrategyConfig) -> Strategy:
+def build_strategy(scenario: Scenario) -> Strategy:
+    """The scenario's server strategy, wrapped for user-level DP when it asks for it."""
+    if scenario.privacy.dp.mode != "client":
+        return base_strategy(scenario.strategy)
+    # DP-FedAvg's noise assumes an unweighted average: clients report weight 1
+    inner = base_strategy(scenario.strategy, weighted_by_key=UNIFORM_WEIGHT)
+    return wrap_client_dp(inner, scenario)
+
+
+def base_strategy(cfg: StrategyConfig, weighted_by_key: str = "num-examples") -> Strategy:
     """The strategy for ``cfg``: fedavg | fedprox | fedadam | fedyogi | fedavgm."""
     common: dict[str, Any] = {
+        "weighted_by_key": weighted_by_key,
         "fraction_train": 1.0,
         "fraction_evaluate": 0.0,
         "min_train_nodes": 1,
@@ -48,10 +59,13 @@ def strategy_state(strategy: Strategy) -> dict[str, Any]:
     """The state a strategy carries from round to round, as tensors (checkpointable).
 
     FedAdam/FedYogi keep moments ``m_t`` and ``v_t``; FedAvgM keeps ``momentum_vector``.
-    FedAvg and FedProx keep nothing. ``current_arrays`` is not saved: each strategy
-    resets it from the global model in ``configure_train``.
+    FedAvg and FedProx keep nothing; adaptive DP clipping keeps its clipping norm.
+    ``current_arrays`` is not saved: each strategy resets it from the global model in
+    ``configure_train``.
     """
     state: dict[str, Any] = {}
+    if hasattr(strategy, "target_clipped_quantile"):  # adaptive clipping wrappers
+        state["clipping_norm"] = float(strategy.clipping_norm)  # type: ignore[attr-defined]
     for name in ("m_t", "v_t"):
         value = getattr(strategy, name, None)
         if value is not None:
@@ -64,6 +78,8 @@ def strategy_state(strategy: Strategy) -> dict[str, Any]:
 
 def load_strategy_state(strategy: Strategy, state: dict[str, Any]) -> None:
     """Restore what :func:`strategy_state` saved into a freshly built strategy."""
+    if "clipping_norm" in state:
+        strategy.clipping_norm = float(state["clipping_norm"])  # type: ignore[attr-defined]
     for name in ("m_t", "v_t"):
         if name in state:
             setattr(strategy, name, {k: v.numpy() for k, v in state[name].items()})

@@ -10,12 +10,15 @@ return values.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from fedrobust.privacy.dpsgd import DPSGDRecipe, PrivateTraining
+from fedrobust.privacy.ledger import LedgerEntry
 from fedrobust.scenario import OptimizerConfig, TrainConfig
 from fedrobust.train.losses import create_loss
 from fedrobust.train.plugins import TrainPlugin
@@ -23,12 +26,18 @@ from fedrobust.train.plugins import TrainPlugin
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What one client's local training produced."""
+    """What one client's local training produced.
+
+    ``privacy`` is the round's DP release and ``epsilon`` the client's cumulative
+    epsilon after it (both ``None`` without DP-SGD).
+    """
 
     num_examples: int
     steps: int
     loss: float
     accuracy: float
+    privacy: LedgerEntry | None = None
+    epsilon: float | None = None
 
 
 def make_optimizer(
@@ -70,6 +79,20 @@ def _epoch_order(y: torch.Tensor, balanced: bool, generator: torch.Generator) ->
     return torch.multinomial(weights, len(y), replacement=True, generator=generator)
 
 
+def _plain_batches(
+    x: torch.Tensor, y: torch.Tensor, train: TrainConfig, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    order = _epoch_order(y, train.sampler == "balanced", generator)
+    for start in range(0, len(order), train.batch_size):
+        batch = order[start : start + train.batch_size]
+        yield x[batch], y[batch]
+
+
+def _penalty(plugins: tuple[TrainPlugin, ...], model: nn.Module) -> torch.Tensor | None:
+    terms = [t for t in (plugin.penalty(model) for plugin in plugins) if t is not None]
+    return sum(terms[1:], terms[0]) if terms else None
+
+
 def local_train(
     model: nn.Module,
     x: np.ndarray,
@@ -80,6 +103,8 @@ def local_train(
     seed: int,
     lr: float | None = None,
     plugins: tuple[TrainPlugin, ...] = (),
+    dp: DPSGDRecipe | None = None,
+    rnd: int = 0,
 ) -> TrainResult:
     """Train ``model`` in place on ``(x, y)`` with the scenario's training recipe.
 
@@ -95,16 +120,21 @@ def local_train(
     num_classes : int
         Number of classes (for class weights).
     seed : int
-        Seeds the batch order, so a (scenario seed, round, client) triple repeats exactly.
+        Seeds the batch order (and DP noise), so a (seed, round, client) triple repeats.
     lr : float, optional
         This round's learning rate (from the schedule); default ``train.optimizer.lr``.
     plugins : tuple[TrainPlugin, ...]
         Loop extensions, applied in order.
+    dp : DPSGDRecipe, optional
+        Train with Opacus DP-SGD (Poisson batches, per-example clipping, noise).
+    rnd : int
+        The federated round (recorded in the DP ledger entry).
 
     Returns
     -------
     TrainResult
-        Examples per epoch, optimizer steps, mean training loss and accuracy.
+        Examples per epoch, optimizer steps, mean training loss and accuracy, and the
+        DP release.
     """
     if len(y) == 0:
         raise ValueError("local_train needs at least one training example")
@@ -118,31 +148,53 @@ def local_train(
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=train.precision == "bf16")
     for plugin in plugins:
         model = plugin.before_training(model)
-    model.train()
+    private = None
+    net = model
+    if dp is not None:
+        private = PrivateTraining(
+            model, opt, criterion, inputs, targets, train.batch_size, dp, seed
+        )
+        net, criterion, opt = private.model, private.criterion, private.optimizer
+    net.train()
     steps, loss_sum, correct, seen = 0, 0.0, 0, 0
-    for _ in range(train.local_epochs):
-        order = _epoch_order(targets, train.sampler == "balanced", generator)
-        for start in range(0, len(order), train.batch_size):
-            batch = order[start : start + train.batch_size]
-            xb, yb = inputs[batch], targets[batch]
-            for plugin in plugins:
-                xb, yb = plugin.batch(xb, yb)
-            opt.zero_grad(set_to_none=True)
-            with autocast:
-                logits = model(xb)
-            loss = criterion(logits.float(), yb)
-            for plugin in plugins:
-                loss = plugin.loss(model, loss)
-            loss.backward()
-            if train.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-            opt.step()
-            steps += 1
-            loss_sum += float(loss.detach()) * len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
+    try:
+        for _ in range(train.local_epochs):
+            batches = (
+                private.epoch() if private else _plain_batches(inputs, targets, train, generator)
+            )
+            for xb, yb in batches:
+                for plugin in plugins:
+                    xb, yb = plugin.batch(xb, yb)
+                opt.zero_grad(set_to_none=True)
+                with autocast:
+                    logits = net(xb)
+                loss = criterion(logits.float(), yb)
+                for plugin in plugins:
+                    loss = plugin.loss(net, loss)
+                if private is not None:
+                    loss.backward()
+                    steps += private.step(lambda: _penalty(plugins, model), train.grad_clip)
+                else:
+                    penalty = _penalty(plugins, model)
+                    (loss if penalty is None else loss + penalty).backward()
+                    if train.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+                    opt.step()
+                    steps += 1
+                if len(yb):  # Poisson sampling can draw an empty batch: a step, no examples
+                    loss_sum += float(loss.detach()) * len(yb)
+                    correct += int((logits.argmax(1) == yb).sum())
+                    seen += len(yb)
+    finally:
+        if private is not None:
+            private.close()
     return TrainResult(
-        num_examples=len(targets), steps=steps, loss=loss_sum / seen, accuracy=correct / seen
+        num_examples=len(targets),
+        steps=steps,
+        loss=loss_sum / seen if seen else float("nan"),
+        accuracy=correct / seen if seen else float("nan"),
+        privacy=private.entry(rnd) if private else None,
+        epsilon=private.epsilon() if private else None,
     )
 
 

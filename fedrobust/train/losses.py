@@ -1,7 +1,8 @@
 """Classification losses, some robust to label noise; registry with ``create_loss``.
 
 Every loss maps (logits, targets) to a scalar mean, and accepts per-class ``weight``
-(for ``train.class_weights: balanced``).
+(for ``train.class_weights: balanced``). Like torch's losses, each has a ``reduction``
+attribute: ``"none"`` gives the per-example losses (Opacus's ghost clipping needs them).
 """
 
 from __future__ import annotations
@@ -33,13 +34,29 @@ def create_loss(name: str, weight: torch.Tensor | None = None, **params: float) 
     return LOSSES.get(name)(weight=weight, **params)
 
 
-def _weighted_mean(
-    per_sample: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None
-) -> torch.Tensor:
-    if weight is None:
-        return per_sample.mean()
-    w = weight[targets]
-    return (per_sample * w).sum() / w.sum()
+class PerExampleLoss(nn.Module):
+    """A loss computed per example, then reduced as ``self.reduction`` says.
+
+    ``"mean"`` is the (class-weighted) mean; ``"none"`` returns each example's loss times
+    its class weight, as ``nn.CrossEntropyLoss(reduction="none")`` does.
+    """
+
+    def __init__(self, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.weight = weight
+        self.reduction = "mean"
+
+    def per_example(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        per_sample = self.per_example(logits, targets)
+        w = None if self.weight is None else self.weight[targets]
+        if self.reduction == "none":
+            return per_sample if w is None else per_sample * w
+        if w is None:
+            return per_sample.mean()
+        return (per_sample * w).sum() / w.sum()
 
 
 @register_loss("cross_entropy")
@@ -53,7 +70,7 @@ def _label_smoothing(weight: torch.Tensor | None = None, smoothing: float = 0.1)
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=smoothing)
 
 
-class GeneralizedCrossEntropy(nn.Module):
+class GeneralizedCrossEntropy(PerExampleLoss):
     """GCE: ``(1 - p_y^q) / q``; q -> 0 is cross-entropy, q = 1 is MAE.
 
     Zhang & Sabuncu 2018, https://arxiv.org/abs/1805.07836
@@ -67,16 +84,15 @@ class GeneralizedCrossEntropy(nn.Module):
     """
 
     def __init__(self, q: float = 0.7, weight: torch.Tensor | None = None) -> None:
-        super().__init__()
+        super().__init__(weight)
         self.q = q
-        self.weight = weight
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def per_example(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         p_y = F.softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1).clamp_min(1e-7)
-        return _weighted_mean((1 - p_y**self.q) / self.q, targets, self.weight)
+        return (1 - p_y**self.q) / self.q
 
 
-class SymmetricCrossEntropy(nn.Module):
+class SymmetricCrossEntropy(PerExampleLoss):
     """SCE: ``alpha * CE + beta * RCE``, RCE the reverse cross-entropy with log 0 := A.
 
     Wang et al. 2019, https://arxiv.org/abs/1908.06112
@@ -92,20 +108,20 @@ class SymmetricCrossEntropy(nn.Module):
     def __init__(
         self, alpha: float = 0.1, beta: float = 1.0, weight: torch.Tensor | None = None
     ) -> None:
-        super().__init__()
-        self.alpha, self.beta, self.weight = alpha, beta, weight
+        super().__init__(weight)
+        self.alpha, self.beta = alpha, beta
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def per_example(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(logits, targets, reduction="none")
         probs = F.softmax(logits, dim=1).clamp(1e-7, 1.0)
         one_hot = (
             F.one_hot(targets, logits.shape[1]).float().clamp_min(1e-4)
         )  # log(1e-4) = A = -4 (paper)
         rce = -(probs * one_hot.log()).sum(1)
-        return _weighted_mean(self.alpha * ce + self.beta * rce, targets, self.weight)
+        return self.alpha * ce + self.beta * rce
 
 
-class FocalLoss(nn.Module):
+class FocalLoss(PerExampleLoss):
     """Focal loss: ``(1 - p_y)^gamma * CE``; down-weights easy examples.
 
     Lin et al. 2017, https://arxiv.org/abs/1708.02002
@@ -119,12 +135,12 @@ class FocalLoss(nn.Module):
     """
 
     def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.gamma, self.weight = gamma, weight
+        super().__init__(weight)
+        self.gamma = gamma
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def per_example(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         log_p = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
-        return _weighted_mean(-((1 - log_p.exp()) ** self.gamma) * log_p, targets, self.weight)
+        return -((1 - log_p.exp()) ** self.gamma) * log_p
 
 
 @register_loss("gce")

@@ -23,8 +23,16 @@ class TrainPlugin:
         return x, y
 
     def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
-        """Add a term to the batch loss (proximal term, EWC penalty)."""
+        """Change the batch's data loss (a term that depends on the batch)."""
         return loss
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """A term of the weights alone, added to the loss (proximal term, L1, EWC).
+
+        Under DP-SGD its gradient joins the privatised gradient after clipping and
+        noise, so it must not depend on the training data.
+        """
+        return None
 
 
 class ProximalTerm(TrainPlugin):
@@ -46,13 +54,13 @@ class ProximalTerm(TrainPlugin):
         self.anchor = [p.detach().clone() for p in model.parameters()]
         return model
 
-    def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
         if self.mu == 0:
-            return loss
-        penalty = sum(
+            return None
+        distance = sum(
             torch.sum((p - a) ** 2) for p, a in zip(model.parameters(), self.anchor, strict=True)
         )
-        return loss + 0.5 * self.mu * penalty
+        return 0.5 * self.mu * distance
 
 
 class Augment(TrainPlugin):
@@ -90,6 +98,5 @@ class L1Penalty(TrainPlugin):
     def __init__(self, weight: float) -> None:
         self.weight = weight
 
-    def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
-        penalty = sum(p.abs().sum() for p in model.parameters() if p.dim() > 1)
-        return loss + self.weight * penalty
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        return self.weight * sum(p.abs().sum() for p in model.parameters() if p.dim() > 1)

@@ -63,7 +63,7 @@ def test_bad_replies_are_dropped_with_counted_reasons() -> None:
         reply(999),
         reply(108, num_examples=2.5),
     ]
-    accepted, dropped = screen_replies(replies, GLOBAL, sampled)
+    accepted, dropped, _ = screen_replies(replies, GLOBAL, sampled)
     assert [m.metadata.src_node_id for m in accepted] == [100, 107]
     assert dict(dropped) == {
         "non_finite": 1,
@@ -80,6 +80,6 @@ def test_bad_replies_are_dropped_with_counted_reasons() -> None:
 
 def test_accepted_replies_come_in_partition_order_whatever_the_node_ids() -> None:
     sampled = {900: 0, 5: 1, 42: 2}
-    accepted, dropped = screen_replies([reply(42), reply(900), reply(5)], GLOBAL, sampled)
+    accepted, dropped, _ = screen_replies([reply(42), reply(900), reply(5)], GLOBAL, sampled)
     assert [sampled[m.metadata.src_node_id] for m in accepted] == [0, 1, 2]
     assert not dropped

@@ -1,0 +1,192 @@
+"""The server's side of privacy: per-client recipes, the ledger, and epsilon per round.
+
+``RunPrivacy`` is built once per run from the scenario and each client's training-set
+size. It adds each client's DP settings to the round's recipe, records every release
+in the ledger (kept in checkpoints, so a resumed run keeps its epsilon) and turns the
+ledger into the figures of ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flwr.app import ConfigRecord, Message
+from flwr.serverapp.strategy import FedAvg
+
+from fedrobust.privacy.client_dp import CLIENT_CLIPPING, wrap_client_dp
+from fedrobust.privacy.ledger import LedgerEntry, PrivacyLedger, epsilon
+from fedrobust.privacy.plan import (
+    ClientPlan,
+    check_delta,
+    client_level_entry,
+    client_level_sigma,
+    client_rate,
+    plan_sample_dp,
+)
+from fedrobust.scenario import Scenario
+
+log = logging.getLogger("fedrobust.privacy")
+
+
+class RunPrivacy:
+    """DP bookkeeping of one run on the server.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The validated scenario.
+    train_sizes : dict[int, int]
+        Training examples of each client (partition id -> n).
+    """
+
+    def __init__(self, scenario: Scenario, train_sizes: dict[int, int]) -> None:
+        self.scenario = scenario
+        self.dp = scenario.privacy.dp
+        self.num_clients = scenario.data.partition.num_clients
+        self.ledger = PrivacyLedger(self.dp.delta, self.dp.accountant)
+        self.releases: list[LedgerEntry] = []  # client mode: one per aggregated round
+        self.plans: dict[int, ClientPlan] = {}
+        check_delta(scenario, train_sizes)
+        if self.dp.mode == "sample":
+            self.plans = plan_sample_dp(scenario, train_sizes)
+
+    @property
+    def enabled(self) -> bool:
+        return self.dp.mode != "none"
+
+    def client_config(self, client: int, config: ConfigRecord) -> ConfigRecord:
+        """The round's recipe for ``client``: the shared one plus its DP settings."""
+        extra: dict[str, Any] = {}
+        if self.dp.mode == "sample":
+            extra["dp-noise-multiplier"] = self.plans[client].noise_multiplier
+            past = [e.to_dict() for e in self.ledger.client_entries(client)]
+            extra["dp-history"] = json.dumps(past)
+        if self.dp.mode == "client" and self.dp.side == "client":
+            extra[CLIENT_CLIPPING] = self.dp.clipping
+        return ConfigRecord({**dict(config.items()), **extra})
+
+    def record_round(
+        self,
+        rnd: int,
+        sampled: list[int],
+        refused: set[int],
+        accepted: dict[int, Message],
+        aggregated: bool,
+    ) -> dict[str, Any]:
+        """Record this round's releases; return the round's privacy figures.
+
+        Sample mode: every sampled client that did not refuse spent one round of its
+        plan; the entry is the one the client's accountant reported, or the plan when
+        its reply was lost (the ledger errs on the side of more spending). Client mode:
+        one release when the round produced an aggregate.
+        """
+        if self.dp.mode == "sample":
+            for client in sampled:
+                if client in refused:
+                    continue
+                entry = self.plans[client].entry(rnd)
+                reply = accepted.get(client)
+                if reply is not None:
+                    metrics = reply.content.metric_records["metrics"]
+                    if "dp-steps" in metrics:
+                        entry = LedgerEntry(
+                            float(metrics["dp-noise-multiplier"]),  # type: ignore[arg-type]
+                            float(metrics["dp-sample-rate"]),  # type: ignore[arg-type]
+                            int(metrics["dp-steps"]),  # type: ignore[arg-type]
+                            rnd,
+                        )
+                    if entry != self.plans[client].entry(rnd):
+                        log.warning("client %d reported %s, planned %s", client, entry,
+                                    self.plans[client].entry(rnd))  # fmt: skip
+                self.ledger.add(client, entry)
+            eps = self.ledger.epsilons(self.num_clients)
+            return {
+                "epsilon": max(eps),
+                "epsilon_mean": sum(eps) / len(eps),
+                "epsilon_clients": eps,
+            }
+        if self.dp.mode == "client":
+            if aggregated:
+                self.releases.append(client_level_entry(self.scenario, rnd))
+            eps_all = self.client_level_epsilon()
+            return {"epsilon": eps_all, "epsilon_mean": eps_all}
+        return {}
+
+    def client_level_epsilon(self) -> float:
+        """User-level epsilon of the releases so far (client mode)."""
+        return epsilon(self.releases, self.dp.delta, self.dp.accountant)
+
+    def final(self) -> dict[str, Any]:
+        """Run totals for ``final`` in metrics.json."""
+        if not self.enabled:
+            return {}
+        doc: dict[str, Any] = {
+            "delta": self.dp.delta,
+            "accountant": self.dp.accountant,
+            "dp_mode": self.dp.mode,
+        }
+        if self.dp.mode == "sample":
+            eps = self.ledger.epsilons(self.num_clients)
+            doc.update(
+                epsilon=max(eps),
+                epsilon_mean=sum(eps) / len(eps),
+                noise_multipliers={str(c): p.noise_multiplier for c, p in self.plans.items()},
+                privacy_ledger=self.ledger.to_json(),
+            )
+        else:
+            doc.update(
+                epsilon=self.client_level_epsilon(),
+                privacy_ledger={"all_clients": [e.to_dict() for e in self.releases]},
+            )
+        return doc
+
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpointable state: the ledger and the client-level releases."""
+        return {
+            "ledger": self.ledger.state_dict(),
+            "releases": [e.to_dict() for e in self.releases],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        self.ledger.load_state_dict(state["ledger"])
+        self.releases = [LedgerEntry.from_dict(e) for e in state["releases"]]
+
+
+def check_privacy(scenario: Scenario, train_sizes: dict[int, int]) -> str:
+    """Check the privacy settings against the data before a run; describe the plan.
+
+    Raises
+    ------
+    FedrobustError
+        A delta that is too large, an unreachable target epsilon, or client-level DP
+        parameters Flower's wrappers refuse.
+    """
+    dp = scenario.privacy.dp
+    if dp.mode == "none":
+        return ""
+    privacy = RunPrivacy(scenario, train_sizes)
+    if dp.mode == "client":
+        wrap_client_dp(FedAvg(), scenario)
+        return (
+            f"user-level DP: sigma {client_level_sigma(scenario):.4g}, clipping "
+            f"{dp.clipping} {dp.clipping_norm:g} on the {dp.side}, clients sampled at rate "
+            f"{client_rate(scenario):.3g}; epsilon after {scenario.train.rounds} rounds "
+            f"{_planned_client_epsilon(scenario):.3f} at delta {dp.delta:g}"
+        )
+    sigmas = [p.noise_multiplier for p in privacy.plans.values()]
+    planned = [
+        epsilon([p.entry(0)] * p.rounds, dp.delta, dp.accountant) for p in privacy.plans.values()
+    ]
+    return (
+        f"DP-SGD: sigma {min(sigmas):.4g}..{max(sigmas):.4g}, clipping {dp.max_grad_norm:g}; "
+        f"planned epsilon per client {min(planned):.3f}..{max(planned):.3f} "
+        f"at delta {dp.delta:g} ({dp.accountant})"
+    )
+
+
+def _planned_client_epsilon(scenario: Scenario) -> float:
+    entries = [client_level_entry(scenario, r) for r in range(1, scenario.train.rounds + 1)]
+    return epsilon(entries, scenario.privacy.dp.delta, scenario.privacy.dp.accountant)

@@ -1,0 +1,180 @@
+"""Opacus DP-SGD for one client's local round.
+
+``PrivateTraining`` wraps the client's model, optimizer and data with Opacus's
+``PrivacyEngine.make_private``: per-example gradients, clipping to ``max_grad_norm``,
+Gaussian noise, Poisson-sampled batches. The accountant starts from the client's
+history of earlier rounds (kept in the ClientApp's ``context.state`` and mirrored by the
+server's ledger), so the epsilon it reports is cumulative.
+
+Parameter-only terms of the loss (FedProx's proximal term, L1) are not per-example:
+they are added to the privatised gradient after clipping and noise, which is
+post-processing and keeps the guarantee. Gradient-norm clipping (``train.grad_clip``)
+likewise applies to the noisy gradient.
+
+Abadi et al. 2016, https://arxiv.org/abs/1607.00133; Opacus, https://opacus.ai
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import torch
+from opacus import PrivacyEngine
+from opacus.optimizers import DPOptimizer
+from opacus.utils.batch_memory_manager import BatchMemoryManager
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from fedrobust.privacy.ledger import LedgerEntry, history
+
+GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost")
+
+
+@dataclass(frozen=True)
+class DPSGDRecipe:
+    """This round's DP-SGD settings for one client.
+
+    Parameters
+    ----------
+    noise_multiplier : float
+        sigma (the client's own, when calibrated per client).
+    max_grad_norm : float
+        Per-example clipping norm.
+    accountant : str
+        rdp | prv | gdp.
+    poisson_sampling : bool
+        Poisson-sampled batches.
+    grad_sample_mode : str
+        hooks | functorch | ew | ghost.
+    max_physical_batch_size : int or None
+        Split logical batches into physical ones of at most this size.
+    delta : float
+        The delta at which the client reports its epsilon.
+    past : tuple[LedgerEntry, ...]
+        The client's releases in earlier rounds.
+    """
+
+    noise_multiplier: float
+    max_grad_norm: float
+    accountant: str = "rdp"
+    poisson_sampling: bool = True
+    grad_sample_mode: str = "hooks"
+    max_physical_batch_size: int | None = None
+    delta: float = 1e-5
+    past: tuple[LedgerEntry, ...] = ()
+
+
+class PrivateTraining:
+    """Model, optimizer, criterion and batches made private for one local round.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The client's model; it is trained in place (hooks are removed by :meth:`close`).
+    optimizer : torch.optim.Optimizer
+        The optimizer over ``model``'s parameters.
+    criterion : nn.Module
+        Mean-reduced loss with a ``reduction`` attribute.
+    x, y : torch.Tensor
+        The client's training set.
+    batch_size : int
+        Expected logical batch size.
+    recipe : DPSGDRecipe
+        The DP settings.
+    seed : int
+        Seeds batch sampling and the noise, so a round repeats exactly.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        criterion: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        recipe: DPSGDRecipe,
+        seed: int,
+    ) -> None:
+        if recipe.grad_sample_mode not in GRAD_SAMPLE_MODES:
+            raise ValueError(f"unknown grad_sample_mode '{recipe.grad_sample_mode}'")
+        self.recipe = recipe
+        self.engine = PrivacyEngine(accountant=recipe.accountant)
+        self.engine.accountant.history = history(list(recipe.past))
+        self._past_steps = sum(steps for _, _, steps in self.engine.accountant.history)
+        loader = DataLoader(
+            TensorDataset(x, y),
+            batch_size=batch_size,
+            shuffle=not recipe.poisson_sampling,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # secure-RNG and experimental-accountant notices
+            made = self.engine.make_private(
+                module=model,
+                optimizer=optimizer,
+                criterion=criterion,
+                data_loader=loader,
+                noise_multiplier=recipe.noise_multiplier,
+                max_grad_norm=recipe.max_grad_norm,
+                poisson_sampling=recipe.poisson_sampling,
+                grad_sample_mode=recipe.grad_sample_mode,
+                noise_generator=torch.Generator().manual_seed(seed + 1),
+            )
+        if recipe.grad_sample_mode == "ghost":
+            self.model, self.optimizer, self.criterion, self.loader = made
+        else:
+            self.model, self.optimizer, self.loader = made
+            self.criterion = criterion
+        self.sample_rate = 1 / len(loader)
+
+    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of one local epoch (physical batches under a memory limit)."""
+        with ExitStack() as stack:
+            loader = self.loader
+            if self.recipe.max_physical_batch_size is not None:
+                loader = stack.enter_context(
+                    BatchMemoryManager(
+                        data_loader=self.loader,
+                        max_physical_batch_size=self.recipe.max_physical_batch_size,
+                        optimizer=self.optimizer,
+                    )
+                )
+            yield from loader
+
+    def step(self, penalty: Callable[[], torch.Tensor | None], grad_clip: float | None) -> bool:
+        """Clip, noise and apply the gradients of the last backward pass.
+
+        ``penalty`` gives the parameter-only loss terms; their gradient joins the
+        privatised one. Returns False for a physical batch that only accumulated.
+        """
+        optimizer: DPOptimizer = self.optimizer  # type: ignore[assignment]
+        if not optimizer.pre_step():
+            return False
+        extra = penalty()
+        if extra is not None:
+            extra.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(optimizer.params, grad_clip)
+        optimizer.original_optimizer.step()
+        return True
+
+    def entry(self, rnd: int) -> LedgerEntry:
+        """This round's release, as the accountant counted it."""
+        steps = sum(s for _, _, s in self.engine.accountant.history) - self._past_steps
+        return LedgerEntry(self.recipe.noise_multiplier, self.sample_rate, steps, rnd)
+
+    def epsilon(self) -> float:
+        """Cumulative epsilon of this client after this round, from Opacus's accountant."""
+        if not self.engine.accountant.history:
+            return 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(self.engine.accountant.get_epsilon(delta=self.recipe.delta))
+
+    def close(self) -> None:
+        """Remove Opacus's hooks and per-sample buffers from the model."""
+        self.model._close()  # type: ignore[operator]

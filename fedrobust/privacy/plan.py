@@ -1,0 +1,131 @@
+"""The run's privacy plan, fixed before round 1: each client's sigma, sample rate, steps.
+
+With ``target_epsilon`` the noise is calibrated once for the whole run. The server's
+sampling schedule is seeded and known in advance (:mod:`fedrobust.sampling`), so each
+client's exact number of rounds is known; sigma is calibrated per client for its own
+sample rate and total steps, so every client that takes part in all its rounds ends
+just below the target (within Opacus's 0.01 tolerance) and none far below it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from fedrobust.errors import FedrobustError
+from fedrobust.privacy.ledger import LedgerEntry, calibrate_noise, sample_rate, steps_per_epoch
+from fedrobust.sampling import participation_counts
+from fedrobust.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    """One client's DP-SGD parameters for the run.
+
+    Parameters
+    ----------
+    noise_multiplier : float
+        sigma for every round of this client.
+    sample_rate : float
+        Opacus's Poisson sample rate for the client's data and batch size.
+    steps_per_round : int
+        Noisy steps in one round (local epochs x steps per epoch).
+    rounds : int
+        Rounds the schedule samples this client in.
+    """
+
+    noise_multiplier: float
+    sample_rate: float
+    steps_per_round: int
+    rounds: int
+
+    def entry(self, rnd: int) -> LedgerEntry:
+        """The release one round of this client makes."""
+        return LedgerEntry(self.noise_multiplier, self.sample_rate, self.steps_per_round, rnd)
+
+
+def check_delta(scenario: Scenario, train_sizes: dict[int, int]) -> None:
+    """Refuse a delta that is not below 1 / (smallest client training set)."""
+    dp = scenario.privacy.dp
+    if dp.mode == "none" or not train_sizes:
+        return
+    if dp.mode == "client":
+        n, unit = len(train_sizes), "number of clients"
+    else:
+        n, unit = min(train_sizes.values()), "smallest client training set"
+    if dp.delta >= 1 / n:
+        raise FedrobustError(
+            "privacy.dp.delta", f"{dp.delta:g} is not below 1 / ({unit} = {n}) = {1 / n:.3g}"
+        )
+
+
+def plan_sample_dp(scenario: Scenario, train_sizes: dict[int, int]) -> dict[int, ClientPlan]:
+    """Each client's DP-SGD plan (``privacy.dp.mode: sample``).
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The validated scenario.
+    train_sizes : dict[int, int]
+        Training examples of each client (partition id -> n).
+
+    Raises
+    ------
+    FedrobustError
+        For a delta that is too large, or a target epsilon no noise can reach.
+    """
+    dp = scenario.privacy.dp
+    check_delta(scenario, train_sizes)
+    counts = participation_counts(scenario)
+    batch = scenario.train.batch_size
+    plans: dict[int, ClientPlan] = {}
+    for client, n in sorted(train_sizes.items()):
+        rate = sample_rate(n, batch)
+        per_round = scenario.train.local_epochs * steps_per_epoch(n, batch, dp.poisson_sampling)
+        rounds = counts[client]
+        sigma = dp.noise_multiplier
+        if sigma is None:
+            assert dp.target_epsilon is not None
+            sigma = _calibrate(
+                dp.target_epsilon, dp.delta, rate, max(rounds, 1) * per_round, dp.accountant
+            )
+        plans[client] = ClientPlan(sigma, rate, per_round, rounds)
+    return plans
+
+
+def client_level_entry(scenario: Scenario, rnd: int) -> LedgerEntry:
+    """The release of one round of user-level DP (``privacy.dp.mode: client``).
+
+    One Gaussian mechanism per round on the average of the clipped updates, sampled at
+    rate ``clients per round / clients`` (amplification by subsampling, as in DP-FedAvg;
+    our fixed-size sample is treated as Poisson at that rate).
+    """
+    return LedgerEntry(client_level_sigma(scenario), client_rate(scenario), 1, rnd)
+
+
+def client_rate(scenario: Scenario) -> float:
+    """Share of the clients sampled each round."""
+    return scenario.sampled_per_round() / scenario.data.partition.num_clients
+
+
+def client_level_sigma(scenario: Scenario) -> float:
+    """sigma of user-level DP: given, or calibrated for ``train.rounds`` rounds."""
+    dp = scenario.privacy.dp
+    if dp.noise_multiplier is not None:
+        return dp.noise_multiplier
+    assert dp.target_epsilon is not None
+    return _calibrate(
+        dp.target_epsilon, dp.delta, client_rate(scenario), scenario.train.rounds, dp.accountant
+    )
+
+
+def _calibrate(target: float, delta: float, rate: float, steps: int, accountant: str) -> float:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return calibrate_noise(target, delta, rate, steps, accountant)
+    except ValueError as exc:
+        raise FedrobustError(
+            "privacy.dp.target_epsilon",
+            f"{target:g} cannot be reached at delta {delta:g} over {steps} steps ({exc})",
+        ) from None

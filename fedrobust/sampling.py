@@ -1,0 +1,35 @@
+"""Which clients train in which round: seeded by (scenario seed, round), by partition id.
+
+The server samples with :func:`round_clients`; privacy calibration reads the whole
+schedule ahead with :func:`participation_counts`, so both always agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedrobust.scenario import Scenario
+
+
+def round_clients(scenario: Scenario, rnd: int) -> list[int]:
+    """Partition ids sampled to train in round ``rnd`` (sorted).
+
+    ``scenario.sampled_per_round()`` of the ``num_clients`` clients, drawn without
+    replacement by a generator seeded with ``(seed, 2, rnd)``: the same round of the
+    same scenario always samples the same clients, also after a resume.
+    """
+    n = scenario.data.partition.num_clients
+    count = scenario.sampled_per_round()
+    if count == n:
+        return list(range(n))
+    rng = np.random.default_rng([scenario.seed, 2, rnd])
+    return sorted(int(p) for p in rng.choice(n, size=count, replace=False))
+
+
+def participation_counts(scenario: Scenario, rounds: int | None = None) -> list[int]:
+    """How many of the first ``rounds`` rounds (default: all) each client is sampled in."""
+    counts = [0] * scenario.data.partition.num_clients
+    for rnd in range(1, (rounds or scenario.train.rounds) + 1):
+        for pid in round_clients(scenario, rnd):
+            counts[pid] += 1
+    return counts
