@@ -818,6 +818,12 @@ class Scenario(Section):
                     "balanced oversampling does not fit DP-SGD's Poisson sampling "
                     "(privacy.dp.mode: sample)",
                 )
+            if dp.grad_sample_mode == "ew" and self.model.activation == "prelu":
+                raise _field_error(
+                    "model.activation",
+                    "prelu is not supported by privacy.dp.grad_sample_mode 'ew' (expanded "
+                    "weights); use hooks or functorch",
+                )
             if self.model.checkpointing:
                 raise _field_error(
                     "model.checkpointing",

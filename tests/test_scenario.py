@@ -17,13 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = {"name": "t", "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 3}}}
 
 
-def with_(path: str, value: object) -> dict:
+def with_(path: str, value: object, *more: object) -> dict:
+    """BASE with ``path`` set to ``value`` (and further path, value pairs)."""
     raw = copy.deepcopy(BASE)
-    node = raw
-    parts = path.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
+    pairs = [(path, value), *zip(more[::2], more[1::2], strict=True)]
+    for dotted, item in pairs:
+        node = raw
+        parts = str(dotted).split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = item
     return raw
 
 
@@ -126,6 +129,82 @@ BAD = [
         "data.augment.0.rotate.degrees",
         "less than",
     ),
+    (
+        with_("privacy.dp", {"mode": "sample", "noise_multiplier": 1.0, "target_epsilon": 3}),
+        "privacy.dp.noise_multiplier",
+        "exactly one",
+    ),
+    (with_("privacy.dp", {"mode": "sample"}), "privacy.dp.noise_multiplier", "exactly one"),
+    (
+        with_("privacy.dp", {"mode": "sample", "noise_multiplier": 1, "max_grad_norm": -1}),
+        "privacy.dp.max_grad_norm",
+        "greater than 0",
+    ),
+    (
+        with_("privacy.dp", {"mode": "sample", "noise_multiplier": 1, "accountant": "moments"}),
+        "privacy.dp.accountant",
+        "rdp",
+    ),
+    (
+        with_("privacy.dp", {"mode": "sample", "noise_multiplier": 1, "delta": 1.5}),
+        "privacy.dp.delta",
+        "less than 1",
+    ),
+    (
+        with_("privacy.dp", {"mode": "sample", "noise_multiplier": 1, "grad_sample_mode": "x"}),
+        "privacy.dp.grad_sample_mode",
+        "hooks",
+    ),
+    (
+        with_("privacy.dp", {"mode": "none", "noise_multiplier": 1.0}),
+        "privacy.dp.noise_multiplier",
+        "does not apply to privacy.dp.mode 'none'",
+    ),
+    (
+        with_("privacy.dp", {"mode": "client", "noise_multiplier": 1, "max_grad_norm": 1}),
+        "privacy.dp.max_grad_norm",
+        "does not apply to privacy.dp.mode 'client'",
+    ),
+    (
+        with_("privacy.dp", {"mode": "client", "noise_multiplier": 1, "clip_norm_lr": 0.1}),
+        "privacy.dp.clip_norm_lr",
+        "does not apply",
+    ),
+    (
+        with_("privacy.dp", {"mode": "sample", "target_epsilon": 3, "epsilon_budget": 2}),
+        "privacy.dp.epsilon_budget",
+        "set one",
+    ),
+    (
+        with_(
+            "privacy.dp", {"mode": "client", "noise_multiplier": 1.0}, "strategy.name", "fedadam"
+        ),
+        "strategy.name",
+        "voids the noise calibration",
+    ),
+    (
+        with_("privacy.dp", {"mode": "client", "noise_multiplier": 1.0, "clipping": "adaptive"}),
+        "privacy.dp.noise_multiplier",
+        "clipped_count_stddev",
+    ),
+    (
+        with_(
+            "privacy.dp", {"mode": "sample", "noise_multiplier": 1.0}, "train.sampler", "balanced"
+        ),
+        "train.sampler",
+        "Poisson",
+    ),
+    (
+        with_(
+            "privacy.dp",
+            {"mode": "sample", "noise_multiplier": 1.0, "grad_sample_mode": "ew"},
+            "model.activation",
+            "prelu",
+        ),
+        "model.activation",
+        "expanded weights",
+    ),
+    (with_("privacy.audit", {"canaries": 3}), "privacy.audit.canaries", "greater than"),
 ]
 
 

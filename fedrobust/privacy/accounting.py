@@ -48,9 +48,12 @@ class RunPrivacy:
         self.ledger = PrivacyLedger(self.dp.delta, self.dp.accountant)
         self.releases: list[LedgerEntry] = []  # client mode: one per aggregated round
         self.plans: dict[int, ClientPlan] = {}
+        self.client_sigma = 0.0
         check_delta(scenario, train_sizes)
         if self.dp.mode == "sample":
             self.plans = plan_sample_dp(scenario, train_sizes)
+        if self.dp.mode == "client":
+            self.client_sigma = client_level_sigma(scenario)
 
     @property
     def enabled(self) -> bool:
@@ -109,7 +112,7 @@ class RunPrivacy:
             }
         if self.dp.mode == "client":
             if aggregated:
-                self.releases.append(client_level_entry(self.scenario, rnd))
+                self.releases.append(client_level_entry(self.scenario, self.client_sigma, rnd))
             eps_all = self.client_level_epsilon()
             return {"epsilon": eps_all, "epsilon_mean": eps_all}
         return {}
@@ -170,11 +173,15 @@ def check_privacy(scenario: Scenario, train_sizes: dict[int, int]) -> str:
     privacy = RunPrivacy(scenario, train_sizes)
     if dp.mode == "client":
         wrap_client_dp(FedAvg(), scenario)
+        planned = [
+            client_level_entry(scenario, privacy.client_sigma, r)
+            for r in range(1, scenario.train.rounds + 1)
+        ]
         return (
-            f"user-level DP: sigma {client_level_sigma(scenario):.4g}, clipping "
+            f"user-level DP: sigma {privacy.client_sigma:.4g}, clipping "
             f"{dp.clipping} {dp.clipping_norm:g} on the {dp.side}, clients sampled at rate "
             f"{client_rate(scenario):.3g}; epsilon after {scenario.train.rounds} rounds "
-            f"{_planned_client_epsilon(scenario):.3f} at delta {dp.delta:g}"
+            f"{epsilon(planned, dp.delta, dp.accountant):.3f} at delta {dp.delta:g}"
         )
     sigmas = [p.noise_multiplier for p in privacy.plans.values()]
     planned = [
@@ -185,8 +192,3 @@ def check_privacy(scenario: Scenario, train_sizes: dict[int, int]) -> str:
         f"planned epsilon per client {min(planned):.3f}..{max(planned):.3f} "
         f"at delta {dp.delta:g} ({dp.accountant})"
     )
-
-
-def _planned_client_epsilon(scenario: Scenario) -> float:
-    entries = [client_level_entry(scenario, r) for r in range(1, scenario.train.rounds + 1)]
-    return epsilon(entries, scenario.privacy.dp.delta, scenario.privacy.dp.accountant)

@@ -86,6 +86,10 @@ class PrivateTraining:
         The DP settings.
     seed : int
         Seeds batch sampling and the noise, so a round repeats exactly.
+    penalty : callable, optional
+        Parameter-only loss terms (see the module docstring).
+    grad_clip : float, optional
+        Clip the privatised gradient to this norm.
     """
 
     def __init__(
@@ -98,7 +102,11 @@ class PrivateTraining:
         batch_size: int,
         recipe: DPSGDRecipe,
         seed: int,
+        penalty: Callable[[], torch.Tensor | None] = lambda: None,
+        grad_clip: float | None = None,
     ) -> None:
+        self.penalty = penalty
+        self.grad_clip = grad_clip
         if recipe.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise ValueError(f"unknown grad_sample_mode '{recipe.grad_sample_mode}'")
         self.recipe = recipe
@@ -143,24 +151,35 @@ class PrivateTraining:
                         optimizer=self.optimizer,
                     )
                 )
-            yield from loader
+            for xb, yb in loader:
+                if len(yb) == 0 and self.recipe.grad_sample_mode == "ew":
+                    self._empty_step()  # expanded weights cannot run a batch of 0
+                    continue
+                yield xb, yb
 
-    def step(self, penalty: Callable[[], torch.Tensor | None], grad_clip: float | None) -> bool:
+    def step(self) -> bool:
         """Clip, noise and apply the gradients of the last backward pass.
 
-        ``penalty`` gives the parameter-only loss terms; their gradient joins the
-        privatised one. Returns False for a physical batch that only accumulated.
+        The penalty's gradient joins the privatised one. Returns False for a physical
+        batch that only accumulated.
         """
         optimizer: DPOptimizer = self.optimizer  # type: ignore[assignment]
         if not optimizer.pre_step():
             return False
-        extra = penalty()
+        extra = self.penalty()
         if extra is not None:
             extra.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(optimizer.params, grad_clip)
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(optimizer.params, self.grad_clip)
         optimizer.original_optimizer.step()
         return True
+
+    def _empty_step(self) -> None:
+        """An empty Poisson batch: a step of noise alone, as Opacus takes it elsewhere."""
+        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.optimizer.params:  # type: ignore[attr-defined]
+            p.grad_sample = p.new_zeros((0, *p.shape))
+        self.step()
 
     def entry(self, rnd: int) -> LedgerEntry:
         """This round's release, as the accountant counted it."""

@@ -9,6 +9,7 @@ just below the target (within Opacus's 0.01 tolerance) and none far below it.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -93,14 +94,15 @@ def plan_sample_dp(scenario: Scenario, train_sizes: dict[int, int]) -> dict[int,
     return plans
 
 
-def client_level_entry(scenario: Scenario, rnd: int) -> LedgerEntry:
+def client_level_entry(scenario: Scenario, sigma: float, rnd: int) -> LedgerEntry:
     """The release of one round of user-level DP (``privacy.dp.mode: client``).
 
-    One Gaussian mechanism per round on the average of the clipped updates, sampled at
-    rate ``clients per round / clients`` (amplification by subsampling, as in DP-FedAvg;
-    our fixed-size sample is treated as Poisson at that rate).
+    One Gaussian mechanism (noise ``sigma``, from :func:`client_level_sigma`) per round
+    on the average of the clipped updates, sampled at rate ``clients per round /
+    clients`` (amplification by subsampling, as in DP-FedAvg; our fixed-size sample is
+    treated as Poisson at that rate).
     """
-    return LedgerEntry(client_level_sigma(scenario), client_rate(scenario), 1, rnd)
+    return LedgerEntry(sigma, client_rate(scenario), 1, rnd)
 
 
 def client_rate(scenario: Scenario) -> float:
@@ -119,6 +121,7 @@ def client_level_sigma(scenario: Scenario) -> float:
     )
 
 
+@functools.lru_cache(maxsize=1024)  # the server, the CLI check and the wrappers ask alike
 def _calibrate(target: float, delta: float, rate: float, steps: int, accountant: str) -> float:
     try:
         with warnings.catch_warnings():

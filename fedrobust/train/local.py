@@ -152,8 +152,9 @@ def local_train(
     net = model
     if dp is not None:
         private = PrivateTraining(
-            model, opt, criterion, inputs, targets, train.batch_size, dp, seed
-        )
+            model, opt, criterion, inputs, targets, train.batch_size, dp, seed,
+            penalty=lambda: _penalty(plugins, model), grad_clip=train.grad_clip,
+        )  # fmt: skip
         net, criterion, opt = private.model, private.criterion, private.optimizer
     net.train()
     steps, loss_sum, correct, seen = 0, 0.0, 0, 0
@@ -173,7 +174,7 @@ def local_train(
                     loss = plugin.loss(net, loss)
                 if private is not None:
                     loss.backward()
-                    steps += private.step(lambda: _penalty(plugins, model), train.grad_clip)
+                    private.step()
                 else:
                     penalty = _penalty(plugins, model)
                     (loss if penalty is None else loss + penalty).backward()
@@ -190,7 +191,7 @@ def local_train(
             private.close()
     return TrainResult(
         num_examples=len(targets),
-        steps=steps,
+        steps=private.entry(rnd).steps if private else steps,
         loss=loss_sum / seen if seen else float("nan"),
         accuracy=correct / seen if seen else float("nan"),
         privacy=private.entry(rnd) if private else None,

@@ -1,0 +1,99 @@
+"""The ClientApp keeps each client's DP ledger across rounds and refuses past its budget."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, Metadata, RecordDict
+from opacus.accountants import RDPAccountant
+
+from clients.client_app import train
+from fedrobust.data import build_federation
+from fedrobust.models.build import build_model
+from fedrobust.privacy.ledger import sample_rate, steps_per_epoch
+from fedrobust.scenario import Scenario, parse_scenario
+
+NODE = 5
+
+
+def scenario(**dp: object) -> Scenario:
+    return parse_scenario(
+        {
+            "name": "c",
+            "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 3}},
+            "model": {"name": "mlp", "hidden": [16]},
+            "train": {"batch_size": 32},
+            "privacy": {"dp": {"mode": "sample", "noise_multiplier": 1.1, **dp}},
+        }
+    )
+
+
+def context() -> Context:
+    return Context(
+        run_id=1, node_id=NODE, node_config={"partition-id": 0, "num-partitions": 3},
+        state=RecordDict(), run_config={},
+    )  # fmt: skip
+
+
+def train_message(sc: Scenario, rnd: int, history: list[dict] | None = None) -> Message:
+    model = build_model(sc.model, build_federation(sc.data, sc.seed).spec)
+    config = ConfigRecord(
+        {"scenario": sc.model_dump_json(), "server-round": rnd, "dp-noise-multiplier": 1.1,
+         "dp-history": json.dumps(history or [])}
+    )  # fmt: skip
+    md = Metadata(
+        run_id=1, message_id=f"m{rnd}", src_node_id=0, dst_node_id=NODE, reply_to_message_id="",
+        group_id=str(rnd), created_at=time.time(), ttl=60, message_type=MessageType.TRAIN,
+    )  # fmt: skip
+    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "config": config})
+    return Message(metadata=md, content=content)
+
+
+def opacus_epsilon(steps: int, n: int) -> float:
+    acc = RDPAccountant()
+    acc.history = [(1.1, sample_rate(n, 32), steps)]
+    return acc.get_epsilon(delta=1e-5)
+
+
+def test_epsilon_is_cumulative_across_rounds_and_equals_opacus() -> None:
+    sc, ctx = scenario(), context()
+    n = len(build_federation(sc.data, sc.seed).clients[0].y_train)
+    per_round = steps_per_epoch(n, 32, True)
+    seen = []
+    for rnd in (1, 2, 3):  # a fresh call each round, as Flower rebuilds the ClientApp
+        metrics = train(train_message(sc, rnd), ctx).content.metric_records["metrics"]
+        assert metrics["dp-steps"] == per_round
+        seen.append(float(metrics["epsilon"]))
+        assert seen[-1] == pytest.approx(opacus_epsilon(rnd * per_round, n), rel=1e-9)
+    assert seen[0] < seen[1] < seen[2]
+
+
+def test_a_restarted_client_continues_from_the_server_ledger() -> None:
+    sc = scenario()
+    first = train(train_message(sc, 1), context()).content.metric_records["metrics"]
+    entry = {"noise_multiplier": 1.1, "sample_rate": first["dp-sample-rate"],
+             "steps": first["dp-steps"], "round": 1}  # fmt: skip
+    fresh = context()  # state lost (e.g. the run was resumed in a new simulation)
+    second = train(train_message(sc, 2, [entry]), fresh).content.metric_records["metrics"]
+    n = len(build_federation(sc.data, sc.seed).clients[0].y_train)
+    assert float(second["epsilon"]) == pytest.approx(
+        opacus_epsilon(2 * int(first["dp-steps"]), n), rel=1e-9
+    )
+
+
+def test_a_client_past_its_budget_refuses_to_train() -> None:
+    sc = scenario()
+    n = len(build_federation(sc.data, sc.seed).clients[0].y_train)
+    per_round = steps_per_epoch(n, 32, True)
+    budget = (opacus_epsilon(2 * per_round, n) + opacus_epsilon(3 * per_round, n)) / 2
+    sc, ctx = scenario(epsilon_budget=budget), context()
+    for rnd in (1, 2):
+        assert "metrics" in train(train_message(sc, rnd), ctx).content.metric_records
+    reply = train(train_message(sc, 3), ctx)
+    status = reply.content.config_records["status"]
+    assert status["refused"] == "budget_exhausted"
+    assert float(status["epsilon"]) == pytest.approx(opacus_epsilon(2 * per_round, n))
+    assert float(status["epsilon-next"]) > budget
+    assert not reply.content.array_records
