@@ -1,0 +1,76 @@
+"""End to end: DP runs report the epsilon their mechanism gives, across resumes and budgets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from opacus.accountants import create_accountant
+
+from tests.test_cli_run import fedrobust
+
+pytestmark = pytest.mark.e2e
+
+SCENARIO = """\
+name: dp_tiny
+seed: 3
+data:
+  dataset: digits
+  partition: {kind: iid, num_clients: 3}
+model: {name: mlp, hidden: [32]}
+train:
+  rounds: 3
+  batch_size: 32
+  optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
+privacy:
+  dp: {mode: sample, noise_multiplier: 1.2, max_grad_norm: 1.0%s}
+"""
+
+
+def recomputed(ledger: list[dict], delta: float) -> float:
+    """Epsilon from metrics.json's ledger with nothing of ours: Opacus's accountant alone."""
+    acc = create_accountant("rdp")
+    for e in ledger:
+        for _ in range(e["steps"]):
+            acc.step(noise_multiplier=e["noise_multiplier"], sample_rate=e["sample_rate"])
+    return acc.get_epsilon(delta=delta)
+
+
+def test_a_resumed_dp_run_keeps_its_epsilon_and_anyone_can_recompute_it(tmp_path: Path) -> None:
+    path = tmp_path / "dp.yaml"
+    path.write_text(SCENARIO % "")
+    out = tmp_path / "run"
+    first = fedrobust("run", str(path), "--out", str(out), "--rounds", "2")
+    assert first.returncode == 0, first.stderr
+    assert "epsilon" in first.stdout
+    # a new simulation: every client's context.state is gone; the server's ledger is not
+    more = fedrobust("run", str(path), "--out", str(out), "--rounds", "3", "--resume")
+    assert more.returncode == 0, more.stderr
+    doc = json.loads((out / "metrics.json").read_text())
+    rounds, final = doc["rounds"], doc["final"]
+    assert [r["round"] for r in rounds] == [1, 2, 3]
+    eps = [r["epsilon"] for r in rounds]
+    assert eps[0] < eps[1] < eps[2] == final["epsilon"]
+    for client, ledger in final["privacy_ledger"].items():
+        assert [e["round"] for e in ledger] == [1, 2, 3]
+        mine = rounds[-1]["epsilon_clients"][int(client)]
+        assert mine == pytest.approx(recomputed(ledger, final["delta"]), rel=1e-9)
+    # each client's own accountant, restored from the server's copy, agrees in round 3
+    for c in rounds[-1]["clients"]:
+        assert c["epsilon"] == pytest.approx(rounds[-1]["epsilon_clients"][c["client"]], rel=1e-9)
+
+
+def test_clients_past_their_budget_refuse_and_the_run_goes_on(tmp_path: Path) -> None:
+    # sigma 1.2, q = 1/14, 14 steps a round: epsilon 2.45 after 2 rounds, 2.82 after 3
+    path = tmp_path / "budget.yaml"
+    path.write_text(SCENARIO % ", epsilon_budget: 2.6")
+    out = tmp_path / "run"
+    done = fedrobust("run", str(path), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((out / "metrics.json").read_text())
+    last = doc["rounds"][-1]
+    assert doc["status"] == "completed"
+    assert last["dropped"] == {"budget_exhausted": 3} and last["aggregated"] == 0
+    assert last["accuracy"] == doc["rounds"][-2]["accuracy"]  # the global model stays
+    assert doc["final"]["epsilon"] == doc["rounds"][-2]["epsilon"] <= 2.6
