@@ -16,7 +16,12 @@ from typing import Any
 import yaml
 
 from fedrobust.report.metrics import read_metrics
-from fedrobust.report.plots import plot_client_spread, plot_curves, plot_label_histograms
+from fedrobust.report.plots import (
+    plot_client_spread,
+    plot_curves,
+    plot_label_histograms,
+    plot_privacy,
+)
 
 REPORT_FILE = "report.html"
 
@@ -114,8 +119,12 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
         sections.append(
             Section("Per-class recall (final model)", _table(["class", "recall"], recall))
         )
+    if any("epsilon" in r for r in doc["rounds"]):
+        sections.append(_privacy_section(doc, final, figures))
     if doc["rounds"]:
         keys = ["round", "accuracy", "loss", "balanced_accuracy", "lr", "aggregated", "seconds"]
+        if "epsilon" in doc["rounds"][-1]:
+            keys.insert(4, "epsilon")
         rows = [
             [r.get(k, "") for k in keys] + [sum(r.get("dropped", {}).values())]
             for r in doc["rounds"]
@@ -124,6 +133,35 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
     scenario = yaml.safe_dump(doc["scenario"], sort_keys=False)
     sections.append(Section("Scenario", f"<pre>{html.escape(scenario)}</pre>"))
     return sections
+
+
+def _privacy_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) -> Section:
+    dp = doc["scenario"].get("privacy", {}).get("dp", {})
+    rows = [
+        ["mode", f"{dp.get('mode')}-level DP"],
+        ["epsilon (max over clients)", final.get("epsilon")],
+        ["delta", final.get("delta", dp.get("delta"))],
+        ["accountant", dp.get("accountant")],
+    ]
+    sigmas = final.get("noise_multipliers")
+    if sigmas:
+        values = list(sigmas.values())
+        rows.append(["noise multiplier", f"{min(values):.4g} .. {max(values):.4g}"])
+    refused = sum(r.get("dropped", {}).get("budget_exhausted", 0) for r in doc["rounds"])
+    rows.append(["rounds refused (budget spent)", refused])
+    body = _table(["", ""], rows) + _img(plot_privacy(doc, figures / "privacy.png"))
+    audit = final.get("audit")
+    if audit:
+        body += "<h3>Canary audit (Steinke, Nasr &amp; Jagielski 2023)</h3>" + _table(
+            ["canaries", "guesses", "correct", "epsilon lower bound", "confidence", "claimed"],
+            [[audit["num_canaries"], audit["num_guesses"], audit["num_correct"],
+              audit["epsilon_lower_bound"], audit["confidence"], audit.get("claimed_epsilon")]],
+        )  # fmt: skip
+    body += (
+        "<p>The ledger in metrics.json (<code>final.privacy_ledger</code>) lists every "
+        "client's releases; Opacus's accountant fed it gives these epsilons.</p>"
+    )
+    return Section("Privacy", body)
 
 
 def write_report(run_dir: Path) -> Path:

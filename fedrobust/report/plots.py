@@ -76,3 +76,30 @@ def plot_client_spread(metrics: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_privacy(metrics: dict[str, Any], path: Path) -> Path:
+    """Cumulative epsilon per round (each client; max and mean), and accuracy vs epsilon."""
+    rows = [r for r in metrics["rounds"] if "epsilon" in r]
+    fig, (ax_eps, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    rounds = [r["round"] for r in rows]
+    per_client = [r["epsilon_clients"] for r in rows if "epsilon_clients" in r]
+    if per_client and len(per_client) == len(rows):
+        for client, series in enumerate(zip(*per_client, strict=True)):
+            ax_eps.plot(rounds, series, color="gray", alpha=0.4, lw=1,
+                        label="each client" if client == 0 else None)  # fmt: skip
+        ax_eps.plot(rounds, [r["epsilon_mean"] for r in rows], color="tab:blue", label="mean")
+    ax_eps.plot(rounds, [r["epsilon"] for r in rows], color="tab:red", marker="o", ms=3,
+                label="max (reported)")  # fmt: skip
+    ax_eps.set(xlabel="round", ylabel="epsilon", title="Cumulative epsilon")
+    ax_eps.legend(loc="upper left", fontsize=8)
+    ax_acc.plot([r["epsilon"] for r in rows], [r["accuracy"] for r in rows], marker="o", ms=3)
+    ax_acc.set(xlabel="epsilon (max over clients)", ylabel="test accuracy", ylim=(0, 1),
+               title="Accuracy vs privacy spent")  # fmt: skip
+    for ax in (ax_eps, ax_acc):
+        ax.grid(alpha=0.3)
+    ax_eps.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
