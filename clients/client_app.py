@@ -16,6 +16,7 @@ from flwr.clientapp import ClientApp
 
 from fedrobust.data import ClientData, build_federation
 from fedrobust.models.build import build_model
+from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.privacy.client_dp import UNIFORM_WEIGHT, client_dp_mod
 from fedrobust.privacy.dpsgd import DPSGDRecipe
 from fedrobust.privacy.ledger import LedgerEntry, epsilon, sample_rate, steps_per_epoch
@@ -52,7 +53,7 @@ def load_client_data(scenario: Scenario, context: Context) -> ClientData:
         )
     if not 0 <= pid < expected:
         raise ValueError(f"partition-id {pid} outside 0..{expected - 1}")
-    return build_federation(scenario.data, scenario.seed).clients[pid]
+    return scenario_federation(scenario).clients[pid]
 
 
 @app.query()

@@ -103,9 +103,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from fedrobust.data import build_federation
     from fedrobust.models.build import build_model
     from fedrobust.privacy.accounting import check_privacy
+    from fedrobust.privacy.canaries import scenario_federation
     from fedrobust.scenario import load_scenario
     from fedrobust.simulation import (
         RunFailed,
@@ -118,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = Console(highlight=False, soft_wrap=True)
     scenario = load_scenario(args.scenario, _overrides(args))
     check_app_dir()
-    fed = build_federation(scenario.data, scenario.seed)  # data errors surface here, exit 2
+    fed = scenario_federation(scenario)  # data errors surface here, exit 2
     try:
         build_model(scenario.model, fed.spec)  # so does a model that cannot take this data
     except ValueError as exc:

@@ -21,9 +21,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedrobust.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from fedrobust.data import build_federation
 from fedrobust.models.build import build_model
 from fedrobust.privacy.accounting import RunPrivacy
+from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.privacy.client_dp import set_aggregated_count
 from fedrobust.report.html import write_report
 from fedrobust.report.metrics import RunRecorder
@@ -119,7 +119,7 @@ def run_federation(
     else:
         recorder = RunRecorder.resume(run_dir, scenario_doc, ckpt.round, token=token)
     try:
-        fed = build_federation(scenario.data, scenario.seed)
+        fed = scenario_federation(scenario)
         k = fed.spec.num_classes
         torch.manual_seed(scenario.seed)
         model = build_model(scenario.model, fed.spec)
