@@ -7,6 +7,7 @@ a run that starts but fails exits 1 and keeps the rounds it finished.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report = sub.add_parser("report", help="rebuild DIR/report.html from DIR/metrics.json")
     report.add_argument("run_dir", type=Path, help="a run directory")
+    audit = sub.add_parser(
+        "audit", help="one-run canary audit of a finished run: a lower bound on epsilon"
+    )
+    audit.add_argument(
+        "run_dir", type=Path, help="a run directory of a scenario with privacy.audit"
+    )
     return parser
 
 
@@ -186,9 +193,58 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from fedrobust.data import build_federation
+    from fedrobust.models.build import build_model
+    from fedrobust.privacy.canaries import audit_model
+    from fedrobust.report.metrics import read_metrics
+    from fedrobust.scenario import parse_scenario
+
+    run_dir: Path = args.run_dir
+    if not (run_dir / "metrics.json").is_file():
+        raise FedrobustError(str(run_dir / "metrics.json"), "no such file: not a run directory")
+    doc = read_metrics(run_dir)
+    scenario = parse_scenario(doc["scenario"])
+    if scenario.privacy.audit is None:
+        raise FedrobustError(
+            "privacy.audit", "the run has no canaries: add privacy.audit to the scenario and rerun"
+        )
+    model_path = run_dir / "model.pt"
+    if not model_path.is_file():
+        raise FedrobustError(str(model_path), "no such file: the run did not finish")
+    model = build_model(scenario.model, build_federation(scenario.data, scenario.seed).spec)
+    try:
+        model.load_state_dict(torch.load(model_path, weights_only=True))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise FedrobustError(str(model_path), f"not this scenario's model ({exc})") from None
+    claimed = (doc.get("final") or {}).get("epsilon")
+    result = audit_model(scenario, model, claimed)
+    (run_dir / "audit.json").write_text(json.dumps(result, indent=2))
+    table = Table(title=f"{scenario.name}: one-run canary audit", show_header=False)
+    table.add_row("canaries (each included w.p. 1/2)", str(result["num_canaries"]))
+    table.add_row("guesses / correct", f"{result['num_guesses']} / {result['num_correct']}")
+    table.add_row(
+        f"epsilon lower bound ({result['confidence']:.0%} confidence)",
+        f"{result['epsilon_lower_bound']:.3f}",
+    )
+    table.add_row("epsilon the run claims", "none (no DP)" if claimed is None else f"{claimed:.3f}")
+    table.add_row("consistent", "yes" if result["consistent"] else "NO: the claim is refuted")
+    Console(highlight=False).print(table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report}
+    handlers = {
+        "run": cmd_run,
+        "validate": cmd_validate,
+        "report": cmd_report,
+        "audit": cmd_audit,
+    }
     try:
         return handlers[args.command](args)
     except FedrobustError as exc:

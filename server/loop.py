@@ -23,7 +23,7 @@ from flwr.serverapp.strategy import Strategy
 from fedrobust.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedrobust.models.build import build_model
 from fedrobust.privacy.accounting import RunPrivacy
-from fedrobust.privacy.canaries import scenario_federation
+from fedrobust.privacy.canaries import audit_model, scenario_federation
 from fedrobust.privacy.client_dp import set_aggregated_count
 from fedrobust.report.html import write_report
 from fedrobust.report.metrics import RunRecorder
@@ -187,6 +187,9 @@ def run_federation(
                 f"best_{stopper.cfg.metric}": stopper.best_value,
             }
         totals.update(privacy.final())
+        if scenario.privacy.audit is not None:
+            totals["audit"] = audit_model(scenario, model, totals.get("epsilon"))  # type: ignore[arg-type]
+            log.info("canary audit: %s", totals["audit"])
         torch.save(model.state_dict(), run_dir / MODEL_FILE)
         final = recorder.finish(totals)
         write_report(run_dir)

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from fedrobust.data import Federation, build_federation
+from fedrobust.privacy.audit import audit_from_scores
 from fedrobust.scenario import Scenario
 
 
@@ -77,3 +82,43 @@ def _with_canaries(scenario_json: str) -> Federation:
             )
         )
     return replace(fed, clients=clients)
+
+
+@torch.no_grad()
+def canary_scores(model: nn.Module, canaries: Canaries) -> np.ndarray:
+    """Membership score of each canary: minus the model's loss on it (higher = seen)."""
+    model.eval()
+    logits = model(torch.from_numpy(canaries.x))
+    loss = F.cross_entropy(logits, torch.from_numpy(canaries.y), reduction="none")
+    return (-loss).numpy()
+
+
+def audit_model(scenario: Scenario, model: nn.Module, claimed: float | None) -> dict[str, Any]:
+    """Run the one-run audit on a trained global model; the figures for metrics.json.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The run's scenario (its ``privacy.audit`` section says how many canaries).
+    model : nn.Module
+        The final global model.
+    claimed : float or None
+        The epsilon the run reports (``None`` without DP: nothing is claimed).
+    """
+    cfg = scenario.privacy.audit
+    if cfg is None:
+        raise ValueError("the scenario has no privacy.audit section")
+    canaries = make_canaries(scenario, build_federation(scenario.data, scenario.seed))
+    delta = scenario.privacy.dp.delta if scenario.privacy.dp.mode != "none" else 0.0
+    result = audit_from_scores(canary_scores(model, canaries), canaries.included, delta,
+                               cfg.confidence)  # fmt: skip
+    return {
+        "num_canaries": result.num_canaries,
+        "num_guesses": result.num_guesses,
+        "num_correct": result.num_correct,
+        "epsilon_lower_bound": result.epsilon_lower_bound,
+        "confidence": result.confidence,
+        "delta": result.delta,
+        "claimed_epsilon": claimed,
+        "consistent": claimed is None or result.epsilon_lower_bound <= claimed,
+    }
