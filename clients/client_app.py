@@ -14,6 +14,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedrobust.adversarial.training import adversarial_plugins
 from fedrobust.data import ClientData, build_federation
 from fedrobust.models.build import build_model
 from fedrobust.privacy.canaries import scenario_federation
@@ -67,13 +68,16 @@ def query(msg: Message, context: Context) -> Message:
     return Message(content=RecordDict({"info": info}), reply_to=msg)
 
 
-def round_plugins(scenario: Scenario, config: ConfigRecord, seed: int) -> tuple[TrainPlugin, ...]:
-    """The loop plugins this round's recipe asks for."""
+def round_plugins(
+    scenario: Scenario, config: ConfigRecord, seed: int, rnd: int, num_classes: int
+) -> tuple[TrainPlugin, ...]:
+    """The loop plugins this round's recipe asks for (augmentation before attacks)."""
     plugins: list[TrainPlugin] = []
     if scenario.data.augment:
         plugins.append(Augment(scenario.data.augment, seed))
+    plugins.extend(adversarial_plugins(scenario.adversarial.training, rnd, num_classes, seed))
     if "proximal-mu" in config:
-        plugins.append(ProximalTerm(float(config["proximal-mu"])))
+        plugins.append(ProximalTerm(float(config["proximal-mu"])))  # type: ignore[arg-type]
     if scenario.train.l1 > 0:
         plugins.append(L1Penalty(scenario.train.l1))
     return tuple(plugins)
@@ -159,7 +163,7 @@ def train(msg: Message, context: Context) -> Message:
         num_classes=fed.spec.num_classes,
         seed=seed,
         lr=round_lr(train_cfg.lr_schedule, train_cfg.optimizer.lr, server_round, train_cfg.rounds),
-        plugins=round_plugins(scenario, config, seed),
+        plugins=round_plugins(scenario, config, seed, server_round, fed.spec.num_classes),
         dp=dp,
         rnd=server_round,
     )

@@ -55,6 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report = sub.add_parser("report", help="rebuild DIR/report.html from DIR/metrics.json")
     report.add_argument("run_dir", type=Path, help="a run directory")
+    evaluate = sub.add_parser(
+        "evaluate", help="robust accuracy of a saved model under torchattacks attacks"
+    )
+    evaluate.add_argument("target", type=Path, help="a run directory, or a model .pt file")
+    evaluate.add_argument(
+        "--scenario", type=Path, help="the scenario of a model file (default: the run's)"
+    )
+    evaluate.add_argument("--attacks", default="pgd,fgsm", help="comma-separated attack names")
+    evaluate.add_argument("--eps", default="0.1,0.2,0.3", help="comma-separated budgets in (0, 1]")
+    evaluate.add_argument("--steps", type=_positive, default=20, help="iterations (default 20)")
+    evaluate.add_argument("--norm", choices=["linf", "l2"], default="linf")
+    evaluate.add_argument(
+        "--num-samples", type=_positive, default=None, help="attack the first N test examples"
+    )
     audit = sub.add_parser(
         "audit", help="one-run canary audit of a finished run: a lower bound on epsilon"
     )
@@ -130,6 +144,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         build_model(scenario.model, fed.spec)  # so does a model that cannot take this data
     except ValueError as exc:
         raise FedrobustError("model.name", str(exc)) from None
+    if scenario.adversarial.evaluation is not None:  # an attack unfit for this data fails here
+        from fedrobust.adversarial.evaluation import robust_accuracy
+
+        cfg = scenario.adversarial.evaluation
+        try:
+            robust_accuracy(build_model(scenario.model, fed.spec), fed.x_test, fed.y_test,
+                            cfg.attacks, cfg.eps[:1], steps=1, norm=cfg.norm, num_samples=2,
+                            num_classes=fed.spec.num_classes)  # fmt: skip
+        except ValueError as exc:
+            raise FedrobustError("adversarial.evaluation.attacks", str(exc)) from None
     privacy_plan = check_privacy(scenario, {i: len(c.y_train) for i, c in enumerate(fed.clients)})
     run_dir = resolve_run_dir(scenario, args.out)
     total = scenario.train.rounds
@@ -193,34 +217,112 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def _attack_list(text: str) -> list[str]:
+    from fedrobust.adversarial.attacks import check_attack_name
+
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names:
+        raise FedrobustError("--attacks", "give at least one attack name")
+    for name in names:
+        try:
+            check_attack_name(name)
+        except ValueError as exc:
+            raise FedrobustError("--attacks", str(exc)) from None
+    return names
+
+
+def _eps_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise FedrobustError("--eps", f"not a list of numbers: {text!r}") from None
+    if not values or not all(0 < v <= 1 for v in values):
+        raise FedrobustError(
+            "--eps", f"budgets must be in (0, 1] (inputs are [0, 1] images): {text!r}"
+        )
+    return values
+
+
+def _load_model_for(target: Path, scenario_path: Path | None) -> tuple[Any, Any, Any]:
+    """(scenario, federation, model) of a run directory or a model file."""
     import torch
-    from rich.console import Console
-    from rich.table import Table
 
     from fedrobust.data import build_federation
     from fedrobust.models.build import build_model
+    from fedrobust.report.metrics import read_metrics
+    from fedrobust.scenario import load_scenario, parse_scenario
+
+    if target.is_dir():
+        if not (target / "metrics.json").is_file():
+            raise FedrobustError(str(target), "not a run directory (no metrics.json)")
+        model_path = target / "model.pt"
+        scenario = (
+            load_scenario(scenario_path)
+            if scenario_path
+            else parse_scenario(read_metrics(target)["scenario"])
+        )
+    elif target.is_file():
+        if scenario_path is None:
+            raise FedrobustError("--scenario", f"needed to evaluate a model file ({target})")
+        model_path, scenario = target, load_scenario(scenario_path)
+    else:
+        raise FedrobustError(str(target), "no such run directory or model file")
+    if not model_path.is_file():
+        raise FedrobustError(str(model_path), "no such file: the run did not finish")
+    fed = build_federation(scenario.data, scenario.seed)
+    model = build_model(scenario.model, fed.spec)
+    try:
+        model.load_state_dict(torch.load(model_path, weights_only=True))
+    except Exception as exc:  # noqa: BLE001 - any unreadable or mismatched file is a bad input
+        raise FedrobustError(str(model_path), f"not a model of this scenario ({exc})") from None
+    return scenario, fed, model
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fedrobust.adversarial.evaluation import attack_key, robust_accuracy
+    from fedrobust.train import evaluate
+
+    attacks, budgets = _attack_list(args.attacks), _eps_list(args.eps)
+    scenario, fed, model = _load_model_for(args.target, args.scenario)
+    n = len(fed.y_test) if args.num_samples is None else min(args.num_samples, len(fed.y_test))
+    clean = evaluate(model, fed.x_test[:n], fed.y_test[:n], fed.spec.num_classes).accuracy
+    try:
+        figures = robust_accuracy(
+            model, fed.x_test, fed.y_test, attacks, budgets, steps=args.steps, norm=args.norm,
+            num_samples=n, num_classes=fed.spec.num_classes, seed=scenario.seed,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise FedrobustError("--attacks", str(exc)) from None
+    table = Table(title=f"{scenario.name}: robust accuracy on {n} test examples ({args.norm})")
+    table.add_column("attack")
+    for budget in budgets:
+        table.add_column(f"eps {budget!r}", justify="right")
+    table.add_row("clean", *[f"{clean:.4f}"] * len(budgets))
+    for name in attacks:
+        table.add_row(name, *[f"{figures[attack_key(name, b)]:.4f}" for b in budgets])
+    Console(highlight=False).print(table)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     from fedrobust.privacy.canaries import audit_model
     from fedrobust.report.metrics import read_metrics
-    from fedrobust.scenario import parse_scenario
 
     run_dir: Path = args.run_dir
     if not (run_dir / "metrics.json").is_file():
         raise FedrobustError(str(run_dir / "metrics.json"), "no such file: not a run directory")
-    doc = read_metrics(run_dir)
-    scenario = parse_scenario(doc["scenario"])
+    scenario, _, model = _load_model_for(run_dir, None)
     if scenario.privacy.audit is None:
         raise FedrobustError(
             "privacy.audit", "the run has no canaries: add privacy.audit to the scenario and rerun"
         )
-    model_path = run_dir / "model.pt"
-    if not model_path.is_file():
-        raise FedrobustError(str(model_path), "no such file: the run did not finish")
-    model = build_model(scenario.model, build_federation(scenario.data, scenario.seed).spec)
-    try:
-        model.load_state_dict(torch.load(model_path, weights_only=True))
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise FedrobustError(str(model_path), f"not this scenario's model ({exc})") from None
+    doc = read_metrics(run_dir)
     claimed = (doc.get("final") or {}).get("epsilon")
     result = audit_model(scenario, model, claimed)
     (run_dir / "audit.json").write_text(json.dumps(result, indent=2))
@@ -244,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": cmd_validate,
         "report": cmd_report,
         "audit": cmd_audit,
+        "evaluate": cmd_evaluate,
     }
     try:
         return handlers[args.command](args)

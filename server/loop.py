@@ -20,6 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedrobust.adversarial.evaluation import scenario_robust_accuracy
 from fedrobust.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedrobust.models.build import build_model
 from fedrobust.privacy.accounting import RunPrivacy
@@ -159,6 +160,11 @@ def run_federation(
             arrays = ArrayRecord(model.state_dict())
             figures = {"round": rnd, **_eval_figures(evaluate(model, fed.x_test, fed.y_test, k))}
             figures.update(round_figures)
+            evaluation = scenario.adversarial.evaluation
+            if evaluation is not None and (
+                rnd % evaluation.every_n_rounds == 0 or rnd == scenario.train.rounds
+            ):
+                figures["robust_accuracy"] = scenario_robust_accuracy(scenario, model, fed)
             stopped = stopper is not None and stopper.update(rnd, figures, model)
             figures["seconds"] = round(time.monotonic() - started, 3)
             # metrics first: a crash in between re-runs this round on resume, never skips it
@@ -186,6 +192,8 @@ def run_federation(
                 "best_round": stopper.best_round,
                 f"best_{stopper.cfg.metric}": stopper.best_value,
             }
+        if scenario.adversarial.evaluation is not None:  # of the model the run keeps
+            totals["robust_accuracy"] = scenario_robust_accuracy(scenario, model, fed)
         totals.update(privacy.final())
         if scenario.privacy.audit is not None:
             totals["audit"] = audit_model(scenario, model, totals.get("epsilon"))  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -156,6 +156,19 @@ class PrivateTraining:
                     self._empty_step()  # expanded weights cannot run a batch of 0
                     continue
                 yield xb, yb
+
+    @contextmanager
+    def hooks_paused(self) -> Iterator[None]:
+        """Run the model without recording per-sample gradients (e.g. to craft attacks)."""
+        disable = getattr(self.model, "disable_hooks", None)
+        if disable is None:  # expanded weights: nothing is recorded outside its forward
+            yield
+            return
+        disable()
+        try:
+            yield
+        finally:
+            self.model.enable_hooks()  # type: ignore[operator]
 
     def step(self) -> bool:
         """Clip, noise and apply the gradients of the last backward pass.

@@ -11,6 +11,7 @@ return values.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,8 +165,9 @@ def local_train(
                 private.epoch() if private else _plain_batches(inputs, targets, train, generator)
             )
             for xb, yb in batches:
-                for plugin in plugins:
-                    xb, yb = plugin.batch(xb, yb)
+                with private.hooks_paused() if private else nullcontext():
+                    for plugin in plugins:  # e.g. attacks: no per-sample gradients recorded
+                        xb, yb = plugin.batch(xb, yb)
                 opt.zero_grad(set_to_none=True)
                 with autocast:
                     logits = net(xb)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, Metadata, RecordDict
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 from opacus.accountants import RDPAccountant
 
 from clients.client_app import train
 from fedrobust.data import build_federation
 from fedrobust.models.build import build_model
+from fedrobust.privacy.client_dp import CLIENT_CLIPPING, UNIFORM_WEIGHT, client_dp_mod
 from fedrobust.privacy.ledger import sample_rate, steps_per_epoch
 from fedrobust.scenario import Scenario, parse_scenario
 
@@ -97,3 +100,25 @@ def test_a_client_past_its_budget_refuses_to_train() -> None:
     assert float(status["epsilon"]) == pytest.approx(opacus_epsilon(2 * per_round, n))
     assert float(status["epsilon-next"]) > budget
     assert not reply.content.array_records
+
+
+def test_user_level_dp_clips_the_update_on_the_client_and_weights_it_one() -> None:
+    sc = parse_scenario(
+        {
+            "name": "u",
+            "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 3}},
+            "model": {"name": "mlp", "hidden": [16]},
+            "train": {"optimizer": {"lr": 0.5}},
+            "privacy": {"dp": {"mode": "client", "noise_multiplier": 1.0, "clipping_norm": 0.1}},
+        }
+    )
+    msg = train_message(sc, 1)
+    config = msg.content.config_records["config"]
+    config[CLIENT_CLIPPING] = "fixed"
+    config[KEY_CLIPPING_NORM] = 0.1
+    sent = msg.content.array_records["arrays"].to_numpy_ndarrays()
+    reply = client_dp_mod(msg, context(), train)
+    got = reply.content.array_records["arrays"].to_numpy_ndarrays()
+    norm = np.sqrt(sum(float(((g - s) ** 2).sum()) for g, s in zip(got, sent, strict=True)))
+    assert norm == pytest.approx(0.1, rel=1e-4)  # lr 0.5 moves far more: clipped to 0.1
+    assert reply.content.metric_records["metrics"][UNIFORM_WEIGHT] == 1

@@ -25,6 +25,7 @@ train:
   optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
 privacy:
   dp: {mode: sample, noise_multiplier: 1.2, max_grad_norm: 1.0%s}
+  audit: {canaries: 60}
 """
 
 
@@ -59,6 +60,17 @@ def test_a_resumed_dp_run_keeps_its_epsilon_and_anyone_can_recompute_it(tmp_path
     # each client's own accountant, restored from the server's copy, agrees in round 3
     for c in rounds[-1]["clients"]:
         assert c["epsilon"] == pytest.approx(rounds[-1]["epsilon_clients"][c["client"]], rel=1e-9)
+    # the run audited itself; `fedrobust audit` recomputes the same figures from the model
+    assert final["audit"]["claimed_epsilon"] == final["epsilon"]
+    audit = fedrobust("audit", str(out))
+    assert audit.returncode == 0, audit.stderr
+    assert "epsilon lower bound" in audit.stdout
+    assert json.loads((out / "audit.json").read_text()) == final["audit"]
+
+
+def test_audit_of_a_run_without_canaries_or_model_exits_2(tmp_path: Path) -> None:
+    missing = fedrobust("audit", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "not a run directory" in missing.stderr
 
 
 def test_clients_past_their_budget_refuse_and_the_run_goes_on(tmp_path: Path) -> None:

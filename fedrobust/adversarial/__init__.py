@@ -1,0 +1,1 @@
+"""Adversarial robustness: torchattacks registry, adversarial training, robust evaluation."""

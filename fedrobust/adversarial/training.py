@@ -1,0 +1,116 @@
+"""Adversarial training as local-loop plugins: each batch is attacked against the
+client's current model.
+
+- ``pgd_at``: replace a share (``ratio``) of each batch by PGD examples (Madry et al.
+  2018, https://arxiv.org/abs/1706.06083);
+- ``fgsm_rs``: the same with one FGSM step from a random start, "fast is better than
+  free" (Wong, Rice & Kolter 2020, https://arxiv.org/abs/2001.03994; torchattacks FFGSM);
+- ``trades``: clean cross-entropy plus ``beta`` times the KL divergence between the
+  model's outputs on the clean batch and on a KL-maximising perturbation (Zhang et al.
+  2019, https://arxiv.org/abs/1901.08573; torchattacks TPGD).
+
+Replacing examples keeps one row per example, so DP-SGD's per-example clipping and
+accounting hold. Under Opacus the local loop pauses the per-sample-gradient hooks while a
+plugin's ``batch`` runs: generation adds no grad_sample and no accountant step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedrobust.adversarial.attacks import create_attack
+from fedrobust.scenario import AdversarialTrainingConfig
+from fedrobust.train.plugins import TrainPlugin
+
+
+class AdversarialExamples(TrainPlugin):
+    """pgd_at / fgsm_rs: a share of each batch replaced by adversarial examples.
+
+    Parameters
+    ----------
+    cfg : AdversarialTrainingConfig
+        Method, eps, step size, steps, ratio, norm.
+    num_classes : int
+        Number of classes.
+    seed : int
+        Seeds which examples are replaced.
+    """
+
+    def __init__(self, cfg: AdversarialTrainingConfig, num_classes: int, seed: int) -> None:
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.generator = torch.Generator().manual_seed(seed)
+        self.model: nn.Module | None = None
+
+    def before_training(self, model: nn.Module) -> nn.Module:
+        self.model = model
+        return model
+
+    def attack_name(self) -> str:
+        if self.cfg.method == "fgsm_rs":
+            return "ffgsm"
+        return "pgdl2" if self.cfg.norm == "l2" else "pgd"
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.model is None or len(y) == 0:
+            return x, y
+        chosen = torch.rand(len(y), generator=self.generator) < self.cfg.ratio
+        if not chosen.any():
+            return x, y
+        attack = create_attack(
+            self.attack_name(), self.model, self.cfg.eps, steps=self.cfg.steps,
+            alpha=self.cfg.step_size(), norm=self.cfg.norm, num_classes=self.num_classes,
+        )  # fmt: skip
+        x = x.clone()
+        x[chosen] = attack(x[chosen], y[chosen]).detach()
+        return x, y
+
+
+class Trades(TrainPlugin):
+    """TRADES: clean loss plus ``beta * KL(f(x) || f(x_adv))``.
+
+    Parameters
+    ----------
+    cfg : AdversarialTrainingConfig
+        eps, step size, steps, beta.
+    """
+
+    def __init__(self, cfg: AdversarialTrainingConfig) -> None:
+        self.cfg = cfg
+        self.model: nn.Module | None = None
+        self.clean: torch.Tensor | None = None
+        self.adversarial: torch.Tensor | None = None
+
+    def before_training(self, model: nn.Module) -> nn.Module:
+        self.model = model
+        return model
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.model is None or len(y) == 0:
+            self.clean = self.adversarial = None
+            return x, y
+        attack = create_attack("tpgd", self.model, self.cfg.eps, steps=self.cfg.steps,
+                               alpha=self.cfg.step_size())  # fmt: skip
+        self.clean, self.adversarial = x, attack(x, y).detach()
+        return x, y
+
+    def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+        if self.clean is None or self.adversarial is None or self.cfg.beta == 0:
+            return loss
+        log_adv = F.log_softmax(model(self.adversarial), dim=1)
+        clean = F.softmax(model(self.clean), dim=1)
+        kl = F.kl_div(log_adv, clean, reduction="batchmean")
+        return loss + self.cfg.beta * kl
+
+
+def adversarial_plugins(
+    cfg: AdversarialTrainingConfig, rnd: int, num_classes: int, seed: int
+) -> tuple[TrainPlugin, ...]:
+    """The plugin for this round (none before ``start_round`` or with method none)."""
+    if cfg.method == "none" or rnd < cfg.start_round:
+        return ()
+    if cfg.method == "trades":
+        return (Trades(cfg),)
+    return (AdversarialExamples(cfg, num_classes, seed),)
