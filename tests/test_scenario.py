@@ -204,6 +204,37 @@ BAD = [
         "model.activation",
         "expanded weights",
     ),
+    (
+        with_("adversarial.evaluation", {"attacks": ["pgd", "deepfoool"]}),
+        "adversarial.evaluation.attacks.1",
+        "unknown attack 'deepfoool'; known: apgd",
+    ),
+    (
+        with_("adversarial.evaluation", {"eps": [0.1, 2.0]}),
+        "adversarial.evaluation.eps.1",
+        "less than or equal to 1",
+    ),
+    (
+        with_("adversarial.training", {"method": "pgd_at", "eps": 0}),
+        "adversarial.training.eps",
+        "greater than 0",
+    ),  # fmt: skip
+    (
+        with_("adversarial.training", {"method": "pgd_at", "beta": 1.0}),
+        "adversarial.training.beta",
+        "does not apply to adversarial.training.method 'pgd_at'",
+    ),
+    (with_("adversarial.training.method", "free_at"), "adversarial.training.method", "pgd_at"),
+    (
+        with_(
+            "privacy.dp",
+            {"mode": "sample", "noise_multiplier": 1.0},
+            "adversarial.training",
+            {"method": "trades"},
+        ),
+        "adversarial.training.method",
+        "per-example clipping",
+    ),
     (with_("privacy.audit", {"canaries": 3}), "privacy.audit.canaries", "greater than"),
 ]
 

@@ -21,6 +21,7 @@ from fedrobust.report.plots import (
     plot_curves,
     plot_label_histograms,
     plot_privacy,
+    plot_robustness,
 )
 
 REPORT_FILE = "report.html"
@@ -121,6 +122,10 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
         )
     if any("epsilon" in r for r in doc["rounds"]):
         sections.append(_privacy_section(doc, final, figures))
+    if final.get("robust_accuracy"):
+        table = _table(["attack@eps", "accuracy"], sorted(final["robust_accuracy"].items()))
+        plot = _img(plot_robustness(doc, figures / "robustness.png"))
+        sections.append(Section("Adversarial robustness (final model)", plot + table))
     if doc["rounds"]:
         keys = ["round", "accuracy", "loss", "balanced_accuracy", "lr", "aggregated", "seconds"]
         if "epsilon" in doc["rounds"][-1]:

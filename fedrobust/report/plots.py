@@ -103,3 +103,35 @@ def plot_privacy(metrics: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_robustness(metrics: dict[str, Any], path: Path) -> Path:
+    """Final robust accuracy vs eps per attack, and robust accuracy over the rounds."""
+    final = metrics.get("final") or {}
+    fig, (ax_eps, ax_rounds) = plt.subplots(1, 2, figsize=(10, 3.8))
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for key, value in (final.get("robust_accuracy") or {}).items():
+        name, eps = key.rsplit("@", 1)
+        curves.setdefault(name, []).append((float(eps), value))
+    for name, points in curves.items():
+        points.sort()
+        ax_eps.plot([0.0] + [p[0] for p in points], [final.get("accuracy", np.nan)]
+                    + [p[1] for p in points], marker="o", ms=3, label=name)  # fmt: skip
+    ax_eps.set(xlabel="eps", ylabel="accuracy", ylim=(0, 1), title="Final model under attack")
+    rows = [r for r in metrics["rounds"] if r.get("robust_accuracy")]
+    keys = sorted({k for r in rows for k in r["robust_accuracy"]})
+    for key in keys:
+        ax_rounds.plot([r["round"] for r in rows], [r["robust_accuracy"].get(key) for r in rows],
+                       marker="o", ms=3, label=key)  # fmt: skip
+    every = metrics["rounds"]
+    ax_rounds.plot([r["round"] for r in every], [r["accuracy"] for r in every], color="black",
+                   lw=1, label="clean")  # fmt: skip
+    ax_rounds.set(xlabel="round", ylabel="accuracy", ylim=(0, 1), title="Robust accuracy per round")
+    ax_rounds.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (ax_eps, ax_rounds):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
