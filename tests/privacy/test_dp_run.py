@@ -76,7 +76,12 @@ def test_audit_of_a_run_without_canaries_or_model_exits_2(tmp_path: Path) -> Non
 def test_clients_past_their_budget_refuse_and_the_run_goes_on(tmp_path: Path) -> None:
     # sigma 1.2, q = 1/14, 14 steps a round: epsilon 2.45 after 2 rounds, 2.82 after 3
     path = tmp_path / "budget.yaml"
-    path.write_text(SCENARIO % ", epsilon_budget: 2.6")
+    adversarial = (  # DP-SGD with fast adversarial training, robust accuracy measured
+        "adversarial:\n  training: {method: fgsm_rs, eps: 0.1, start_round: 2}\n"
+        "  evaluation: {attacks: [pgd], eps: [0.1], steps: 5, every_n_rounds: 2, "
+        "num_samples: 50}\n"
+    )
+    path.write_text(SCENARIO % ", epsilon_budget: 2.6" + adversarial)
     out = tmp_path / "run"
     done = fedrobust("run", str(path), "--out", str(out))
     assert done.returncode == 0, done.stderr
@@ -86,3 +91,6 @@ def test_clients_past_their_budget_refuse_and_the_run_goes_on(tmp_path: Path) ->
     assert last["dropped"] == {"budget_exhausted": 3} and last["aggregated"] == 0
     assert last["accuracy"] == doc["rounds"][-2]["accuracy"]  # the global model stays
     assert doc["final"]["epsilon"] == doc["rounds"][-2]["epsilon"] <= 2.6
+    every_2nd_and_last = [sorted(r.get("robust_accuracy", {})) for r in doc["rounds"]]
+    assert every_2nd_and_last == [[], ["pgd@0.1"], ["pgd@0.1"]]
+    assert 0 <= doc["final"]["robust_accuracy"]["pgd@0.1"] <= 1
