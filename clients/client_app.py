@@ -14,14 +14,14 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedrobust.adversarial.training import adversarial_plugins
+from fedrobust.adversarial.training import AdversarialExamples, Trades
 from fedrobust.data import ClientData, build_federation
 from fedrobust.models.build import build_model
 from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.privacy.client_dp import UNIFORM_WEIGHT, client_dp_mod
 from fedrobust.privacy.dpsgd import DPSGDRecipe
 from fedrobust.privacy.ledger import LedgerEntry, epsilon, sample_rate, steps_per_epoch
-from fedrobust.scenario import Scenario
+from fedrobust.scenario import AdversarialTrainingConfig, Scenario
 from fedrobust.train import (
     Augment,
     L1Penalty,
@@ -66,6 +66,21 @@ def query(msg: Message, context: Context) -> Message:
         scenario = Scenario.model_validate_json(str(config["scenario"]))
         info["num-train"] = len(load_client_data(scenario, context).y_train)
     return Message(content=RecordDict({"info": info}), reply_to=msg)
+
+
+def adversarial_plugins(
+    cfg: AdversarialTrainingConfig, rnd: int, num_classes: int, seed: int
+) -> tuple[TrainPlugin, ...]:
+    """The adversarial-training plugin for this round (none before ``start_round``)."""
+    if cfg.method == "none" or rnd < cfg.start_round:
+        return ()
+    if cfg.method == "trades":
+        return (Trades(cfg.eps, cfg.step_size(), cfg.steps, cfg.beta),)
+    attack = "ffgsm" if cfg.method == "fgsm_rs" else "pgdl2" if cfg.norm == "l2" else "pgd"
+    steps = 1 if cfg.method == "fgsm_rs" else cfg.steps
+    return (
+        AdversarialExamples(attack, cfg.eps, cfg.step_size(), steps, cfg.ratio, num_classes, seed),
+    )
 
 
 def round_plugins(

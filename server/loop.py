@@ -20,8 +20,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedrobust.adversarial.evaluation import scenario_robust_accuracy
+from fedrobust.adversarial.evaluation import robust_accuracy
 from fedrobust.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fedrobust.data import Federation
 from fedrobust.models.build import build_model
 from fedrobust.privacy.accounting import RunPrivacy
 from fedrobust.privacy.canaries import audit_model, scenario_federation
@@ -209,6 +210,19 @@ def run_federation(
         except Exception:  # noqa: BLE001 - never hide the original error
             log.exception("could not write the report")
         raise
+
+
+def scenario_robust_accuracy(
+    scenario: Scenario, model: torch.nn.Module, fed: Federation
+) -> dict[str, float]:
+    """Robust accuracy as the scenario's ``adversarial.evaluation`` asks, on its test set."""
+    cfg = scenario.adversarial.evaluation
+    if cfg is None:
+        return {}
+    return robust_accuracy(
+        model, fed.x_test, fed.y_test, cfg.attacks, cfg.eps, steps=cfg.steps, norm=cfg.norm,
+        num_samples=cfg.num_samples, num_classes=fed.spec.num_classes, seed=scenario.seed,
+    )  # fmt: skip
 
 
 def _loop_state(stopper: EarlyStopping | None, privacy: RunPrivacy) -> dict[str, object]:

@@ -12,8 +12,6 @@ from torch import nn
 from torchattacks.attack import Attack
 
 from fedrobust.adversarial.attacks import create_attack
-from fedrobust.data import Federation
-from fedrobust.scenario import Scenario
 
 
 def attack_key(name: str, eps: float) -> str:
@@ -95,16 +93,3 @@ def _correct(model: nn.Module, attack: Attack, name: str, x: torch.Tensor, y: to
         raise ValueError(f"attack '{name}' cannot run on this data: {exc}") from None
     with torch.no_grad():
         return int((model(adv).argmax(1) == y).sum())
-
-
-def scenario_robust_accuracy(
-    scenario: Scenario, model: nn.Module, fed: Federation
-) -> dict[str, float]:
-    """Robust accuracy as the scenario's ``adversarial.evaluation`` asks, on its test set."""
-    cfg = scenario.adversarial.evaluation
-    if cfg is None:
-        return {}
-    return robust_accuracy(
-        model, fed.x_test, fed.y_test, cfg.attacks, cfg.eps, steps=cfg.steps, norm=cfg.norm,
-        num_samples=cfg.num_samples, num_classes=fed.spec.num_classes, seed=scenario.seed,
-    )  # fmt: skip

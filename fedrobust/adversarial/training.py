@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedrobust.adversarial.attacks import create_attack
-from fedrobust.scenario import AdversarialTrainingConfig
 from fedrobust.train.plugins import TrainPlugin
 
 
@@ -30,16 +29,31 @@ class AdversarialExamples(TrainPlugin):
 
     Parameters
     ----------
-    cfg : AdversarialTrainingConfig
-        Method, eps, step size, steps, ratio, norm.
+    attack : str
+        ``pgd`` / ``pgdl2`` (pgd_at) or ``ffgsm`` (fgsm_rs).
+    eps, alpha : float
+        Budget and step size.
+    steps : int
+        Attack iterations.
+    ratio : float
+        Share of each batch replaced.
     num_classes : int
         Number of classes.
     seed : int
         Seeds which examples are replaced.
     """
 
-    def __init__(self, cfg: AdversarialTrainingConfig, num_classes: int, seed: int) -> None:
-        self.cfg = cfg
+    def __init__(
+        self,
+        attack: str,
+        eps: float,
+        alpha: float,
+        steps: int,
+        ratio: float,
+        num_classes: int,
+        seed: int,
+    ) -> None:
+        self.attack, self.eps, self.alpha, self.steps, self.ratio = attack, eps, alpha, steps, ratio
         self.num_classes = num_classes
         self.generator = torch.Generator().manual_seed(seed)
         self.model: nn.Module | None = None
@@ -48,20 +62,15 @@ class AdversarialExamples(TrainPlugin):
         self.model = model
         return model
 
-    def attack_name(self) -> str:
-        if self.cfg.method == "fgsm_rs":
-            return "ffgsm"
-        return "pgdl2" if self.cfg.norm == "l2" else "pgd"
-
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.model is None or len(y) == 0:
             return x, y
-        chosen = torch.rand(len(y), generator=self.generator) < self.cfg.ratio
+        chosen = torch.rand(len(y), generator=self.generator) < self.ratio
         if not chosen.any():
             return x, y
         attack = create_attack(
-            self.attack_name(), self.model, self.cfg.eps, steps=self.cfg.steps,
-            alpha=self.cfg.step_size(), norm=self.cfg.norm, num_classes=self.num_classes,
+            self.attack, self.model, self.eps, steps=self.steps, alpha=self.alpha,
+            norm="l2" if self.attack == "pgdl2" else "linf", num_classes=self.num_classes,
         )  # fmt: skip
         x = x.clone()
         x[chosen] = attack(x[chosen], y[chosen]).detach()
@@ -73,12 +82,16 @@ class Trades(TrainPlugin):
 
     Parameters
     ----------
-    cfg : AdversarialTrainingConfig
-        eps, step size, steps, beta.
+    eps, alpha : float
+        Budget and step size of the KL-maximising perturbation (torchattacks TPGD).
+    steps : int
+        Its iterations.
+    beta : float
+        Weight of the KL term.
     """
 
-    def __init__(self, cfg: AdversarialTrainingConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, eps: float, alpha: float, steps: int, beta: float) -> None:
+        self.eps, self.alpha, self.steps, self.beta = eps, alpha, steps, beta
         self.model: nn.Module | None = None
         self.clean: torch.Tensor | None = None
         self.adversarial: torch.Tensor | None = None
@@ -91,26 +104,14 @@ class Trades(TrainPlugin):
         if self.model is None or len(y) == 0:
             self.clean = self.adversarial = None
             return x, y
-        attack = create_attack("tpgd", self.model, self.cfg.eps, steps=self.cfg.steps,
-                               alpha=self.cfg.step_size())  # fmt: skip
+        attack = create_attack("tpgd", self.model, self.eps, steps=self.steps, alpha=self.alpha)
         self.clean, self.adversarial = x, attack(x, y).detach()
         return x, y
 
     def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
-        if self.clean is None or self.adversarial is None or self.cfg.beta == 0:
+        if self.clean is None or self.adversarial is None or self.beta == 0:
             return loss
         log_adv = F.log_softmax(model(self.adversarial), dim=1)
         clean = F.softmax(model(self.clean), dim=1)
         kl = F.kl_div(log_adv, clean, reduction="batchmean")
-        return loss + self.cfg.beta * kl
-
-
-def adversarial_plugins(
-    cfg: AdversarialTrainingConfig, rnd: int, num_classes: int, seed: int
-) -> tuple[TrainPlugin, ...]:
-    """The plugin for this round (none before ``start_round`` or with method none)."""
-    if cfg.method == "none" or rnd < cfg.start_round:
-        return ()
-    if cfg.method == "trades":
-        return (Trades(cfg),)
-    return (AdversarialExamples(cfg, num_classes, seed),)
+        return loss + self.beta * kl

@@ -17,6 +17,7 @@ number of correct guesses is dominated by Binomial(r, e^eps / (1 + e^eps)).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -137,7 +138,7 @@ def audit_from_scores(
     confidence : float
         Confidence of the bound.
     guesses : int or sequence of int, optional
-        Total guess counts r to try (even numbers; default: 10, 20, 50, ... up to m).
+        Total guess counts r to try (default: 10, 20, 50, ... up to m, and m itself).
     """
     scores = np.asarray(scores, dtype=np.float64)
     included = np.asarray(included, dtype=bool)
@@ -145,11 +146,21 @@ def audit_from_scores(
         raise ValueError(
             f"scores {scores.shape} and included {included.shape} must be 1-d of equal length"
         )
+    if not np.isfinite(scores).all():
+        raise ValueError("scores must be finite (a NaN or infinite score cannot be ranked)")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     m = len(scores)
+    if m < 2:
+        raise ValueError(f"an audit needs at least 2 canaries, got {m}")
     if guesses is None:
-        counts = [r for r in GUESS_COUNTS if r <= m] or [m - m % 2]
+        counts = sorted({r for r in GUESS_COUNTS if r <= m} | {m})
+    elif isinstance(guesses, numbers.Integral):
+        counts = [int(guesses)]
     else:
-        counts = [guesses] if isinstance(guesses, int) else list(guesses)
+        counts = [int(r) for r in guesses]
+    if not counts:
+        raise ValueError("give at least one guess count")
     for r in counts:
         if not 0 < r <= m:
             raise ValueError(f"guess count {r} must be in 1..{m} (the canaries)")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from clients.client_app import adversarial_plugins
 from fedrobust.adversarial.attacks import create_attack
 from fedrobust.adversarial.evaluation import robust_accuracy
-from fedrobust.adversarial.training import AdversarialExamples, adversarial_plugins
+from fedrobust.adversarial.training import AdversarialExamples
 from fedrobust.data import build_federation
 from fedrobust.models import InputSpec
 from fedrobust.models.build import build_model
@@ -46,19 +47,12 @@ def test_dp_training_with_adversarial_examples_runs_and_counts_only_dp_steps() -
     x, y = rng.random((64, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, 64)
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="mlp", hidden=[16]), InputSpec((1, 8, 8), 10))
-    cfg = AdversarialTrainingConfig(method="pgd_at", eps=0.1, steps=3)
+    plugin = AdversarialExamples("pgd", 0.1, 0.05, 3, 1.0, 10, seed=0)
     result = local_train(
         model, x, y, train=TrainConfig(batch_size=16), num_classes=10, seed=0,
-        plugins=(AdversarialExamples(cfg, 10, seed=0),), dp=DPSGDRecipe(1.0, 1.0),
+        plugins=(plugin,), dp=DPSGDRecipe(1.0, 1.0),
     )  # fmt: skip
     assert result.privacy is not None and result.privacy.steps == result.steps == 4
-
-
-def test_plugins_follow_method_and_warm_up() -> None:
-    cfg = AdversarialTrainingConfig(method="pgd_at", start_round=3)
-    assert adversarial_plugins(cfg, 2, 10, 0) == ()
-    assert isinstance(adversarial_plugins(cfg, 3, 10, 0)[0], AdversarialExamples)
-    assert adversarial_plugins(AdversarialTrainingConfig(), 5, 10, 0) == ()
 
 
 def test_pgd_adversarial_training_raises_pgd_robust_accuracy_far_above_plain() -> None:

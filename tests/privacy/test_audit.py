@@ -80,6 +80,16 @@ def test_bad_counts_are_refused(args: tuple, words: str) -> None:
         audit_from_scores(np.zeros(5), np.zeros(4, bool), delta=0.0)
     with pytest.raises(ValueError, match="guess count"):
         audit_from_scores(np.zeros(5), np.zeros(5, bool), delta=0.0, guesses=6)
+    with pytest.raises(ValueError, match="at least one guess count"):
+        audit_from_scores(np.zeros(5), np.zeros(5, bool), delta=0.0, guesses=[])
+    with pytest.raises(ValueError, match="finite"):
+        audit_from_scores(np.array([0.0, np.nan]), np.zeros(2, bool), delta=0.0)
+    with pytest.raises(ValueError, match="confidence must be in \\(0, 1\\), got 1.5"):
+        audit_from_scores(np.zeros(5), np.zeros(5, bool), delta=0.0, confidence=1.5)
+    assert (
+        audit_from_scores(np.arange(4.0), np.arange(4) > 1, 0.0, guesses=np.int64(4)).num_guesses
+        == 4
+    )
 
 
 def train_with_canaries(sigma: float) -> tuple[float, float]:
