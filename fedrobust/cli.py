@@ -218,7 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _attack_list(text: str) -> list[str]:
-    from fedrobust.adversarial.attacks import check_attack_name
+    from fedrobust.attacks import check_attack_name
 
     names = [n.strip().lower() for n in text.split(",") if n.strip()]
     if not names:

@@ -858,7 +858,7 @@ class AdversarialEvaluationConfig(Section):
     @field_validator("attacks")
     @classmethod
     def _known_attacks(cls, names: list[str]) -> list[str]:
-        from fedrobust.adversarial.attacks import check_attack_name
+        from fedrobust.attacks import check_attack_name
 
         for i, name in enumerate(names):
             try:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchattacks.attack import Attack
 
-from fedrobust.adversarial.attacks import create_attack
+from fedrobust.attacks import create_attack
 
 
 def attack_key(name: str, eps: float) -> str:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedrobust.adversarial.attacks import create_attack
+from fedrobust.attacks import create_attack
 from fedrobust.train.plugins import TrainPlugin
 
 

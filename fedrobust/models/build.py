@@ -6,12 +6,16 @@ names without an import circle (schema -> registry; build -> schema and registry
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
 from fedrobust.errors import FedrobustError
 from fedrobust.models.layers import Normalized, initialise
 from fedrobust.models.registry import InputSpec, create_model, model_options
-from fedrobust.scenario import ModelConfig
+
+if TYPE_CHECKING:  # the schema asks the models package for names; no import back at run time
+    from fedrobust.scenario import ModelConfig
 
 
 def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:

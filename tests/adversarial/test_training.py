@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from clients.client_app import adversarial_plugins
-from fedrobust.adversarial.attacks import create_attack
 from fedrobust.adversarial.evaluation import robust_accuracy
 from fedrobust.adversarial.training import AdversarialExamples
+from fedrobust.attacks import create_attack
 from fedrobust.data import build_federation
 from fedrobust.models import InputSpec
 from fedrobust.models.build import build_model

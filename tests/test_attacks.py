@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fedrobust.adversarial.attacks import check_attack_name, create_attack, known_attacks
 from fedrobust.adversarial.evaluation import attack_key, robust_accuracy
+from fedrobust.attacks import check_attack_name, create_attack, known_attacks
 from fedrobust.cli import main
 
 
