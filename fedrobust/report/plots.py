@@ -10,7 +10,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
@@ -26,10 +34,7 @@ def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(metrics["scenario"]["name"])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_label_histograms(data: dict[str, Any], path: Path) -> Path:
@@ -45,10 +50,7 @@ def plot_label_histograms(data: dict[str, Any], path: Path) -> Path:
     ax.set(xlabel="client", ylabel="training samples", title="Label distribution per client")
     if counts.shape[1] <= 20:
         ax.legend(title="class", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_client_spread(metrics: dict[str, Any], path: Path) -> Path:
@@ -72,10 +74,7 @@ def plot_client_spread(metrics: dict[str, Any], path: Path) -> Path:
            title="Per-client validation accuracy after local training")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_privacy(metrics: dict[str, Any], path: Path) -> Path:
@@ -99,10 +98,7 @@ def plot_privacy(metrics: dict[str, Any], path: Path) -> Path:
     for ax in (ax_eps, ax_acc):
         ax.grid(alpha=0.3)
     ax_eps.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_robustness(metrics: dict[str, Any], path: Path) -> Path:
@@ -131,7 +127,4 @@ def plot_robustness(metrics: dict[str, Any], path: Path) -> Path:
     for ax in (ax_eps, ax_rounds):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
