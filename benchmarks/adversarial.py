@@ -4,15 +4,16 @@ For each training method (none, fgsm_rs, pgd_at, trades), with DP-SGD off and on
 (trades is refused under DP: its second forward pass breaks per-example clipping),
 a real Flower simulation on mnist-5k (10 clients, Dirichlet 0.5, the GroupNorm CNN)
 trains with adversarial budget ``--train-eps``; the final global model is then
-evaluated clean, under PGD-20 at eps 0.1 / 0.2 / 0.3, and under AutoAttack (standard:
-APGD-CE, APGD-T, FAB-T, Square) on ``--autoattack-samples`` test examples. The last
+evaluated clean, under PGD-20 at eps 0.1 / 0.2 / 0.3 on ``--eval-samples`` test examples, and under
+AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square) on ``--autoattack-samples``. The last
 column is the run's wall time relative to plain training.
 
 The anchor is Madry et al. 2018: 89 % PGD accuracy at eps 0.3 on full MNIST
 (60,000 images, a wider network, 100k steps). Here each client holds ~400 images.
 
-Run: ``.venv/bin/python benchmarks/adversarial.py [--rounds 15] [--skip-dp]``
-(about an hour on 2 cores).
+Run: ``.venv/bin/python benchmarks/adversarial.py [--rounds 10] [--train-eps 0.3]
+[--train-steps 5] [--eval-samples 300] [--autoattack-samples 50] [--skip-dp]`` (about an
+hour on 2 cores with the defaults).
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ from fedrobust.simulation import run_simulation
 EVAL_EPS = [0.1, 0.2, 0.3]
 
 
-def scenario(name: str, method: str, dp: bool, rounds: int, train_eps: float) -> dict[str, Any]:
+def scenario(
+    name: str, method: str, dp: bool, rounds: int, train_eps: float, train_steps: int
+) -> dict[str, Any]:
     training: dict[str, Any] = {"method": method}
     if method != "none":
         training.update(eps=train_eps, start_round=3)
         if method in ("pgd_at", "trades"):
-            training["steps"] = 7
+            training["steps"] = train_steps
     raw: dict[str, Any] = {
         "name": name,
         "seed": 0,
@@ -60,10 +63,11 @@ def scenario(name: str, method: str, dp: bool, rounds: int, train_eps: float) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--train-eps", type=float, default=0.3)
-    parser.add_argument("--eval-samples", type=int, default=500)
-    parser.add_argument("--autoattack-samples", type=int, default=100)
+    parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--eval-samples", type=int, default=300)
+    parser.add_argument("--autoattack-samples", type=int, default=50)
     parser.add_argument("--skip-dp", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -76,7 +80,7 @@ def main() -> None:
                 if dp and method == "trades":
                     continue
                 name = f"adv_{method}_{'dp' if dp else 'plain'}"
-                raw = scenario(name, method, dp, args.rounds, args.train_eps)
+                raw = scenario(name, method, dp, args.rounds, args.train_eps, args.train_steps)
                 path = work / f"{name}.yaml"
                 path.write_text(yaml.safe_dump(raw))
                 sc = parse_scenario(raw)
