@@ -81,6 +81,8 @@ class Augment(TrainPlugin):
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 4:
             raise ValueError("data.augment needs image inputs (N, C, H, W)")
+        if len(x) == 0:  # an empty Poisson batch (DP-SGD): nothing to transform
+            return x, y
         for op in self.ops:
             x = apply_op(x, op, self.generator)
         return x, y

@@ -11,9 +11,9 @@ from fedrobust.models import InputSpec
 from fedrobust.models.build import build_model
 from fedrobust.privacy.dpsgd import DPSGDRecipe, PrivateTraining
 from fedrobust.privacy.ledger import steps_per_epoch
-from fedrobust.scenario import ModelConfig, TrainConfig
+from fedrobust.scenario import DataConfig, ModelConfig, TrainConfig
 from fedrobust.train import local_train
-from fedrobust.train.plugins import ProximalTerm, TrainPlugin
+from fedrobust.train.plugins import Augment, ProximalTerm, TrainPlugin
 
 SPEC = InputSpec((1, 8, 8), 10)
 SHIPPED = [
@@ -79,10 +79,11 @@ def test_empty_poisson_batches_do_not_crash_and_count_as_steps(mode: str) -> Non
     x, y = data(3)
     train = TrainConfig(local_epochs=8, batch_size=1)
     sizes = BatchSizes()
+    shift = Augment(DataConfig(augment=[{"name": "shift", "pixels": 1}]).augment, seed=0)
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="mlp", hidden=[8]), SPEC)
     result = local_train(
-        model, x, y, train=train, num_classes=10, seed=3, plugins=(sizes,),
+        model, x, y, train=train, num_classes=10, seed=3, plugins=(shift, sizes),
         dp=DPSGDRecipe(1.0, 1.0, grad_sample_mode=mode), rnd=1,
     )  # fmt: skip
     assert result.privacy is not None
