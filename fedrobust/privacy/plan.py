@@ -128,7 +128,12 @@ def _calibrate(target: float, delta: float, rate: float, steps: int, accountant:
             warnings.simplefilter("ignore")
             return calibrate_noise(target, delta, rate, steps, accountant)
     except ValueError as exc:
-        raise FedrobustError(
-            "privacy.dp.target_epsilon",
-            f"{target:g} cannot be reached at delta {delta:g} over {steps} steps ({exc})",
-        ) from None
+        if "too low" in str(exc):
+            what = f"{target:g} cannot be reached at delta {delta:g} over {steps} steps"
+        else:  # e.g. the GDP accountant's root finder failing at tiny noise
+            what = (
+                f"Opacus's {accountant} accountant could not calibrate sigma for {target:g} at "
+                f"delta {delta:g}, sample rate {rate:.3g}, {steps} steps ({exc}); "
+                "try privacy.dp.accountant: rdp"
+            )
+        raise FedrobustError("privacy.dp.target_epsilon", what) from None

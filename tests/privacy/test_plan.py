@@ -71,3 +71,18 @@ def test_client_level_epsilon_is_the_subsampled_gaussian_over_the_rounds() -> No
     sigma = client_level_sigma(calibrated)
     planned = [client_level_entry(calibrated, sigma, r) for r in range(1, 11)]
     assert 4.98 <= epsilon(planned, 1e-5, "rdp") <= 5.0
+
+
+def test_an_accountant_that_fails_to_calibrate_is_named_with_a_way_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object) -> float:
+        raise ValueError("f(a) and f(b) must have different signs")
+
+    monkeypatch.setattr("fedrobust.privacy.plan.calibrate_noise", broken)
+    sc = scenario({"mode": "sample", "target_epsilon": 20.0, "accountant": "gdp"})
+    with pytest.raises(FedrobustError) as info:
+        check_privacy(sc, {i: 100 for i in range(6)})
+    assert info.value.where == "privacy.dp.target_epsilon"
+    assert "gdp accountant could not calibrate" in info.value.what
+    assert "try privacy.dp.accountant: rdp" in info.value.what
