@@ -145,7 +145,7 @@ def _privacy_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) 
     rows = [
         ["mode", f"{dp.get('mode')}-level DP"],
         ["epsilon (max over clients)", final.get("epsilon")],
-        ["delta", final.get("delta", dp.get("delta"))],
+        ["delta", f"{final.get('delta', dp.get('delta')):g}"],
         ["accountant", dp.get("accountant")],
     ]
     sigmas = final.get("noise_multipliers")
