@@ -7,8 +7,7 @@ trains with adversarial budget ``--train-eps``; the final global model is then
 evaluated clean, and under PGD-20 and APGD-CE (20 steps) at eps 0.1 / 0.2 / 0.3 on
 ``--eval-samples`` test examples; with ``--autoattack-samples N`` also under AutoAttack
 (standard: APGD-CE, APGD-T, FAB-T, Square), which takes tens of minutes per model on
-this CPU. The last
-column is the run's wall time relative to plain training.
+this CPU. The last column is the run's wall time relative to plain training.
 
 The anchor is Madry et al. 2018: 89 % PGD accuracy at eps 0.3 on full MNIST
 (60,000 images, a wider network, 100k steps). Here each client holds ~400 images.
@@ -98,10 +97,12 @@ def main() -> None:
                 model.load_state_dict(torch.load(work / name / "model.pt", weights_only=True))
                 pgd = robust_accuracy(model, fed.x_test, fed.y_test, ["pgd", "apgd"], EVAL_EPS,
                                       steps=20, num_samples=args.eval_samples)  # fmt: skip
-                auto = {}
+                auto: dict[str, float] = {}
                 if args.autoattack_samples:
-                    auto = robust_accuracy(model, fed.x_test, fed.y_test, ["autoattack"],
-                                           EVAL_EPS, num_samples=args.autoattack_samples)  # fmt: skip
+                    auto = robust_accuracy(
+                        model, fed.x_test, fed.y_test, ["autoattack"], EVAL_EPS,
+                        num_samples=args.autoattack_samples,
+                    )  # fmt: skip
                 eps = f"{doc['final']['epsilon']:.2f}" if dp else "-"
                 row = [method, eps, f"{doc['final']['accuracy']:.3f}"]
                 row += [f"{pgd[f'pgd@{e!r}']:.3f}" for e in EVAL_EPS]
