@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import yaml
 
-from fedrobust.adversarial.evaluation import robust_accuracy
+from fedrobust.adversarial.evaluation import attack_subset, robust_accuracy
 from fedrobust.data import build_federation
 from fedrobust.models.build import build_model
 from fedrobust.scenario import parse_scenario
@@ -105,8 +105,9 @@ def main() -> None:
                         num_samples=args.autoattack_samples,
                     )  # fmt: skip
                 eps = f"{doc['final']['epsilon']:.2f}" if dp else "-"
-                n = args.eval_samples  # clean accuracy on the very examples that are attacked
-                subset = evaluate(model, fed.x_test[:n], fed.y_test[:n], 10).accuracy
+                rows_attacked = attack_subset(len(fed.y_test), args.eval_samples, sc.seed)
+                subset = evaluate(model, fed.x_test[rows_attacked], fed.y_test[rows_attacked],
+                                  10).accuracy  # fmt: skip
                 row = [method, eps, f"{doc['final']['accuracy']:.3f}", f"{subset:.3f}"]
                 row += [f"{pgd[f'pgd@{e!r}']:.3f}" for e in EVAL_EPS]
                 row += [f"{pgd[f'apgd@{e!r}']:.3f}" for e in EVAL_EPS]

@@ -67,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--steps", type=_positive, default=20, help="iterations (default 20)")
     evaluate.add_argument("--norm", choices=["linf", "l2"], default="linf")
     evaluate.add_argument(
-        "--num-samples", type=_positive, default=None, help="attack the first N test examples"
+        "--num-samples",
+        type=_positive,
+        default=None,
+        help="attack a seeded random subset of N test examples",
     )
     audit = sub.add_parser(
         "audit", help="one-run canary audit of a finished run: a lower bound on epsilon"
@@ -282,13 +285,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from fedrobust.adversarial.evaluation import attack_key, robust_accuracy
+    from fedrobust.adversarial.evaluation import attack_key, attack_subset, robust_accuracy
     from fedrobust.train import evaluate
 
     attacks, budgets = _attack_list(args.attacks), _eps_list(args.eps)
     scenario, fed, model = _load_model_for(args.target, args.scenario)
-    n = len(fed.y_test) if args.num_samples is None else min(args.num_samples, len(fed.y_test))
-    clean = evaluate(model, fed.x_test[:n], fed.y_test[:n], fed.spec.num_classes).accuracy
+    subset = attack_subset(len(fed.y_test), args.num_samples, scenario.seed)
+    n = len(subset)
+    clean = evaluate(model, fed.x_test[subset], fed.y_test[subset], fed.spec.num_classes).accuracy
     try:
         figures = robust_accuracy(
             model, fed.x_test, fed.y_test, attacks, budgets, steps=args.steps, norm=args.norm,

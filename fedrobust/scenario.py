@@ -845,7 +845,7 @@ class AdversarialEvaluationConfig(Section):
     every_n_rounds : int
         Evaluate every n rounds (and always after the last).
     num_samples : int
-        Test examples attacked (the first n of the held-out test set).
+        Test examples attacked (a seeded random subset of the held-out test set).
     """
 
     attacks: Annotated[list[str], Field(min_length=1)] = ["pgd", "fgsm"]

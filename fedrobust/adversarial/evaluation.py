@@ -19,6 +19,17 @@ def attack_key(name: str, eps: float) -> str:
     return f"{name}@{eps!r}"
 
 
+def attack_subset(num_examples: int, num_samples: int | None, seed: int) -> np.ndarray:
+    """Indices of the examples to attack: all, or a seeded random subset in order.
+
+    A random subset, not the first n: a test set may be sorted by class (mnist-5k's is).
+    """
+    if num_samples is None or num_samples >= num_examples:
+        return np.arange(num_examples)
+    chosen = np.random.default_rng([seed, 11]).permutation(num_examples)[:num_samples]
+    return np.sort(chosen)
+
+
 def robust_accuracy(
     model: nn.Module,
     x: np.ndarray,
@@ -33,7 +44,7 @@ def robust_accuracy(
     seed: int = 0,
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """Accuracy of ``model`` under each attack at each budget, on the first examples.
+    """Accuracy of ``model`` under each attack at each budget.
 
     Parameters
     ----------
@@ -50,7 +61,7 @@ def robust_accuracy(
     norm : str
         linf | l2, for attacks that take a norm.
     num_samples : int, optional
-        Attack only the first ``num_samples`` examples (default: all).
+        Attack a seeded random subset of ``num_samples`` examples (default: all).
     num_classes : int
         Number of classes.
     seed : int
@@ -63,8 +74,9 @@ def robust_accuracy(
     ValueError
         When an attack cannot run on this data or model (e.g. one made for RGB images).
     """
-    n = len(y) if num_samples is None else min(num_samples, len(y))
-    inputs, labels = torch.from_numpy(x[:n]), torch.from_numpy(y[:n])
+    subset = attack_subset(len(y), num_samples, seed)
+    n = len(subset)
+    inputs, labels = torch.from_numpy(x[subset]), torch.from_numpy(y[subset])
     was_training = model.training
     model.eval()
     figures: dict[str, float] = {}
