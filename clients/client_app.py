@@ -20,7 +20,8 @@ from fedrobust.models.build import build_model
 from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.privacy.client_dp import UNIFORM_WEIGHT, client_dp_mod
 from fedrobust.privacy.dpsgd import DPSGDRecipe
-from fedrobust.privacy.ledger import LedgerEntry, epsilon, sample_rate, steps_per_epoch
+from fedrobust.privacy.ledger import LedgerEntry, epsilon
+from fedrobust.privacy.plan import round_steps
 from fedrobust.scenario import AdversarialTrainingConfig, Scenario
 from fedrobust.train import (
     Augment,
@@ -155,13 +156,8 @@ def train(msg: Message, context: Context) -> Message:
 
     dp = dp_recipe(scenario, config, context)
     if dp is not None and (budget := scenario.privacy.dp.budget) is not None:
-        n = len(data.y_train)
-        planned = LedgerEntry(
-            dp.noise_multiplier,
-            sample_rate(n, train_cfg.batch_size),
-            train_cfg.local_epochs * steps_per_epoch(n, train_cfg.batch_size, dp.poisson_sampling),
-            server_round,
-        )
+        rate, steps = round_steps(len(data.y_train), train_cfg, dp.poisson_sampling)
+        planned = LedgerEntry(dp.noise_multiplier, rate, steps, server_round)
         after = epsilon([*dp.past, planned], dp.delta, dp.accountant)
         if after > budget + 1e-9:
             spent = epsilon(list(dp.past), dp.delta, dp.accountant)

@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_app_dir()
     fed = scenario_federation(scenario)  # data errors surface here, exit 2
     try:
-        build_model(scenario.model, fed.spec)  # so does a model that cannot take this data
+        model = build_model(scenario.model, fed.spec)  # so does a model unfit for this data
     except ValueError as exc:
         raise FedrobustError("model.name", str(exc)) from None
     if scenario.adversarial.evaluation is not None:  # an attack unfit for this data fails here
@@ -152,9 +152,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         cfg = scenario.adversarial.evaluation
         try:
-            robust_accuracy(build_model(scenario.model, fed.spec), fed.x_test, fed.y_test,
-                            cfg.attacks, cfg.eps[:1], steps=1, norm=cfg.norm, num_samples=2,
-                            num_classes=fed.spec.num_classes)  # fmt: skip
+            robust_accuracy(
+                model, fed.x_test, fed.y_test, cfg.attacks, cfg.eps[:1], steps=1,
+                norm=cfg.norm, num_samples=2, num_classes=fed.spec.num_classes,
+            )  # fmt: skip
         except ValueError as exc:
             raise FedrobustError("adversarial.evaluation.attacks", str(exc)) from None
     privacy_plan = check_privacy(scenario, {i: len(c.y_train) for i, c in enumerate(fed.clients)})

@@ -24,7 +24,17 @@ from fedrobust.attacks import create_attack
 from fedrobust.train.plugins import TrainPlugin
 
 
-class AdversarialExamples(TrainPlugin):
+class _AttacksLocalModel(TrainPlugin):
+    """Keeps the client's model, which the attacks are crafted against."""
+
+    model: nn.Module | None = None
+
+    def before_training(self, model: nn.Module) -> nn.Module:
+        self.model = model
+        return model
+
+
+class AdversarialExamples(_AttacksLocalModel):
     """pgd_at / fgsm_rs: a share of each batch replaced by adversarial examples.
 
     Parameters
@@ -56,11 +66,6 @@ class AdversarialExamples(TrainPlugin):
         self.attack, self.eps, self.alpha, self.steps, self.ratio = attack, eps, alpha, steps, ratio
         self.num_classes = num_classes
         self.generator = torch.Generator().manual_seed(seed)
-        self.model: nn.Module | None = None
-
-    def before_training(self, model: nn.Module) -> nn.Module:
-        self.model = model
-        return model
 
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.model is None or len(y) == 0:
@@ -77,7 +82,7 @@ class AdversarialExamples(TrainPlugin):
         return x, y
 
 
-class Trades(TrainPlugin):
+class Trades(_AttacksLocalModel):
     """TRADES: clean loss plus ``beta * KL(f(x) || f(x_adv))``.
 
     Parameters
@@ -92,13 +97,8 @@ class Trades(TrainPlugin):
 
     def __init__(self, eps: float, alpha: float, steps: int, beta: float) -> None:
         self.eps, self.alpha, self.steps, self.beta = eps, alpha, steps, beta
-        self.model: nn.Module | None = None
         self.clean: torch.Tensor | None = None
         self.adversarial: torch.Tensor | None = None
-
-    def before_training(self, model: nn.Module) -> nn.Module:
-        self.model = model
-        return model
 
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.model is None or len(y) == 0:

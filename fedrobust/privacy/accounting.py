@@ -89,7 +89,7 @@ class RunPrivacy:
             for client in sampled:
                 if client in refused:
                     continue
-                entry = self.plans[client].entry(rnd)
+                planned = entry = self.plans[client].entry(rnd)
                 reply = accepted.get(client)
                 if reply is not None:
                     metrics = reply.content.metric_records["metrics"]
@@ -100,9 +100,8 @@ class RunPrivacy:
                             int(metrics["dp-steps"]),  # type: ignore[arg-type]
                             rnd,
                         )
-                    if entry != self.plans[client].entry(rnd):
-                        log.warning("client %d reported %s, planned %s", client, entry,
-                                    self.plans[client].entry(rnd))  # fmt: skip
+                    if entry != planned:
+                        log.warning("client %d reported %s, planned %s", client, entry, planned)
                 self.ledger.add(client, entry)
             eps = self.ledger.epsilons(self.num_clients)
             return {

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fedrobust.errors import FedrobustError
 from fedrobust.privacy.ledger import LedgerEntry, calibrate_noise, sample_rate, steps_per_epoch
 from fedrobust.sampling import participation_counts
-from fedrobust.scenario import Scenario
+from fedrobust.scenario import Scenario, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,14 @@ def check_delta(scenario: Scenario, train_sizes: dict[int, int]) -> None:
         )
 
 
+def round_steps(num_examples: int, train: TrainConfig, poisson: bool) -> tuple[float, int]:
+    """(sample rate, noisy steps) of one round of DP-SGD on ``num_examples`` examples."""
+    batch = train.batch_size
+    return sample_rate(num_examples, batch), train.local_epochs * steps_per_epoch(
+        num_examples, batch, poisson
+    )
+
+
 def plan_sample_dp(scenario: Scenario, train_sizes: dict[int, int]) -> dict[int, ClientPlan]:
     """Each client's DP-SGD plan (``privacy.dp.mode: sample``).
 
@@ -73,16 +81,13 @@ def plan_sample_dp(scenario: Scenario, train_sizes: dict[int, int]) -> dict[int,
     Raises
     ------
     FedrobustError
-        For a delta that is too large, or a target epsilon no noise can reach.
+        For a target epsilon no noise can reach (:func:`check_delta` checks delta).
     """
     dp = scenario.privacy.dp
-    check_delta(scenario, train_sizes)
     counts = participation_counts(scenario)
-    batch = scenario.train.batch_size
     plans: dict[int, ClientPlan] = {}
     for client, n in sorted(train_sizes.items()):
-        rate = sample_rate(n, batch)
-        per_round = scenario.train.local_epochs * steps_per_epoch(n, batch, dp.poisson_sampling)
+        rate, per_round = round_steps(n, scenario.train, dp.poisson_sampling)
         rounds = counts[client]
         sigma = dp.noise_multiplier
         if sigma is None:
