@@ -835,7 +835,7 @@ class AdversarialEvaluationConfig(Section):
     Parameters
     ----------
     attacks : list[str]
-        torchattacks attacks by name (``fedrobust.adversarial.known_attacks()``).
+        torchattacks attacks by name (``fedrobust.attacks.known_attacks()``).
     eps : list[float]
         Budgets to evaluate at, each in (0, 1].
     steps : int

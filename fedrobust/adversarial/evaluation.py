@@ -53,7 +53,7 @@ def robust_accuracy(
     x, y : np.ndarray
         Test inputs and labels.
     attacks : list[str]
-        Attack names (``fedrobust.adversarial.known_attacks()``).
+        Attack names (``fedrobust.attacks.known_attacks()``).
     eps : list[float]
         Budgets.
     steps : int
