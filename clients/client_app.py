@@ -22,6 +22,9 @@ from fedrobust.privacy.client_dp import UNIFORM_WEIGHT, client_dp_mod
 from fedrobust.privacy.dpsgd import DPSGDRecipe
 from fedrobust.privacy.ledger import LedgerEntry, epsilon
 from fedrobust.privacy.plan import round_steps
+from fedrobust.robust.malicious import attacking
+from fedrobust.robust.poisoning import poison_data, poison_update
+from fedrobust.robust.updates import apply_delta, flat_delta
 from fedrobust.scenario import AdversarialTrainingConfig, Scenario
 from fedrobust.train import (
     Augment,
@@ -163,13 +166,18 @@ def train(msg: Message, context: Context) -> Message:
             spent = epsilon(list(dp.past), dp.delta, dp.accountant)
             return refusal(msg, "budget_exhausted", epsilon=spent, **{"epsilon-next": after})
 
+    global_arrays = msg.content.array_records["arrays"]
     model = build_model(scenario.model, fed.spec)
-    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
+    model.load_state_dict(global_arrays.to_torch_state_dict())
     seed = scenario.seed * 1_000_003 + server_round * 10_007 + partition_id(context)
+    malicious = attacking(scenario, partition_id(context), server_round)
+    x, y = data.x_train, data.y_train
+    if malicious:  # data poisoning (label_flip, backdoor) on this client's own data
+        x, y = poison_data(scenario.attack, x, y, fed.spec.num_classes, seed)
     result = local_train(
         model,
-        data.x_train,
-        data.y_train,
+        x,
+        y,
         train=train_cfg,
         num_classes=fed.spec.num_classes,
         seed=seed,
@@ -197,7 +205,11 @@ def train(msg: Message, context: Context) -> Message:
         metrics["dp-noise-multiplier"] = result.privacy.noise_multiplier
         metrics["dp-sample-rate"] = result.privacy.sample_rate
         metrics["dp-steps"] = result.privacy.steps
-    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+    weights = ArrayRecord(model.state_dict())
+    if malicious:  # update poisoning (sign_flip, gaussian, scaling, backdoor's boost)
+        delta = flat_delta(weights, global_arrays)
+        weights = apply_delta(global_arrays, poison_update(scenario.attack, delta, seed))
+    content = RecordDict({"arrays": weights, "metrics": metrics})
     return Message(content=content, reply_to=msg)
 
 

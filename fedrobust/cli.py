@@ -72,6 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="attack a seeded random subset of N test examples",
     )
+    matrix = sub.add_parser(
+        "matrix", help="run the attack x defense grid of a scenario and tabulate it"
+    )
+    matrix.add_argument("scenario", type=Path, help="scenario YAML file (data, model, recipe)")
+    matrix.add_argument(
+        "--attacks",
+        required=True,
+        help="comma-separated attack.kind values (a no-attack row is added)",
+    )
+    matrix.add_argument("--defenses", required=True, help="comma-separated defense.name values")
+    matrix.add_argument("--out", help="output directory (default: runs/<name>_matrix)")
+    matrix.add_argument("--rounds", type=_positive, help="override train.rounds in every cell")
+    matrix.add_argument("--seed", type=_seed, help="override the scenario seed in every cell")
+    matrix.add_argument(
+        "--jobs", type=_positive, default=1, help="cells run at the same time (default 1)"
+    )
     audit = sub.add_parser(
         "audit", help="one-run canary audit of a finished run: a lower bound on epsilon"
     )
@@ -130,6 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fedrobust.models.build import build_model
     from fedrobust.privacy.accounting import check_privacy
     from fedrobust.privacy.canaries import scenario_federation
+    from fedrobust.robust.poisoning import check_classes
     from fedrobust.scenario import load_scenario
     from fedrobust.simulation import (
         RunFailed,
@@ -158,6 +175,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             )  # fmt: skip
         except ValueError as exc:
             raise FedrobustError("adversarial.evaluation.attacks", str(exc)) from None
+    try:  # class ids an attack names must exist in this data
+        check_classes(scenario.attack, fed.spec.num_classes)
+    except ValueError as exc:
+        field, what = str(exc).split(": ", 1)
+        raise FedrobustError(field, what) from None
     privacy_plan = check_privacy(scenario, {i: len(c.y_train) for i, c in enumerate(fed.clients)})
     run_dir = resolve_run_dir(scenario, args.out)
     total = scenario.train.rounds
@@ -211,6 +233,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"epsilon {final['epsilon']:.3f} at delta {final['delta']:g} "
             f"({final['dp_mode']}-level DP, {final['accountant']} accountant)",
         )
+    if scenario.attack.kind != "none" or scenario.defense.name != "fedavg":
+        text = f"attack {scenario.attack.kind}, defense {scenario.defense.name}"
+        if "backdoor_success" in final:
+            text += f", backdoor success {final['backdoor_success']:.3f}"
+        table.add_row("poisoning", text)
     if "stopped_early" in final:
         table.add_row(
             "early stopping", f"stopped {final['stopped_early']}, best round {final['best_round']}"
@@ -219,6 +246,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     table.add_row("report", str(run_dir / "report.html"))
     console.print(table)
     return 0
+
+
+def _names(text: str, option: str) -> list[str]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names:
+        raise FedrobustError(option, "give at least one name")
+    return names
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from fedrobust.matrix import build_cells, run_matrix
+    from fedrobust.scenario import load_scenario, scenario_to_yaml
+    from fedrobust.simulation import RunFailed, check_app_dir, run_simulation
+
+    console = Console(highlight=False, soft_wrap=True)
+    base = load_scenario(args.scenario, _overrides(args))
+    check_app_dir()
+    cells = build_cells(
+        base, _names(args.attacks, "--attacks"), _names(args.defenses, "--defenses")
+    )
+    out = Path(args.out or f"runs/{base.name}_matrix").expanduser().resolve()
+    console.print(f"[bold]{base.name}[/bold]: {len(cells)} runs -> {out}")
+
+    def run_cell(cell: Any, cell_dir: Path) -> dict[str, Any]:
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        path = cell_dir / "cell.yaml"
+        path.write_text(scenario_to_yaml(cell.scenario), encoding="utf-8")
+        try:
+            return run_simulation(path, cell.scenario, cell_dir)
+        except RunFailed as exc:
+            raise RuntimeError(str(exc)) from None
+
+    def on_cell(row: dict[str, Any]) -> None:
+        if "error" in row:
+            console.print(f"{row['attack']:>12} x {row['defense']:<14} failed: {row['error']}")
+            return
+        note = ""
+        if row.get("backdoor_success") is not None:
+            note = f"  backdoor success {row['backdoor_success']:.3f}"
+        console.print(
+            f"{row['attack']:>12} x {row['defense']:<14} accuracy {row['accuracy']:.4f}{note}"
+        )
+
+    rows = run_matrix(cells, out, run_cell, on_cell, jobs=args.jobs)
+    console.print((out / "matrix.md").read_text(encoding="utf-8"))
+    console.print(f"tables: {out}/matrix.md, matrix.csv; report: {out}/report.html")
+    return 1 if any("error" in r for r in rows) else 0
 
 
 def _attack_list(text: str) -> list[str]:
@@ -352,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "audit": cmd_audit,
         "evaluate": cmd_evaluate,
+        "matrix": cmd_matrix,
     }
     try:
         return handlers[args.command](args)

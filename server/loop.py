@@ -29,10 +29,14 @@ from fedrobust.privacy.canaries import audit_model, scenario_federation
 from fedrobust.privacy.client_dp import set_aggregated_count
 from fedrobust.report.html import write_report
 from fedrobust.report.metrics import RunRecorder
+from fedrobust.robust.malicious import malicious_clients
+from fedrobust.robust.poisoning import backdoor_success
 from fedrobust.sampling import round_clients
 from fedrobust.scenario import Scenario
 from fedrobust.train import EvalResult, evaluate, round_lr
 from fedrobust.train.early_stopping import EarlyStopping
+from server.adversary import collude
+from server.defense import ServerDefense, detection
 from server.replies import screen_replies
 from server.strategies import build_strategy, load_strategy_state, strategy_state
 
@@ -126,6 +130,7 @@ def run_federation(
         torch.manual_seed(scenario.seed)
         model = build_model(scenario.model, fed.spec)
         strategy = build_strategy(scenario)
+        defense = ServerDefense(scenario, fed) if scenario.defense.name != "fedavg" else None
         cfg = scenario.train.early_stopping
         stopper = EarlyStopping(cfg) if cfg is not None else None
         if ckpt is None:
@@ -140,6 +145,8 @@ def run_federation(
             torch.set_rng_state(ckpt.torch_rng)
             if stopper is not None:
                 stopper.load_state_dict(ckpt.extra["early_stopping"])
+            if defense is not None:
+                defense.rule.load_state_dict(ckpt.extra.get("defense", {}))  # type: ignore[arg-type]
             log.info("resuming after round %d", ckpt.round)
         arrays = ArrayRecord(model.state_dict())
 
@@ -153,7 +160,7 @@ def run_federation(
         for rnd in range(first, scenario.train.rounds + 1):
             started = time.monotonic()
             arrays, round_figures = _train_round(
-                grid, strategy, scenario, nodes, rnd, arrays, privacy
+                grid, strategy, scenario, nodes, rnd, arrays, privacy, defense, model
             )
             model.load_state_dict(arrays.to_torch_state_dict())
             # Re-derive the global record from the model: Flower's FedAdam/FedYogi return
@@ -161,6 +168,10 @@ def run_federation(
             arrays = ArrayRecord(model.state_dict())
             figures = {"round": rnd, **_eval_figures(evaluate(model, fed.x_test, fed.y_test, k))}
             figures.update(round_figures)
+            if scenario.attack.kind == "backdoor":
+                figures["backdoor_success"] = backdoor_success(
+                    model, scenario.attack, fed.x_test, fed.y_test
+                )
             evaluation = scenario.adversarial.evaluation
             if evaluation is not None and (
                 rnd % evaluation.every_n_rounds == 0 or rnd == scenario.train.rounds
@@ -177,7 +188,7 @@ def run_federation(
                     digest=scenario.resume_digest(),
                     model=model.state_dict(),
                     strategy=strategy_state(strategy),
-                    extra=_loop_state(stopper, privacy),
+                    extra=_loop_state(stopper, privacy, defense),
                     torch_rng=torch.get_rng_state(),
                 ),
             )
@@ -195,6 +206,10 @@ def run_federation(
             }
         if scenario.adversarial.evaluation is not None:  # of the model the run keeps
             totals["robust_accuracy"] = scenario_robust_accuracy(scenario, model, fed)
+        if scenario.attack.kind == "backdoor":  # of the model the run keeps
+            totals["backdoor_success"] = backdoor_success(
+                model, scenario.attack, fed.x_test, fed.y_test
+            )
         totals.update(privacy.final())
         if scenario.privacy.audit is not None:
             totals["audit"] = audit_model(scenario, model, totals.get("epsilon"))  # type: ignore[arg-type]
@@ -225,12 +240,16 @@ def scenario_robust_accuracy(
     )  # fmt: skip
 
 
-def _loop_state(stopper: EarlyStopping | None, privacy: RunPrivacy) -> dict[str, object]:
+def _loop_state(
+    stopper: EarlyStopping | None, privacy: RunPrivacy, defense: ServerDefense | None
+) -> dict[str, object]:
     state: dict[str, object] = {}
     if stopper is not None:
         state["early_stopping"] = stopper.state_dict()
     if privacy.enabled:
         state["privacy"] = privacy.state_dict()
+    if defense is not None:
+        state["defense"] = defense.rule.state_dict()
     return state
 
 
@@ -242,8 +261,11 @@ def _train_round(
     rnd: int,
     arrays: ArrayRecord,
     privacy: RunPrivacy,
+    defense: ServerDefense | None,
+    model: torch.nn.Module,
 ) -> tuple[ArrayRecord, dict[str, object]]:
-    """Sample, send the recipe, screen replies, aggregate; return new weights and figures."""
+    """Sample, send the recipe, screen replies, defend, aggregate; return new weights and
+    figures. ``model`` holds the round's global weights (FLTrust trains a copy)."""
     chosen = round_clients(scenario, rnd)
     sampled = {nodes[pid]: pid for pid in chosen}
     config = ConfigRecord({"scenario": scenario.model_dump_json()})
@@ -252,11 +274,17 @@ def _train_round(
         messages = [_with_config(m, privacy, sampled) for m in messages]
     replies = grid.send_and_receive(messages, timeout=scenario.simulation.timeout)
     accepted, dropped, refused = screen_replies(replies, arrays, sampled)
+    # the simulated colluding attacker rewrites its clients' replies (attack side)
+    accepted = collude(scenario, rnd, accepted, arrays, sampled)
+    robust: dict[str, object] = {}
+    to_aggregate = accepted
+    if defense is not None and accepted:
+        to_aggregate, robust = defense.apply(rnd, accepted, arrays, sampled, model)
     new_arrays = None
-    if accepted:
-        set_aggregated_count(strategy, len(accepted))
+    if to_aggregate:
+        set_aggregated_count(strategy, len(to_aggregate))
         np.random.seed([scenario.seed, 3, rnd])  # Flower's DP noise draws from np.random
-        new_arrays, _ = strategy.aggregate_train(rnd, accepted)
+        new_arrays, _ = strategy.aggregate_train(rnd, to_aggregate)
         if new_arrays is not None:
             arrays = new_arrays
     clients = [_client_figures(msg, sampled) for msg in accepted]
@@ -270,6 +298,21 @@ def _train_round(
         "val_accuracy": _weighted(clients, "val_accuracy"),
         "clients": clients,
     }
+    if scenario.attack.kind != "none":
+        bad = malicious_clients(scenario)
+        participants = [sampled[m.metadata.src_node_id] for m in accepted]
+        attackers = (
+            sorted(p for p in participants if p in bad)
+            if rnd >= scenario.attack.start_round
+            else []
+        )
+        figures["malicious"] = attackers
+        if robust:
+            flagged: list[int] = robust["flagged"]  # type: ignore[assignment]
+            selects = scenario.defense.name not in ("median", "trimmed_mean")
+            robust.update(detection(flagged, attackers) if selects else {})
+    if robust:
+        figures["defense"] = robust
     by_client = {sampled[m.metadata.src_node_id]: m for m in accepted}
     figures.update(
         privacy.record_round(

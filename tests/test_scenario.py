@@ -236,6 +236,48 @@ BAD = [
         "per-example clipping",
     ),
     (with_("privacy.audit", {"canaries": 3}), "privacy.audit.canaries", "greater than"),
+    (with_("attack.kind", "lie"), "attack.kind", "label_flip"),
+    (with_("attack", {"kind": "sign_flip", "noise_std": 2}), "attack.noise_std", "sign_flip"),
+    (with_("attack", {"kind": "gaussian", "count": 3}), "attack.count", "no honest client"),
+    (
+        with_("attack", {"kind": "ipm", "fraction": 0.5, "count": 1}),
+        "attack.count",
+        "not both",
+    ),
+    (with_("attack", {"kind": "alie", "count": 2}), "attack.count", "at least 2 honest"),
+    (
+        with_("attack", {"kind": "backdoor", "target_class": 10}),
+        "attack.target_class",
+        "not among the 10 classes",
+    ),
+    (
+        with_("attack", {"kind": "label_flip", "flip_map": {1: 12}}),
+        "attack.flip_map",
+        "not among the 10 classes",
+    ),
+    (with_("defense.name", "foolsgold"), "defense.name", "krum"),
+    (with_("defense", {"name": "median", "beta": 0.1}), "defense.beta", "'median'"),
+    (with_("defense", {"name": "trimmed_mean", "beta": 0.5}), "defense.beta", "less than 0.5"),
+    (
+        with_("defense", {"name": "krum", "num_malicious": 1}),
+        "defense.num_malicious",
+        "needs at least 4 clients per round, but 3",
+    ),
+    (
+        with_("defense", {"name": "multikrum", "num_selected": 4}),
+        "defense.num_selected",
+        "larger than the 3 clients",
+    ),
+    (
+        with_(
+            "privacy.dp",
+            {"mode": "client", "noise_multiplier": 1.0, "clipping_norm": 1.0},
+            "defense.name",
+            "median",
+        ),
+        "defense.name",
+        "client-level DP",
+    ),
 ]
 
 

@@ -20,6 +20,7 @@ from fedrobust.report.plots import (
     plot_client_spread,
     plot_curves,
     plot_label_histograms,
+    plot_poisoning,
     plot_privacy,
     plot_robustness,
 )
@@ -51,7 +52,7 @@ class Section:
     body: str
 
 
-def _img(fig_path: Path) -> str:
+def embed_image(fig_path: Path) -> str:
     data = base64.b64encode(fig_path.read_bytes()).decode()
     return f'<img alt="{html.escape(fig_path.stem)}" src="data:image/png;base64,{data}">'
 
@@ -62,7 +63,7 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def html_table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -99,7 +100,9 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
     sections.append(Section("Summary", body))
 
     if doc["rounds"]:
-        sections.append(Section("Learning curves", _img(plot_curves(doc, figures / "curves.png"))))
+        sections.append(
+            Section("Learning curves", embed_image(plot_curves(doc, figures / "curves.png")))
+        )
     if doc.get("data"):
         hist = plot_label_histograms(doc["data"], figures / "label_histograms.png")
         sizes = [
@@ -108,24 +111,26 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
         sections.append(
             Section(
                 "Clients: label distribution",
-                _img(hist) + "<details><summary>sizes</summary>"
-                + _table(["client", "train", "val", "measured noise"], sizes) + "</details>",
+                embed_image(hist) + "<details><summary>sizes</summary>"
+                + html_table(["client", "train", "val", "measured noise"], sizes) + "</details>",
             )
         )  # fmt: skip
     if any(r.get("clients") for r in doc["rounds"]):
         spread = plot_client_spread(doc, figures / "client_spread.png")
-        sections.append(Section("Clients: accuracy spread", _img(spread)))
+        sections.append(Section("Clients: accuracy spread", embed_image(spread)))
     if final.get("per_class_recall"):
         recall = [[i, r] for i, r in enumerate(final["per_class_recall"])]
         sections.append(
-            Section("Per-class recall (final model)", _table(["class", "recall"], recall))
+            Section("Per-class recall (final model)", html_table(["class", "recall"], recall))
         )
     if any("epsilon" in r for r in doc["rounds"]):
         sections.append(_privacy_section(doc, final, figures))
     if final.get("robust_accuracy"):
-        table = _table(["attack@eps", "accuracy"], sorted(final["robust_accuracy"].items()))
-        plot = _img(plot_robustness(doc, figures / "robustness.png"))
+        table = html_table(["attack@eps", "accuracy"], sorted(final["robust_accuracy"].items()))
+        plot = embed_image(plot_robustness(doc, figures / "robustness.png"))
         sections.append(Section("Adversarial robustness (final model)", plot + table))
+    if any("malicious" in r or "defense" in r for r in doc["rounds"]):
+        sections.append(_poisoning_section(doc, final, figures))
     if doc["rounds"]:
         keys = ["round", "accuracy", "loss", "balanced_accuracy", "lr", "aggregated", "seconds"]
         if "epsilon" in doc["rounds"][-1]:
@@ -134,7 +139,7 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
             [r.get(k, "") for k in keys] + [sum(r.get("dropped", {}).values())]
             for r in doc["rounds"]
         ]
-        sections.append(Section("Rounds", _table([*keys, "dropped"], rows)))
+        sections.append(Section("Rounds", html_table([*keys, "dropped"], rows)))
     scenario = yaml.safe_dump(doc["scenario"], sort_keys=False)
     sections.append(Section("Scenario", f"<pre>{html.escape(scenario)}</pre>"))
     return sections
@@ -154,10 +159,10 @@ def _privacy_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) 
         rows.append(["noise multiplier", f"{min(values):.4g} .. {max(values):.4g}"])
     refused = sum(r.get("dropped", {}).get("budget_exhausted", 0) for r in doc["rounds"])
     rows.append(["rounds refused (budget spent)", refused])
-    body = _table(["", ""], rows) + _img(plot_privacy(doc, figures / "privacy.png"))
+    body = html_table(["", ""], rows) + embed_image(plot_privacy(doc, figures / "privacy.png"))
     audit = final.get("audit")
     if audit:
-        body += "<h3>Canary audit (Steinke, Nasr &amp; Jagielski 2023)</h3>" + _table(
+        body += "<h3>Canary audit (Steinke, Nasr &amp; Jagielski 2023)</h3>" + html_table(
             ["canaries", "guesses", "correct", "epsilon lower bound", "confidence", "claimed"],
             [[audit["num_canaries"], audit["num_guesses"], audit["num_correct"],
               audit["epsilon_lower_bound"], audit["confidence"], audit.get("claimed_epsilon")]],
@@ -169,24 +174,55 @@ def _privacy_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) 
     return Section("Privacy", body)
 
 
-def write_report(run_dir: Path) -> Path:
-    """(Re)build ``run_dir/report.html`` from ``run_dir/metrics.json``."""
-    doc = read_metrics(run_dir)
-    sections = build_sections(doc, run_dir)
-    name = html.escape(doc["scenario"]["name"])
-    status = html.escape(doc["status"])
+def _poisoning_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) -> Section:
+    scenario = doc["scenario"]
+    attack = scenario.get("attack", {}).get("kind", "none")
+    defense = scenario.get("defense", {}).get("name", "fedavg")
+    head = f"<p>attack <b>{html.escape(attack)}</b>, defense <b>{html.escape(defense)}</b>"
+    if final.get("backdoor_success") is not None:
+        head += f"; final backdoor success {_fmt(final['backdoor_success'])}"
+    rows = []
+    for r in doc["rounds"]:
+        d = r.get("defense") or {}
+        rows.append(
+            [r["round"], r["accuracy"], r.get("backdoor_success", ""),
+             ", ".join(map(str, r.get("malicious", []))), ", ".join(map(str, d.get("flagged", []))),
+             "" if d.get("precision") is None else d["precision"],
+             "" if d.get("recall") is None else d["recall"]]
+        )  # fmt: skip
+    table = html_table(
+        ["round", "accuracy", "backdoor success", "attackers", "flagged", "precision", "recall"],
+        rows,
+    )
+    return Section(
+        "Poisoning",
+        head + "</p>" + embed_image(plot_poisoning(doc, figures / "poisoning.png")) + table,
+    )
+
+
+def write_page(path: Path, title: str, subtitle: str, sections: list[Section]) -> Path:
+    """Write a self-contained report page of ``sections`` atomically."""
     blocks = "".join(
         f"<section><h2>{html.escape(s.title)}</h2>{s.body}</section>" for s in sections
     )
     page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>fedrobust: {name}</title>"
-        f"<style>{STYLE}</style></head><body><header><h1>fedrobust report: {name}</h1>"
-        f"<p>status: <span class='status-{status}'>{status}</span> · "
-        f"{html.escape(str(run_dir))}</p>"
-        f"</header><main>{blocks}</main></body></html>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><header><h1>{html.escape(title)}</h1>"
+        f"<p>{subtitle}</p></header><main>{blocks}</main></body></html>"
     )
-    path = run_dir / REPORT_FILE
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def write_report(run_dir: Path) -> Path:
+    """(Re)build ``run_dir/report.html`` from ``run_dir/metrics.json``."""
+    doc = read_metrics(run_dir)
+    sections = build_sections(doc, run_dir)
+    status = html.escape(doc["status"])
+    subtitle = (
+        f"status: <span class='status-{status}'>{status}</span> · {html.escape(str(run_dir))}"
+    )
+    title = f"fedrobust report: {doc['scenario']['name']}"
+    return write_page(run_dir / REPORT_FILE, title, subtitle, sections)

@@ -128,3 +128,47 @@ def plot_robustness(metrics: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
     return _save(fig, path)
+
+
+def plot_poisoning(metrics: dict[str, Any], path: Path) -> Path:
+    """Clean accuracy and backdoor success per round; detection precision and recall."""
+    rows = metrics["rounds"]
+    rounds = [r["round"] for r in rows]
+    fig, (ax_acc, ax_det) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax_acc.plot(rounds, [r["accuracy"] for r in rows], marker="o", ms=3, label="clean accuracy")
+    if any("backdoor_success" in r for r in rows):
+        ax_acc.plot(rounds, [r.get("backdoor_success", np.nan) for r in rows], marker="o", ms=3,
+                    color="tab:red", label="backdoor success")  # fmt: skip
+    ax_acc.set(xlabel="round", ylim=(0, 1), title="Under attack")
+    for key, color in (("precision", "tab:green"), ("recall", "tab:purple")):
+        values = [(r.get("defense") or {}).get(key) for r in rows]
+        values = [np.nan if v is None else v for v in values]
+        ax_det.plot(rounds, values, marker="o", ms=3, color=color, label=key)
+    ax_det.set(xlabel="round", ylim=(-0.05, 1.05), title="Flagged clients vs true attackers")
+    for ax in (ax_acc, ax_det):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _save(fig, path)
+
+
+def plot_matrix(
+    values: dict[tuple[str, str], float | None], attacks: list[str], defenses: list[str],
+    title: str, path: Path, cmap: str = "RdYlGn",
+) -> Path:  # fmt: skip
+    """A heatmap of one figure (final accuracy, backdoor success) over attack x defence."""
+    grid = np.array(
+        [[np.nan if values.get((a, d)) is None else values[(a, d)] for d in defenses]
+         for a in attacks]
+    )  # fmt: skip
+    fig, ax = plt.subplots(figsize=(1.1 * len(defenses) + 2.5, 0.55 * len(attacks) + 1.8))
+    image = ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(defenses)), defenses, rotation=30, ha="right")
+    ax.set_yticks(range(len(attacks)), attacks)
+    for i in range(len(attacks)):
+        for j in range(len(defenses)):
+            text = "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    ax.set(xlabel="defense", ylabel="attack", title=title)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    return _save(fig, path)

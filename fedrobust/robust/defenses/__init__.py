@@ -1,0 +1,36 @@
+"""Aggregation rules against poisoning, one file each, in a registry.
+
+``create_defense(cfg, num_malicious)`` builds the rule ``defense.name`` names. Rules that
+Flower ships on its message API (Krum's selection, Bulyan, median, trimmed mean) are
+Flower's, not rewritten.
+"""
+
+from fedrobust.robust.defenses import (  # noqa: F401 - registration side effects
+    bulyan,
+    centered_clip,
+    fedavg,
+    fltrust,
+    krum,
+    median,
+    norm_bound,
+    trimmed_mean,
+)
+from fedrobust.robust.defenses.base import (
+    DEFENSES,
+    Combined,
+    Defense,
+    Updates,
+    create_defense,
+    register_defense,
+    weighted_mean,
+)
+
+__all__ = [
+    "DEFENSES",
+    "Combined",
+    "Defense",
+    "Updates",
+    "create_defense",
+    "register_defense",
+    "weighted_mean",
+]
