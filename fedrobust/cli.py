@@ -180,6 +180,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         field, what = str(exc).split(": ", 1)
         raise FedrobustError(field, what) from None
+    if scenario.secagg_enabled():  # the modulus must hold the sum for this model's size
+        from fedrobust.secagg import resolve_params
+
+        cfg = scenario.privacy.secure_aggregation
+        assert cfg is not None
+        size = sum(p.numel() for p in model.state_dict().values() if p.is_floating_point())
+        try:
+            resolve_params(cfg.params(1.0), scenario.sampled_per_round(), size)
+        except ValueError as exc:
+            field, _, what = str(exc).partition(": ")
+            raise FedrobustError(f"privacy.secure_aggregation.{field}", what) from None
     privacy_plan = check_privacy(scenario, {i: len(c.y_train) for i, c in enumerate(fed.clients)})
     run_dir = resolve_run_dir(scenario, args.out)
     total = scenario.train.rounds
@@ -200,6 +211,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         note = f"  dropped {dropped}" if dropped else ""
         if "epsilon" in row:
             note = f"  epsilon {row['epsilon']:.3f}{note}"
+        secure = row.get("secure_aggregation")
+        if secure:
+            lost = sum(secure["dropouts"].values())
+            note += f"  secagg {secure['contributors']}/{secure['sampled']} clients"
+            note += f", {lost} dropped" if lost else ""
+            if secure["failure"]:
+                note += f"  NO AGGREGATE ({secure['failure']})"
         console.print(
             f"round {row['round']:>{len(str(total))}}/{total}  accuracy {row['accuracy']:.4f}  "
             f"loss {row['loss']:.4f}  {row['seconds']:.1f}s{note}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -29,6 +29,9 @@ from pydantic import (
 )
 
 from fedrobust.errors import FedrobustError
+
+if TYPE_CHECKING:
+    from fedrobust.secagg.config import SecAggParams
 
 BUNDLED_DATASETS = ("mnist-5k", "digits")
 
@@ -754,6 +757,80 @@ class AuditConfig(Section):
     confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
 
 
+SECAGG_STAGES = ("share_keys", "collect_masked_vectors", "unmask")
+
+
+class SecAggDropout(Section):
+    """Simulated dropouts, for testing: a seeded share of the round's clients whose replies
+    the server discards at ``stage``.
+
+    Parameters
+    ----------
+    stage : str
+        share_keys | collect_masked_vectors | unmask.
+    fraction : float
+        Share of the clients still in the protocol that drop at that stage.
+    """
+
+    stage: Literal[SECAGG_STAGES]  # type: ignore[valid-type]
+    fraction: Annotated[float, Field(ge=0, le=1)]
+
+
+class SecAggConfig(Section):
+    """SecAgg+ secure aggregation (Bell et al. 2020, ``fedrobust.secagg``): the server learns
+    only the sum of the clients' weighted, clipped, quantised updates.
+
+    Parameters
+    ----------
+    enabled : bool
+        Run rounds through SecAgg+ (default true when the section is given).
+    num_shares : int or float
+        Size of each client's share group (itself and its ring neighbours); a float in
+        (0, 1] is a share of the clients sampled per round. At least 3; odd when smaller
+        than the clients per round.
+    reconstruction_threshold : int or float
+        Shares needed to rebuild a dropped client's secret, 2 <= t <= num_shares; a float
+        is a share of ``num_shares``. Above half of ``num_shares`` is recommended.
+    clipping_range : float
+        Update values (weights minus global weights) are clipped to +-clipping_range and
+        counted before masking.
+    quantization_range : int
+        Quantisation steps across [-clipping_range, clipping_range], at most 2^30.
+    modulus_range : int
+        Modulus of the masked arithmetic: a power of two, at most 2^62, large enough that
+        the sum of the clients' values cannot wrap.
+    max_weight : float
+        Largest client weight (example count); default: the largest client's training set.
+    timeout : float
+        Seconds the server waits for the replies of each stage; late clients drop out.
+    simulate_dropout : SecAggDropout
+        For testing: clients whose replies are discarded at one stage.
+    """
+
+    enabled: bool = True
+    num_shares: int | float = 1.0
+    reconstruction_threshold: int | float = 0.67
+    clipping_range: Annotated[float, Field(gt=0)] = 8.0
+    quantization_range: Annotated[int, Field(ge=2, le=2**30)] = 2**22
+    modulus_range: Annotated[int, Field(ge=2, le=2**62)] = 2**40
+    max_weight: Annotated[float, Field(gt=0)] | None = None
+    timeout: Annotated[float, Field(gt=0, le=86400)] = 120.0
+    simulate_dropout: SecAggDropout | None = None
+
+    def params(self, max_weight: float) -> SecAggParams:
+        """The protocol parameters (``max_weight`` when the section leaves it unset)."""
+        from fedrobust.secagg.config import SecAggParams
+
+        return SecAggParams(
+            num_shares=self.num_shares,
+            reconstruction_threshold=self.reconstruction_threshold,
+            clipping_range=self.clipping_range,
+            quantization_range=self.quantization_range,
+            modulus_range=self.modulus_range,
+            max_weight=self.max_weight or max_weight,
+        )
+
+
 class PrivacyConfig(Section):
     """Privacy: differential privacy and its empirical audit.
 
@@ -763,10 +840,13 @@ class PrivacyConfig(Section):
         Differential privacy mode and parameters.
     audit : AuditConfig
         Canary audit run with the training (default: off).
+    secure_aggregation : SecAggConfig
+        SecAgg+ between clients and server (default: off).
     """
 
     dp: DPConfig = DPConfig()
     audit: AuditConfig | None = None
+    secure_aggregation: SecAggConfig | None = None
 
 
 # -------------------------------------------------------------------- adversarial
@@ -1095,6 +1175,7 @@ class Scenario(Section):
                 )
         self._privacy_combinations()
         self._poisoning_combinations()
+        self._secagg_combinations()
         return self
 
     def _privacy_combinations(self) -> None:
@@ -1174,6 +1255,45 @@ class Scenario(Section):
                 "defense.num_selected", f"is larger than the {sampled} clients sampled per round"
             )
 
+    def secagg_enabled(self) -> bool:
+        """Whether rounds run through SecAgg+."""
+        cfg = self.privacy.secure_aggregation
+        return cfg is not None and cfg.enabled
+
+    def _secagg_combinations(self) -> None:
+        if not self.secagg_enabled():
+            return
+        where = "privacy.secure_aggregation"
+        if self.defense.name != "fedavg":
+            raise _field_error(
+                "defense.name",
+                f"'{self.defense.name}' needs the individual updates, which {where} hides "
+                "from the server; use fedavg (clients can bound their update norms with "
+                "privacy.dp.mode: client)",
+            )
+        if self.attack.kind in COLLUDING_ATTACKS:
+            raise _field_error(
+                "attack.kind",
+                f"'{self.attack.kind}' attackers read the benign updates on the server, "
+                f"which {where} hides",
+            )
+        dp = self.privacy.dp
+        if dp.mode == "client" and (dp.side == "server" or dp.clipping == "adaptive"):
+            raise _field_error(
+                "privacy.dp.side" if dp.side == "server" else "privacy.dp.clipping",
+                f"{where} hides the individual updates: client-level DP must clip on the "
+                "clients (side: client) with fixed clipping",
+            )
+        from fedrobust.secagg.config import resolve_params
+
+        cfg = self.privacy.secure_aggregation
+        assert cfg is not None
+        try:
+            resolve_params(cfg.params(1.0), self.sampled_per_round())
+        except ValueError as exc:
+            field, _, what = str(exc).partition(": ")
+            raise _field_error(f"{where}.{field}", what) from None
+
     def defense_num_malicious(self) -> int:
         """The attackers the defence assumes: ``defense.num_malicious`` or the attack's count."""
         if self.defense.num_malicious is not None:
@@ -1232,9 +1352,13 @@ def _field_error(field: str, what: str) -> _FieldError:
     return _FieldError(field, what)
 
 
+_UNION_TAGS = {"int", "float", "str", "bool", "constrained-int", "constrained-float"}
+
+
 def _error_from_validation(exc: ValidationError) -> FedrobustError:
     first = exc.errors()[0]
-    loc = [str(part) for part in first["loc"]]
+    # a union's member type ("int", "float", "constrained-int", ...) is not a field
+    loc = [str(p) for p in first["loc"] if str(p) not in _UNION_TAGS and "[" not in str(p)]
     ctx_error = (first.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _FieldError):
         loc = [*loc, *ctx_error.field.split(".")]

@@ -38,6 +38,7 @@ from fedrobust.train.early_stopping import EarlyStopping
 from server.adversary import collude
 from server.defense import ServerDefense, detection
 from server.replies import screen_replies
+from server.secagg import secagg_round
 from server.strategies import build_strategy, load_strategy_state, strategy_state
 
 log = logging.getLogger("fedrobust.server")
@@ -153,6 +154,8 @@ def run_federation(
         sizes: dict[int, int] = {}
         nodes = discover_clients(grid, scenario, sizes)
         privacy = RunPrivacy(scenario, sizes)
+        # SecAgg+ weights: example counts, or 1 each under client-level DP
+        max_weight = 1.0 if scenario.privacy.dp.mode == "client" else max(sizes.values(), default=1)
         if ckpt is not None and "privacy" in ckpt.extra:
             privacy.load_state_dict(ckpt.extra["privacy"])
         first = 1 if ckpt is None else ckpt.round + 1
@@ -160,7 +163,7 @@ def run_federation(
         for rnd in range(first, scenario.train.rounds + 1):
             started = time.monotonic()
             arrays, round_figures = _train_round(
-                grid, strategy, scenario, nodes, rnd, arrays, privacy, defense, model
+                grid, strategy, scenario, nodes, rnd, arrays, privacy, defense, model, max_weight
             )
             model.load_state_dict(arrays.to_torch_state_dict())
             # Re-derive the global record from the model: Flower's FedAdam/FedYogi return
@@ -263,6 +266,7 @@ def _train_round(
     privacy: RunPrivacy,
     defense: ServerDefense | None,
     model: torch.nn.Module,
+    max_weight: float,
 ) -> tuple[ArrayRecord, dict[str, object]]:
     """Sample, send the recipe, screen replies, defend, aggregate; return new weights and
     figures. ``model`` holds the round's global weights (FLTrust trains a copy)."""
@@ -272,14 +276,25 @@ def _train_round(
     messages = strategy.configure_train(rnd, arrays, config, _SampledGrid(sampled))  # type: ignore[arg-type]
     if privacy.enabled:
         messages = [_with_config(m, privacy, sampled) for m in messages]
-    replies = grid.send_and_receive(messages, timeout=scenario.simulation.timeout)
-    accepted, dropped, refused = screen_replies(replies, arrays, sampled)
-    # the simulated colluding attacker rewrites its clients' replies (attack side)
-    accepted = collude(scenario, rnd, accepted, arrays, sampled)
     robust: dict[str, object] = {}
-    to_aggregate = accepted
-    if defense is not None and accepted:
-        to_aggregate, robust = defense.apply(rnd, accepted, arrays, sampled, model)
+    secure: dict[str, object] = {}
+    if scenario.secagg_enabled():  # the server sees the masked sum only
+        outcome = secagg_round(grid, scenario, rnd, messages, arrays, max_weight)
+        accepted = [outcome.trained[n] for n in outcome.contributors]
+        trained = list(outcome.trained.values())
+        dropped, refused, secure = outcome.dropped, outcome.refused, outcome.figures
+        to_aggregate = outcome.replies
+        if secure["failure"]:
+            log.warning("round %d: SecAgg+ produced no aggregate: %s", rnd, secure["failure"])
+    else:
+        replies = grid.send_and_receive(messages, timeout=scenario.simulation.timeout)
+        accepted, dropped, refused = screen_replies(replies, arrays, sampled)
+        # the simulated colluding attacker rewrites its clients' replies (attack side)
+        accepted = collude(scenario, rnd, accepted, arrays, sampled)
+        trained = accepted
+        to_aggregate = accepted
+        if defense is not None and accepted:
+            to_aggregate, robust = defense.apply(rnd, accepted, arrays, sampled, model)
     new_arrays = None
     if to_aggregate:
         set_aggregated_count(strategy, len(to_aggregate))
@@ -313,7 +328,9 @@ def _train_round(
             robust.update(detection(flagged, attackers) if selects else {})
     if robust:
         figures["defense"] = robust
-    by_client = {sampled[m.metadata.src_node_id]: m for m in accepted}
+    if secure:
+        figures["secure_aggregation"] = secure
+    by_client = {sampled[m.metadata.src_node_id]: m for m in trained}
     figures.update(
         privacy.record_round(
             rnd, chosen, {sampled[n] for n in refused}, by_client, new_arrays is not None

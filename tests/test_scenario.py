@@ -256,6 +256,60 @@ BAD = [
         "not among the 10 classes",
     ),
     (with_("defense.name", "foolsgold"), "defense.name", "krum"),
+    (
+        with_("privacy.secure_aggregation", {"num_shares": 2}),
+        "privacy.secure_aggregation.num_shares",
+        "at least 3",
+    ),
+    (
+        with_("privacy.secure_aggregation", {"reconstruction_threshold": 1}),
+        "privacy.secure_aggregation.reconstruction_threshold",
+        "must be in [2",
+    ),
+    (
+        with_("privacy.secure_aggregation", {"modulus_range": 3000}),
+        "privacy.secure_aggregation.modulus_range",
+        "power of two",
+    ),
+    (
+        with_("privacy.secure_aggregation", {"timeout": 0}),
+        "privacy.secure_aggregation.timeout",
+        "greater than 0",
+    ),
+    (
+        with_(
+            "privacy.secure_aggregation", {"simulate_dropout": {"stage": "setup", "fraction": 0.1}}
+        ),
+        "privacy.secure_aggregation.simulate_dropout.stage",
+        "share_keys",
+    ),
+    (
+        with_("privacy.secure_aggregation", {}, "defense.name", "median"),
+        "defense.name",
+        "individual updates",
+    ),
+    (
+        with_(
+            "privacy.secure_aggregation",
+            {},
+            "attack",
+            {"kind": "alie", "count": 1},
+            "data.partition.num_clients",
+            5,
+        ),
+        "attack.kind",
+        "benign updates",
+    ),
+    (
+        with_(
+            "privacy.secure_aggregation",
+            {},
+            "privacy.dp",
+            {"mode": "client", "noise_multiplier": 0.5, "side": "server"},
+        ),
+        "privacy.dp.side",
+        "clip on the clients",
+    ),
     (with_("defense", {"name": "median", "beta": 0.1}), "defense.beta", "'median'"),
     (with_("defense", {"name": "trimmed_mean", "beta": 0.5}), "defense.beta", "less than 0.5"),
     (
