@@ -270,6 +270,7 @@ def _train_round(
 ) -> tuple[ArrayRecord, dict[str, object]]:
     """Sample, send the recipe, screen replies, defend, aggregate; return new weights and
     figures. ``model`` holds the round's global weights (FLTrust trains a copy)."""
+    started = time.monotonic()
     chosen = round_clients(scenario, rnd)
     sampled = {nodes[pid]: pid for pid in chosen}
     config = ConfigRecord({"scenario": scenario.model_dump_json()})
@@ -307,6 +308,7 @@ def _train_round(
     figures: dict[str, object] = {
         "lr": round_lr(train.lr_schedule, train.optimizer.lr, rnd, train.rounds),
         "sampled": len(chosen),
+        "train_seconds": round(time.monotonic() - started, 3),  # send to aggregate
         "aggregated": len(accepted) if new_arrays is not None else 0,
         "dropped": dict(sorted(dropped.items())),
         "train_loss": _weighted(clients, "train_loss"),

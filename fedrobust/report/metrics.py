@@ -20,7 +20,7 @@ from typing import Any
 
 METRICS_FILE = "metrics.json"
 # Figures that measure time, not learning: they differ between identical runs.
-TIMING_KEYS = frozenset({"seconds", "wall_seconds"})
+TIMING_KEYS = frozenset({"seconds", "wall_seconds", "train_seconds"})
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
