@@ -8,12 +8,12 @@ digits with 10 clients (CI runs them in its second step).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.test_cli_run import fedrobust
 
 pytestmark = pytest.mark.e2e
 
@@ -51,19 +51,12 @@ train:
 """
 
 
-def fedrobust(*args: str, timeout: int = 3000) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fedrobust.cli", *args],
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-
-
 def matrix(tmp_path: Path, text: str, attacks: str, defenses: str) -> dict[tuple[str, str], Any]:
     path = tmp_path / "base.yaml"
     path.write_text(text)
     out = tmp_path / "grid"
     done = fedrobust("matrix", str(path), "--attacks", attacks, "--defenses", defenses,
-                     "--out", str(out))  # fmt: skip
+                     "--out", str(out), timeout=3000)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     rows = json.loads((out / "matrix.json").read_text())
     return {(r["attack"], r["defense"]): r for r in rows}

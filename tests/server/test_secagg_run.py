@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.test_cli_run import fedrobust
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +36,7 @@ def test_secagg_with_dp_sgd_recovers_a_dropped_client_and_reports_each_stage(
 ) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(SCENARIO)
-    done = subprocess.run(
-        [sys.executable, "-m", "fedrobust.cli", "run", str(path), "--out", str(tmp_path / "r")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done = fedrobust("run", str(path), "--out", str(tmp_path / "r"), timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "secagg 4/5 clients, 1 dropped" in done.stdout
     doc = json.loads((tmp_path / "r" / "metrics.json").read_text())
