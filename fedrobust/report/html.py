@@ -129,6 +129,8 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
         table = html_table(["attack@eps", "accuracy"], sorted(final["robust_accuracy"].items()))
         plot = embed_image(plot_robustness(doc, figures / "robustness.png"))
         sections.append(Section("Adversarial robustness (final model)", plot + table))
+    if any("secure_aggregation" in r for r in doc["rounds"]):
+        sections.append(_secagg_section(doc))
     if any("malicious" in r or "defense" in r for r in doc["rounds"]):
         sections.append(_poisoning_section(doc, final, figures))
     if doc["rounds"]:
@@ -198,6 +200,28 @@ def _poisoning_section(doc: dict[str, Any], final: dict[str, Any], figures: Path
         "Poisoning",
         head + "</p>" + embed_image(plot_poisoning(doc, figures / "poisoning.png")) + table,
     )
+
+
+def _secagg_section(doc: dict[str, Any]) -> Section:
+    stages = ["setup", "share_keys", "collect_masked_vectors", "unmask"]
+    rows = []
+    for r in doc["rounds"]:
+        secure = r.get("secure_aggregation")
+        if not secure:
+            continue
+        survivors = [secure["survivors"].get(st, "") for st in stages]
+        rows.append(
+            [r["round"], secure["sampled"], *survivors, secure["contributors"],
+             secure["clipped"] if secure["clipped"] is not None else "",
+             secure["seconds"], secure["failure"] or ""]
+        )  # fmt: skip
+    header = ["round", "sampled", "after setup", "after share_keys", "after masked vectors",
+              "after unmask", "in the sum", "clipped", "seconds", "no aggregate"]  # fmt: skip
+    body = (
+        "<p>SecAgg+: clients still in the protocol after each stage; the server saw only "
+        "the masked sum of the contributors' updates.</p>" + html_table(header, rows)
+    )
+    return Section("Secure aggregation", body)
 
 
 def write_page(path: Path, title: str, subtitle: str, sections: list[Section]) -> Path:
