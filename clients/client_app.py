@@ -17,8 +17,18 @@ from flwr.clientapp import ClientApp
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, compute_clip_model_update
 
 from fedrobust.adversarial.training import AdversarialExamples, Trades
+from fedrobust.continual import EWC, LwF, Replay, ReservoirBuffer, TaskMask, fisher_diagonal
+from fedrobust.continual.ewc import snapshot
+from fedrobust.continual.federated import (
+    client_offset,
+    schedule,
+    task_classes,
+    task_data,
+    task_model,
+)
 from fedrobust.data import ClientData, build_federation
 from fedrobust.models.build import build_model
+from fedrobust.models.registry import InputSpec
 from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.privacy.client_dp import CLIENT_CLIPPING, UNIFORM_WEIGHT, client_dp_mod
 from fedrobust.privacy.dpsgd import DPSGDRecipe
@@ -27,7 +37,7 @@ from fedrobust.privacy.plan import round_steps
 from fedrobust.robust.malicious import attacking
 from fedrobust.robust.poisoning import poison_data, poison_update
 from fedrobust.robust.updates import apply_delta, flat_delta, float_keys
-from fedrobust.scenario import AdversarialTrainingConfig, Scenario
+from fedrobust.scenario import AdversarialTrainingConfig, ContinualConfig, Scenario
 from fedrobust.secagg import SecAggClient, SecAggParams
 from fedrobust.secagg.records import from_records, to_records
 from fedrobust.train import (
@@ -45,6 +55,10 @@ LEDGER_KEY = "dp-ledger"
 SECAGG_STATE = "secagg-state"
 SECAGG_UPDATE = "secagg-update"
 SECAGG_WEIGHT = "secagg-weight"
+CL_TASK = "continual-task"  # the task this client last trained
+CL_BUFFER = "continual-replay"
+CL_EWC = "continual-ewc"
+CL_OLD = "continual-lwf-model"  # the global model at the start of the current task
 
 
 def partition_id(context: Context) -> int:
@@ -107,6 +121,98 @@ def round_plugins(
     if scenario.train.l1 > 0:
         plugins.append(L1Penalty(scenario.train.l1))
     return tuple(plugins)
+
+
+def advance_tasks(
+    cl: ContinualConfig,
+    seed: int,
+    context: Context,
+    task: int,
+    model: torch.nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    round_seed: int,
+) -> None:
+    """Close the tasks this client finished since it last trained (it may have sat out
+    their last rounds): add their data to the replay buffer, fold their Fisher (at the
+    global model now received) into EWC, keep that model as LwF's teacher."""
+    record = context.state.config_records.get(CL_TASK)
+    last = int(record["task"]) if record is not None else -1  # type: ignore[arg-type]
+    if task <= last:
+        return
+    methods = cl.methods()
+    finished = range(max(last, 0), task)  # the last trained one and any skipped
+    if "replay" in methods and len(finished):
+        buffer = load_buffer(cl, context, seed)
+        for t in finished:
+            xt, yt = task_data(cl, seed, x, y, t)
+            buffer.add(torch.as_tensor(xt), torch.as_tensor(yt))
+        context.state.array_records[CL_BUFFER] = ArrayRecord(buffer.state_dict())
+    if "ewc" in methods and len(finished):
+        ewc = load_ewc(cl, context)
+        for t in finished:
+            xt, yt = task_data(cl, seed, x, y, t)
+            if len(yt) == 0:
+                continue
+            fisher = fisher_diagonal(task_model(cl, model, t), xt, yt,
+                                     samples=cl.ewc.fisher_samples, seed=round_seed)  # fmt: skip
+            if ewc is None:
+                ewc = EWC(fisher, snapshot(model), cl.ewc.lambda_)
+            else:
+                ewc.consolidate(fisher, snapshot(model), cl.ewc.online)
+        if ewc is not None:
+            context.state.array_records[CL_EWC] = ArrayRecord(ewc.state_dict())
+    if "lwf" in methods and task > 0:
+        context.state.array_records[CL_OLD] = ArrayRecord(model.state_dict())
+    context.state.config_records[CL_TASK] = ConfigRecord({"task": task})
+
+
+def load_buffer(cl: ContinualConfig, context: Context, seed: int) -> ReservoirBuffer:
+    """This client's replay buffer (empty before its first task ends)."""
+    buffer = ReservoirBuffer(cl.replay.buffer_size, seed)
+    record = context.state.array_records.get(CL_BUFFER)
+    if record is not None:
+        buffer.load_state_dict(record.to_torch_state_dict())
+    return buffer
+
+
+def load_ewc(cl: ContinualConfig, context: Context) -> EWC | None:
+    """This client's EWC penalty (``None`` before its first task ends)."""
+    record = context.state.array_records.get(CL_EWC)
+    if record is None:
+        return None
+    ewc = EWC([], [], cl.ewc.lambda_)
+    ewc.load_state_dict(record.to_torch_state_dict())
+    return ewc
+
+
+def continual_plugins(
+    cl: ContinualConfig,
+    scenario: Scenario,
+    context: Context,
+    task: int,
+    spec: InputSpec,
+    seed: int,
+) -> tuple[tuple[TrainPlugin, ...], tuple[TrainPlugin, ...]]:
+    """Plugins before the round's others (task head, replay) and after them (EWC, LwF)."""
+    first: list[TrainPlugin] = []
+    last: list[TrainPlugin] = []
+    methods = cl.methods()
+    if cl.setting == "task_incremental":
+        first.append(TaskMask(task_classes(cl, task) or []))
+    if "replay" in methods:
+        buffer = load_buffer(cl, context, scenario.seed)
+        if len(buffer):
+            first.append(Replay(buffer, cl.replay.ratio, seed))
+    if "ewc" in methods and (ewc := load_ewc(cl, context)) is not None:
+        last.append(ewc)
+    record = context.state.array_records.get(CL_OLD)
+    if "lwf" in methods and task > 0 and record is not None:
+        old = build_model(scenario.model, spec)
+        old.load_state_dict(record.to_torch_state_dict())
+        seen = None if cl.tasks is None else [c for g in cl.tasks[:task] for c in g]
+        last.append(LwF(old, cl.lwf.temperature, cl.lwf.alpha, classes=seen))
+    return tuple(first), tuple(last)
 
 
 def dp_recipe(scenario: Scenario, config: ConfigRecord, context: Context) -> DPSGDRecipe | None:
@@ -181,6 +287,14 @@ def train(msg: Message, context: Context) -> Message:
     x, y = data.x_train, data.y_train
     if malicious:  # data poisoning (label_flip, backdoor) on this client's own data
         x, y = poison_data(scenario.attack, x, y, fed.spec.num_classes, seed)
+    plugins = round_plugins(scenario, config, seed, server_round, fed.spec.num_classes)
+    if scenario.continual is not None:  # this round's task, and the method's plugins
+        cl = scenario.continual
+        task = schedule(cl).task(server_round, client_offset(scenario, partition_id(context)))
+        advance_tasks(cl, scenario.seed, context, task, model, x, y, seed)
+        first, last = continual_plugins(cl, scenario, context, task, fed.spec, seed)
+        plugins = (*first, *plugins, *last)
+        x, y = task_data(cl, scenario.seed, x, y, task)
     result = local_train(
         model,
         x,
@@ -189,7 +303,7 @@ def train(msg: Message, context: Context) -> Message:
         num_classes=fed.spec.num_classes,
         seed=seed,
         lr=round_lr(train_cfg.lr_schedule, train_cfg.optimizer.lr, server_round, train_cfg.rounds),
-        plugins=round_plugins(scenario, config, seed, server_round, fed.spec.num_classes),
+        plugins=plugins,
         dp=dp,
         rnd=server_round,
     )

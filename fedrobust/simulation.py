@@ -315,6 +315,12 @@ def check_resumable(run_dir: Path, scenario: Scenario) -> int:
     """Rounds already done in ``run_dir``; refuses a missing checkpoint or another scenario."""
     from fedrobust.checkpoint import load_checkpoint
 
+    if scenario.continual is not None:
+        raise FedrobustError(
+            "--resume",
+            "continual runs cannot resume: the clients' replay buffers, Fisher information "
+            "and task history live in the simulation's memory, which a new one starts without",
+        )
     ckpt = load_checkpoint(run_dir, scenario.resume_digest())
     doc = _read_metrics(run_dir / METRICS_FILE)
     if doc is None:

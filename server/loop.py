@@ -22,6 +22,8 @@ from flwr.serverapp.strategy import Strategy
 
 from fedrobust.adversarial.evaluation import robust_accuracy
 from fedrobust.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fedrobust.continual import ContinualMetrics
+from fedrobust.continual.federated import schedule, seen_mean, task_accuracies
 from fedrobust.data import Federation
 from fedrobust.models.build import build_model
 from fedrobust.privacy.accounting import RunPrivacy
@@ -159,6 +161,7 @@ def run_federation(
         if ckpt is not None and "privacy" in ckpt.extra:
             privacy.load_state_dict(ckpt.extra["privacy"])
         first = 1 if ckpt is None else ckpt.round + 1
+        continual = ContinualMetrics() if scenario.continual is not None else None
         stopped = False
         for rnd in range(first, scenario.train.rounds + 1):
             started = time.monotonic()
@@ -175,6 +178,8 @@ def run_federation(
                 figures["backdoor_success"] = backdoor_success(
                     model, scenario.attack, fed.x_test, fed.y_test
                 )
+            if continual is not None:
+                figures.update(_continual_figures(scenario, model, fed, rnd, continual))
             evaluation = scenario.adversarial.evaluation
             if evaluation is not None and (
                 rnd % evaluation.every_n_rounds == 0 or rnd == scenario.train.rounds
@@ -213,6 +218,8 @@ def run_federation(
             totals["backdoor_success"] = backdoor_success(
                 model, scenario.attack, fed.x_test, fed.y_test
             )
+        if continual is not None:
+            totals["continual"] = continual.to_dict()
         totals.update(privacy.final())
         if scenario.privacy.audit is not None:
             totals["audit"] = audit_model(scenario, model, totals.get("epsilon"))  # type: ignore[arg-type]
@@ -241,6 +248,22 @@ def scenario_robust_accuracy(
         model, fed.x_test, fed.y_test, cfg.attacks, cfg.eps, steps=cfg.steps, norm=cfg.norm,
         num_samples=cfg.num_samples, num_classes=fed.spec.num_classes, seed=scenario.seed,
     )  # fmt: skip
+
+
+def _continual_figures(
+    scenario: Scenario, model: torch.nn.Module, fed: Federation, rnd: int, metrics: ContinualMetrics
+) -> dict[str, object]:
+    """Accuracy on every task after this round; a row of the matrix when a task ends."""
+    cl = scenario.continual
+    assert cl is not None
+    plan = schedule(cl)
+    task = plan.task(rnd)
+    row = task_accuracies(cl, scenario.seed, model, fed.x_test, fed.y_test, fed.spec.num_classes)
+    if (plan.is_last_round_of_task(rnd) or rnd == scenario.train.rounds) and task == len(
+        metrics.rows
+    ):
+        metrics.record(task, row)
+    return {"task": task, "task_accuracy": row, "seen_accuracy": seen_mean(row, task)}
 
 
 def _loop_state(

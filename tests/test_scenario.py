@@ -257,6 +257,57 @@ BAD = [
     ),
     (with_("defense.name", "foolsgold"), "defense.name", "krum"),
     (
+        with_("continual", {"setting": "class_incremental", "tasks": [[0, 1]]}),
+        "continual.tasks",
+        "at least 2 class groups",
+    ),
+    (
+        with_("continual", {"setting": "class_incremental", "tasks": [[0, 1], [1, 2]]}),
+        "continual.tasks.1",
+        "more than one place",
+    ),
+    (
+        with_("continual", {"setting": "task_incremental", "tasks": [[0], [11]]}),
+        "continual.tasks.1",
+        "beyond the 10",
+    ),
+    (
+        with_("continual", {"setting": "domain_incremental", "tasks": [[0], [1]]}),
+        "continual.tasks",
+        "domain_incremental",
+    ),
+    (
+        with_(
+            "continual", {"setting": "class_incremental", "tasks": [[0], [1]], "method": "ewc+si"}
+        ),
+        "continual.method",
+        "unknown method 'si'",
+    ),  # fmt: skip
+    (
+        with_(
+            "continual", {"setting": "class_incremental", "tasks": [[0], [1]], "ewc": {"lamda": 1}}
+        ),
+        "continual.ewc.lamda",
+        "unknown key",
+    ),  # fmt: skip
+    (
+        with_(
+            "continual",
+            {"setting": "class_incremental", "tasks": [[0], [1]], "method": "replay"},
+            "privacy.dp",
+            {"mode": "sample", "noise_multiplier": 1.0},
+        ),
+        "continual.method",
+        "outside DP-SGD's accounting",
+    ),  # fmt: skip
+    (
+        with_(
+            "continual", {"setting": "task_incremental", "tasks": [[0], [1]], "method": "replay"}
+        ),
+        "continual.method",
+        "current task's head",
+    ),  # fmt: skip
+    (
         with_("privacy.secure_aggregation", {"num_shares": 2}),
         "privacy.secure_aggregation.num_shares",
         "at least 3",

@@ -18,6 +18,7 @@ import yaml
 from fedrobust.report.metrics import read_metrics
 from fedrobust.report.plots import (
     plot_client_spread,
+    plot_continual,
     plot_curves,
     plot_label_histograms,
     plot_poisoning,
@@ -129,6 +130,11 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
         table = html_table(["attack@eps", "accuracy"], sorted(final["robust_accuracy"].items()))
         plot = embed_image(plot_robustness(doc, figures / "robustness.png"))
         sections.append(Section("Adversarial robustness (final model)", plot + table))
+    if any("task_accuracy" in r for r in doc["rounds"]):
+        cont = final.get("continual") or {}
+        rows = [[k, cont.get(k)] for k in ("average_accuracy", "forgetting", "bwt")]
+        body = embed_image(plot_continual(doc, figures / "continual.png"))
+        sections.append(Section("Continual learning", body + html_table(["", ""], rows)))
     if any("secure_aggregation" in r for r in doc["rounds"]):
         sections.append(_secagg_section(doc))
     if any("malicious" in r or "defense" in r for r in doc["rounds"]):

@@ -172,3 +172,30 @@ def plot_matrix(
     ax.set(xlabel="defense", ylabel="attack", title=title)
     fig.colorbar(image, ax=ax, fraction=0.04)
     return _save(fig, path)
+
+
+def plot_continual(metrics: dict[str, Any], path: Path) -> Path:
+    """The accuracy matrix R[i][j] (after task i, on task j) and per-task accuracy per round."""
+    final = metrics.get("final") or {}
+    matrix = np.array((final.get("continual") or {}).get("accuracy_matrix") or [[np.nan]])
+    fig, (ax_m, ax_r) = plt.subplots(1, 2, figsize=(10, 3.8))
+    image = ax_m.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            if not np.isnan(matrix[i, j]):
+                ax_m.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                          color="white" if matrix[i, j] < 0.6 else "black")  # fmt: skip
+    ax_m.set(xlabel="evaluated on task", ylabel="after training task", title="Accuracy matrix")
+    ax_m.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_m.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.colorbar(image, ax=ax_m, fraction=0.04)
+    rows = [r for r in metrics["rounds"] if "task_accuracy" in r]
+    if rows:
+        for j in range(len(rows[0]["task_accuracy"])):
+            ax_r.plot([r["round"] for r in rows], [r["task_accuracy"][j] for r in rows],
+                      marker="o", ms=3, label=f"task {j}")  # fmt: skip
+        ax_r.legend(fontsize=7, loc="lower left")
+    ax_r.set(xlabel="round", ylabel="test accuracy", ylim=(0, 1), title="Accuracy per task")
+    ax_r.grid(alpha=0.3)
+    ax_r.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _save(fig, path)
