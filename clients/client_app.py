@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, compute_clip_model_update
 
@@ -53,8 +53,6 @@ from fedrobust.train import (
 app = ClientApp(mods=[client_dp_mod])
 LEDGER_KEY = "dp-ledger"
 SECAGG_STATE = "secagg-state"
-SECAGG_UPDATE = "secagg-update"
-SECAGG_WEIGHT = "secagg-weight"
 CL_TASK = "continual-task"  # the task this client last trained
 CL_BUFFER = "continual-replay"
 CL_EWC = "continual-ewc"
@@ -338,60 +336,60 @@ def train(msg: Message, context: Context) -> Message:
 def secagg(msg: Message, context: Context) -> Message:
     """One SecAgg+ stage (``privacy.secure_aggregation``).
 
-    setup trains exactly as :func:`train` does, keeps the update (weights minus global
-    weights; clipped to the round's norm under client-level DP) and its weight in
-    ``context.state``, and answers with public keys and the training metrics; the later
-    stages (share_keys, collect_masked_vectors, unmask) move the protocol on from the
-    state the previous stage left. The update itself only ever leaves masked.
+    setup and share_keys exchange keys and Shamir shares; collect_masked_vectors carries
+    the round's recipe: the client trains exactly as :func:`train` does, takes its update
+    (weights minus global weights; clipped to the round's norm under client-level DP),
+    and sends it only masked, with its training metrics; unmask sends the shares that
+    remove the masks. The protocol state lives in ``context.state`` between stages.
     """
     stage_msg = from_records(msg.content)
     stage = str(stage_msg["stage"])
     if stage == "setup":
-        trained = train(msg, context)
-        if "status" in trained.content.config_records:  # refused (budget): no protocol
-            return trained
-        global_arrays = msg.content.array_records["arrays"]
-        weights = trained.content.array_records["arrays"]
-        metrics = trained.content.metric_records["metrics"]
-        keys = float_keys(global_arrays)
-        new = [weights[k].numpy().astype(np.float64) for k in keys]
-        old = [global_arrays[k].numpy().astype(np.float64) for k in keys]
-        config = msg.content.config_records["config"]
-        if config.get(CLIENT_CLIPPING) == "fixed":  # what fixedclipping_mod does to a reply
-            compute_clip_model_update(new, old, float(config[KEY_CLIPPING_NORM]))  # type: ignore[arg-type]
-        pairs = enumerate(zip(new, old, strict=True))
-        update = ArrayRecord({str(i): Array(np.ascontiguousarray(n - o)) for i, (n, o) in pairs})
-        weight = 1.0 if UNIFORM_WEIGHT in metrics else float(metrics["num-examples"])  # type: ignore[arg-type]
         client = SecAggClient(context.node_id, SecAggParams.from_dict(stage_msg))
         reply = client.setup(stage_msg)
-        context.state.array_records[SECAGG_UPDATE] = update
-        _save_secagg(context, client, weight)
-        content = to_records(reply, RecordDict({"metrics": metrics}))
-        return Message(content=content, reply_to=msg)
+        _save_secagg(context, client)
+        return Message(content=to_records(reply), reply_to=msg)
     state = context.state.config_records.get(SECAGG_STATE)
     if state is None:
         raise RuntimeError(f"SecAgg+ stage {stage} without a setup on this node")
     client = SecAggClient.from_state_dict(state)
-    weight = float(context.state.config_records[SECAGG_WEIGHT]["weight"])  # type: ignore[arg-type]
+    content = RecordDict()
     if stage == "share_keys":
         reply = client.share_keys(stage_msg)
     elif stage == "collect_masked_vectors":
-        stored = context.state.array_records[SECAGG_UPDATE]
-        update = [stored[str(i)].numpy() for i in range(len(stored))]
+        trained = train(msg, context)
+        if "status" in trained.content.config_records:  # refused (budget): drops out here
+            return trained
+        update, weight, metrics = _secagg_update(msg, trained)
         reply = client.collect_masked_vectors(stage_msg, update, weight)
-        del context.state.array_records[SECAGG_UPDATE]
+        content["metrics"] = metrics
     elif stage == "unmask":
         reply = client.unmask(stage_msg)
     else:
         raise ValueError(f"unknown SecAgg+ stage '{stage}'")
-    _save_secagg(context, client, weight)
-    return Message(content=to_records(reply), reply_to=msg)
+    _save_secagg(context, client)
+    return Message(content=to_records(reply, content), reply_to=msg)
 
 
-def _save_secagg(context: Context, client: SecAggClient, weight: float) -> None:
+def _secagg_update(msg: Message, trained: Message) -> tuple[list[np.ndarray], float, MetricRecord]:
+    """The update to mask, its weight and the training metrics of a ``train`` reply."""
+    global_arrays = msg.content.array_records["arrays"]
+    weights = trained.content.array_records["arrays"]
+    metrics = trained.content.metric_records["metrics"]
+    keys = float_keys(global_arrays)
+    new = [weights[k].numpy().astype(np.float64) for k in keys]
+    old = [global_arrays[k].numpy().astype(np.float64) for k in keys]
+    config = msg.content.config_records["config"]
+    if config.get(CLIENT_CLIPPING) == "fixed":  # what fixedclipping_mod does to a reply
+        compute_clip_model_update(new, old, float(config[KEY_CLIPPING_NORM]))  # type: ignore[arg-type]
+    update = [n - o for n, o in zip(new, old, strict=True)]
+    weight = 1.0 if UNIFORM_WEIGHT in metrics else float(metrics["num-examples"])  # type: ignore[arg-type]
+    return update, weight, metrics
+
+
+def _save_secagg(context: Context, client: SecAggClient) -> None:
     """Keep the protocol state for the next stage (the ClientApp is rebuilt per message)."""
     context.state.config_records[SECAGG_STATE] = ConfigRecord(client.state_dict())
-    context.state.config_records[SECAGG_WEIGHT] = ConfigRecord({"weight": weight})
 
 
 @app.evaluate()

@@ -1,7 +1,8 @@
 """Runs one training round through SecAgg+ on Flower's message API.
 
-Four exchanges of ``train.secagg`` messages with the sampled clients (setup, which also
-carries the round's training recipe, then share_keys, collect_masked_vectors, unmask),
+Four exchanges of ``train.secagg`` messages with the sampled clients (setup, share_keys,
+collect_masked_vectors, which carries the round's training recipe: the client trains,
+then masks its update; unmask),
 driven by :class:`fedrobust.secagg.SecAggServer`. The server never holds an individual
 update: only the masked sum, unmasked at the end into the weighted mean of the updates
 of the clients that sent masked vectors. The strategy then receives that mean, as
@@ -39,7 +40,8 @@ class SecAggOutcome:
         What the strategy aggregates: ``k`` copies of one reply holding the aggregate
         (empty when the round produced none).
     trained : dict[int, Message]
-        Node id -> the setup reply (training metrics) of every client that trained.
+        Node id -> the masked-vector reply (with training metrics) of every client that
+        trained and masked.
     contributors : list[int]
         Node ids whose masked vectors are in the aggregate.
     refused : set[int]
@@ -99,26 +101,23 @@ def secagg_round(
     outcome = SecAggOutcome()
     drop_rng = np.random.default_rng([scenario.seed, 9, rnd])
 
-    stage_messages = server.messages()
-    out = []
-    for inst in instructions:
-        node = inst.metadata.dst_node_id
-        content = RecordDict(
-            {"arrays": inst.content.array_records["arrays"],
-             "config": inst.content.config_records["config"]}
-        )  # fmt: skip
-        out.append(_message(to_records(stage_messages[node], content), node))
-    failure = server.receive(
-        _collect(grid, out, cfg.timeout, outcome, Stage.SETUP, drop_rng, scenario)
-    )
-    for _ in range(3):
-        if failure is not None:
-            break
+    by_node = {m.metadata.dst_node_id: m for m in instructions}
+    failure = None
+    for _ in range(4):
         stage = server.next_stage
         assert stage is not None
-        out = [_message(to_records(m), node) for node, m in server.messages().items()]
+        out = []
+        for node, stage_msg in server.messages().items():
+            content = RecordDict()
+            if stage == Stage.COLLECT_MASKED_VECTORS:  # train now, then mask the update
+                inst = by_node[node].content
+                content["arrays"] = inst.array_records["arrays"]
+                content["config"] = inst.config_records["config"]
+            out.append(_message(to_records(stage_msg, content), node))
         replies = _collect(grid, out, cfg.timeout, outcome, stage, drop_rng, scenario)
         failure = server.receive(replies)
+        if failure is not None:
+            break
     result = failure if failure is not None else server.aggregate()
     figures: dict[str, Any] = {
         "sampled": len(nodes),
@@ -184,7 +183,7 @@ def _collect(
         except (KeyError, ValueError):
             _count(outcome, "malformed")
             continue
-        if stage == Stage.SETUP:
+        if stage == Stage.COLLECT_MASKED_VECTORS:
             outcome.trained[node] = reply
     late = len({m.metadata.dst_node_id for m in messages} - answered)
     if late:
