@@ -103,3 +103,25 @@ def test_finished_cells_are_not_run_again(tmp_path: Path) -> None:
 
     rows = run_matrix(cells, tmp_path, must_not_run)
     assert [r["accuracy"] for r in rows] == [0.9, 0.9]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--attacks", "foo", "--defenses", "median"], "error: --attacks: unknown attack 'foo'"),
+        (["--attacks", "alie", "--defenses", ""], "error: --defenses: give at least one name"),
+        (["--attacks", "sign_flip", "--defenses", "bulyan"],
+         "error: defense.num_malicious: bulyan tolerating 3 attackers needs at least 15"),
+    ],
+)  # fmt: skip
+def test_matrix_cli_refuses_a_bad_grid_with_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    from tests.test_cli_run import fedrobust
+
+    path = tmp_path / "base.yaml"
+    path.write_text(json.dumps(BASE))
+    done = fedrobust("matrix", str(path), *args, "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert not (tmp_path / "out").exists()
