@@ -410,6 +410,15 @@ def test_resolved_scenario_round_trips() -> None:
     assert again.digest() == scenario.digest()
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_bundled_scenario_survives_the_trip_to_the_clients_and_back_to_yaml(
+    path: Path,
+) -> None:
+    scenario = load_scenario(path)
+    assert Scenario.model_validate_json(scenario.model_dump_json()) == scenario  # the recipe
+    assert parse_scenario(yaml.safe_load(scenario_to_yaml(scenario))) == scenario
+
+
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("name: x\ndata:\n  dataset: [digits\n  test_fraction: 0.2\n")
