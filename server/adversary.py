@@ -31,7 +31,8 @@ def collude(
     if scenario.attack.kind not in COLLUDING_ATTACKS:
         return replies
     bad = [m for m in replies if attacking(scenario, partition_of[m.metadata.src_node_id], rnd)]
-    good = [m for m in replies if m not in bad]
+    bad_ids = {id(m) for m in bad}
+    good = [m for m in replies if id(m) not in bad_ids]
     if not bad or len(good) < 2:
         return replies
     benign = np.stack([flat_delta(_arrays(m), global_arrays) for m in good])
