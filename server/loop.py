@@ -347,10 +347,9 @@ def _train_round(
             else []
         )
         figures["malicious"] = attackers
-        if robust:
+        if robust and defense is not None and defense.rule.selects_clients:
             flagged: list[int] = robust["flagged"]  # type: ignore[assignment]
-            selects = scenario.defense.name not in ("median", "trimmed_mean")
-            robust.update(detection(flagged, attackers) if selects else {})
+            robust.update(detection(flagged, attackers))
     if robust:
         figures["defense"] = robust
     if secure:

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Message, RecordDict
+from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-from fedrobust.robust.updates import float_keys
+from fedrobust.robust.updates import apply_delta, float_keys
 from fedrobust.scenario import Scenario
 from fedrobust.secagg import SecAggFailure, SecAggServer, Stage
 from fedrobust.secagg.records import from_records, to_records
@@ -135,7 +135,7 @@ def secagg_round(
         else:
             outcome.contributors = list(server.survivors[Stage.COLLECT_MASKED_VECTORS])
             figures["clipped"] = result.clipped
-            aggregate = _apply(global_arrays, keys, mean)
+            aggregate = apply_delta(global_arrays, np.concatenate([m.ravel() for m in mean]))
             template = outcome.trained[outcome.contributors[0]]
             for node in outcome.contributors:
                 reply = copy.copy(template)
@@ -202,15 +202,3 @@ def _collect(
 
 def _count(outcome: SecAggOutcome, reason: str, n: int = 1) -> None:
     outcome.dropped[reason] = outcome.dropped.get(reason, 0) + n
-
-
-def _apply(global_arrays: ArrayRecord, keys: list[str], mean: list[np.ndarray]) -> ArrayRecord:
-    """``global + mean update`` over the float arrays; other arrays as they were."""
-    by_key = dict(zip(keys, mean, strict=True))
-    out = ArrayRecord()
-    for key, array in global_arrays.items():
-        value = array.numpy()
-        if key in by_key:
-            value = (value + by_key[key]).astype(value.dtype)
-        out[key] = Array(np.ascontiguousarray(value))
-    return out

@@ -70,6 +70,9 @@ class Defense(ABC):
     """
 
     needs_reference: bool = False
+    #: Whether the rule keeps or drops whole clients (so flagged vs true attackers has a
+    #: precision and recall); coordinate-wise rules mix every client into every value.
+    selects_clients: bool = True
 
     def __init__(self, cfg: DefenseConfig, num_malicious: int = 0) -> None:
         self.cfg = cfg

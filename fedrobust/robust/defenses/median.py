@@ -15,5 +15,7 @@ from fedrobust.robust.defenses.base import Combined, Defense, Updates, register_
 class Median(Defense):
     """The median of every coordinate over the round's updates."""
 
+    selects_clients = False
+
     def combine(self, updates: Updates) -> Combined:
         return Combined(np.median(updates.deltas, axis=0))

@@ -16,5 +16,7 @@ class TrimmedMean(Defense):
     """Drops the ``beta`` share of largest and smallest values per coordinate, averages
     the rest."""
 
+    selects_clients = False
+
     def combine(self, updates: Updates) -> Combined:
         return Combined(trim_mean(updates.deltas, self.cfg.beta))
