@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all test-slow lint setup clean
+.PHONY: demo test test-all test-slow test-deployment lint setup clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ test-all: $(STAMP)
 # the long end-to-end measurements (poisoning claims, report rendering): ~15 min
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# a real SuperLink and SuperNodes on loopback, with TLS and node authentication: ~6 min
+test-deployment: $(STAMP)
+	$(BIN)/python -m pytest -q -m deployment
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -333,7 +333,8 @@ def launch_app(
     The same launcher as ``fedrobust.simulation.run_simulation``; logs go to
     ``run_dir/logs``.
     """
-    from fedrobust.simulation import RunFailed, launch_flower_app
+    from fedrobust.launch import RunFailed
+    from fedrobust.simulation import launch_flower_app
 
     launch_flower_app(app_dir, run_dir, run_config, federation, lambda: not done.exists())
     if not done.exists():

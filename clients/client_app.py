@@ -1,14 +1,20 @@
 """fedrobust's Flower ClientApp (message API).
 
-The client holds no copy of the scenario: each training message carries the round's
-recipe (the validated scenario as JSON) in its ConfigRecord. The node's identity and
-data come from ``node_config``: ``partition-id`` and ``num-partitions`` (simulation-style
-data, built from the recipe's ``data`` section with the scenario seed).
+The client holds no copy of the scenario: each message carries the round's recipe (the
+validated scenario as JSON, and the data's input spec) in its ConfigRecord. The node's
+identity and data come from ``node_config``:
+
+- ``partition-id``: this client's index in the federation, 0..num_clients-1 (required);
+- ``num-partitions``: checked against the scenario's ``data.partition.num_clients``;
+- ``data-path``: an npz file of the device's own data (see ``fedrobust.data.device``);
+  without it the client trains on its simulation-style partition of the scenario's
+  ``data`` section, built with the scenario's seed.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +32,8 @@ from fedrobust.continual.federated import (
     task_data,
     task_model,
 )
-from fedrobust.data import ClientData, build_federation
+from fedrobust.data import ClientData
+from fedrobust.data.device import load_device_data
 from fedrobust.models.build import build_model
 from fedrobust.models.registry import InputSpec
 from fedrobust.privacy.canaries import scenario_federation
@@ -34,6 +41,7 @@ from fedrobust.privacy.client_dp import CLIENT_CLIPPING, UNIFORM_WEIGHT, client_
 from fedrobust.privacy.dpsgd import DPSGDRecipe
 from fedrobust.privacy.ledger import LedgerEntry, epsilon
 from fedrobust.privacy.plan import round_steps
+from fedrobust.recipe import read_recipe
 from fedrobust.robust.malicious import attacking
 from fedrobust.robust.poisoning import poison_data, poison_update
 from fedrobust.robust.updates import apply_delta, flat_delta, float_keys
@@ -66,8 +74,8 @@ def partition_id(context: Context) -> int:
     return int(context.node_config["partition-id"])
 
 
-def load_client_data(scenario: Scenario, context: Context) -> ClientData:
-    """This node's share of the federation described by ``scenario.data``."""
+def load_client_data(scenario: Scenario, spec: InputSpec, context: Context) -> ClientData:
+    """This node's data: its npz (``data-path``) or its share of ``scenario.data``."""
     pid = partition_id(context)
     expected = scenario.data.partition.num_clients
     declared = int(context.node_config.get("num-partitions", expected))
@@ -77,6 +85,11 @@ def load_client_data(scenario: Scenario, context: Context) -> ClientData:
         )
     if not 0 <= pid < expected:
         raise ValueError(f"partition-id {pid} outside 0..{expected - 1}")
+    if "data-path" in context.node_config:
+        if scenario.privacy.audit is not None:
+            raise ValueError("privacy.audit plants canaries in simulated partitions only")
+        path = Path(str(context.node_config["data-path"])).expanduser()
+        return load_device_data(path, spec, scenario.data.val_fraction, scenario.seed + pid)
     return scenario_federation(scenario).clients[pid]
 
 
@@ -86,8 +99,8 @@ def query(msg: Message, context: Context) -> Message:
     info = ConfigRecord({"partition-id": partition_id(context)})
     config = msg.content.config_records.get("config")
     if config is not None and "scenario" in config:
-        scenario = Scenario.model_validate_json(str(config["scenario"]))
-        info["num-train"] = len(load_client_data(scenario, context).y_train)
+        scenario, spec = read_recipe(config)
+        info["num-train"] = len(load_client_data(scenario, spec, context).y_train)
     return Message(content=RecordDict({"info": info}), reply_to=msg)
 
 
@@ -261,11 +274,10 @@ def refusal(msg: Message, reason: str, **figures: float) -> Message:
 def train(msg: Message, context: Context) -> Message:
     """Train the received global model on local data with the round's recipe."""
     config = msg.content.config_records["config"]
-    scenario = Scenario.model_validate_json(str(config["scenario"]))
+    scenario, spec = read_recipe(config)
     server_round = int(config["server-round"])
     torch.set_num_threads(scenario.simulation.cpus_per_client)
-    data = load_client_data(scenario, context)
-    fed = build_federation(scenario.data, scenario.seed)
+    data = load_client_data(scenario, spec, context)
     train_cfg = scenario.train
 
     dp = dp_recipe(scenario, config, context)
@@ -278,19 +290,19 @@ def train(msg: Message, context: Context) -> Message:
             return refusal(msg, "budget_exhausted", epsilon=spent, **{"epsilon-next": after})
 
     global_arrays = msg.content.array_records["arrays"]
-    model = build_model(scenario.model, fed.spec)
+    model = build_model(scenario.model, spec)
     model.load_state_dict(global_arrays.to_torch_state_dict())
     seed = scenario.seed * 1_000_003 + server_round * 10_007 + partition_id(context)
     malicious = attacking(scenario, partition_id(context), server_round)
     x, y = data.x_train, data.y_train
     if malicious:  # data poisoning (label_flip, backdoor) on this client's own data
-        x, y = poison_data(scenario.attack, x, y, fed.spec.num_classes, seed)
-    plugins = round_plugins(scenario, config, seed, server_round, fed.spec.num_classes)
+        x, y = poison_data(scenario.attack, x, y, spec.num_classes, seed)
+    plugins = round_plugins(scenario, config, seed, server_round, spec.num_classes)
     if scenario.continual is not None:  # this round's task, and the method's plugins
         cl = scenario.continual
         task = schedule(cl).task(server_round, client_offset(scenario, partition_id(context)))
         advance_tasks(cl, scenario.seed, context, task, model, x, y, seed)
-        first, last = continual_plugins(cl, scenario, context, task, fed.spec, seed)
+        first, last = continual_plugins(cl, scenario, context, task, spec, seed)
         plugins = (*first, *plugins, *last)
         x, y = task_data(cl, scenario.seed, x, y, task)
     result = local_train(
@@ -298,14 +310,14 @@ def train(msg: Message, context: Context) -> Message:
         x,
         y,
         train=train_cfg,
-        num_classes=fed.spec.num_classes,
+        num_classes=spec.num_classes,
         seed=seed,
         lr=round_lr(train_cfg.lr_schedule, train_cfg.optimizer.lr, server_round, train_cfg.rounds),
         plugins=plugins,
         dp=dp,
         rnd=server_round,
     )
-    val = evaluate(model, data.x_val, data.y_val, fed.spec.num_classes)
+    val = evaluate(model, data.x_val, data.y_val, spec.num_classes)
     metrics = MetricRecord(
         {
             "num-examples": result.num_examples,
@@ -395,13 +407,11 @@ def _save_secagg(context: Context, client: SecAggClient) -> None:
 @app.evaluate()
 def evaluate_global(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on the local validation split."""
-    config = msg.content.config_records["config"]
-    scenario = Scenario.model_validate_json(str(config["scenario"]))
-    data = load_client_data(scenario, context)
-    fed = build_federation(scenario.data, scenario.seed)
-    model = build_model(scenario.model, fed.spec)
+    scenario, spec = read_recipe(msg.content.config_records["config"])
+    data = load_client_data(scenario, spec, context)
+    model = build_model(scenario.model, spec)
     model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
-    val = evaluate(model, data.x_val, data.y_val, fed.spec.num_classes)
+    val = evaluate(model, data.x_val, data.y_val, spec.num_classes)
     metrics = MetricRecord(
         {"num-examples": len(data.y_val), "val-loss": val.loss, "val-accuracy": val.accuracy}
     )

@@ -24,6 +24,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port 1..65535, got {value}")
+    return value
+
+
 def _seed(text: str) -> int:
     value = int(text)
     if not 0 <= value < 2**31:
@@ -47,6 +54,52 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run in the run directory from its last checkpoint",
     )
+
+    deploy = sub.add_parser(
+        "deploy",
+        help="run a scenario on local SuperNodes behind a TLS SuperLink with node authentication",
+    )
+    deploy.add_argument("scenario", type=Path, help="scenario YAML file")
+    deploy.add_argument("--out", help="run directory (default: output.dir or runs/<name>)")
+    deploy.add_argument("--rounds", type=_positive, help="override train.rounds")
+    deploy.add_argument("--seed", type=_seed, help="override the scenario seed")
+    deploy.add_argument(
+        "--dir", type=Path, help="credentials and logs (default: RUN_DIR/deploy; reused)"
+    )
+    deploy.add_argument(
+        "--data-dir",
+        type=Path,
+        help="node i trains on DIR/client-<i>.npz (node_config data-path), see `split`",
+    )
+    creds = sub.add_parser(
+        "credentials",
+        help="CA, SuperLink certificate, SuperNode key pairs and a flwr connection for a "
+        "TLS federation with node authentication",
+    )
+    creds.add_argument("--dir", type=Path, required=True, help="gets certs/, keys/, flwr/")
+    creds.add_argument("--nodes", type=_positive, required=True, help="key pairs to create")
+    creds.add_argument(
+        "--host",
+        action="append",
+        required=True,
+        help="a name or IP address SuperNodes dial (repeat; the first goes in the connection)",
+    )
+    creds.add_argument("--port", type=_port, default=9093, help="SuperLink port (default 9093)")
+    split = sub.add_parser(
+        "split", help="write each client's data of a scenario as DIR/client-<i>.npz for devices"
+    )
+    split.add_argument("scenario", type=Path, help="scenario YAML file")
+    split.add_argument("--out", type=Path, required=True, help="directory for the npz files")
+
+    export = sub.add_parser(
+        "export", help="export a run's model for devices (int8 optional); size and accuracy"
+    )
+    export.add_argument("run_dir", type=Path, help="a finished run directory")
+    export.add_argument("--format", choices=["torchscript", "onnx"], required=True)
+    export.add_argument(
+        "--quantize", choices=["int8"], help="also write a dynamically quantised copy"
+    )
+    export.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/export)")
 
     validate = sub.add_parser("validate", help="check a scenario and print it resolved")
     validate.add_argument("scenario", type=Path, help="scenario YAML file")
@@ -139,25 +192,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+def _preflight(scenario: Any) -> tuple[Any, str | None]:
+    """Load the data and try what can fail on it, before any process starts.
 
+    Returns the federation and the privacy plan to print (None without DP).
+    """
     from fedrobust.models.build import build_model
     from fedrobust.privacy.accounting import check_privacy
     from fedrobust.privacy.canaries import scenario_federation
     from fedrobust.robust.poisoning import check_classes
-    from fedrobust.scenario import load_scenario
-    from fedrobust.simulation import (
-        RunFailed,
-        check_app_dir,
-        check_resumable,
-        resolve_run_dir,
-        run_simulation,
-    )
+    from fedrobust.simulation import check_app_dir
 
-    console = Console(highlight=False, soft_wrap=True)
-    scenario = load_scenario(args.scenario, _overrides(args))
     check_app_dir()
     fed = scenario_federation(scenario)  # data errors surface here, exit 2
     try:
@@ -191,24 +236,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             field, _, what = str(exc).partition(": ")
             raise FedrobustError(f"privacy.secure_aggregation.{field}", what) from None
-    privacy_plan = check_privacy(scenario, {i: len(c.y_train) for i, c in enumerate(fed.clients)})
-    run_dir = resolve_run_dir(scenario, args.out)
-    total = scenario.train.rounds
-    if args.resume:
-        done = check_resumable(run_dir, scenario)
-        console.print(f"resuming {run_dir} after round {done}")
-    console.print(
-        f"[bold]{scenario.name}[/bold]: {scenario.data.dataset}, "
-        f"{len(fed.clients)} clients ({scenario.data.partition.kind}), "
-        f"model {scenario.model.name}, "
-        f"strategy {scenario.strategy.name}, {total} rounds -> {run_dir}"
-    )
-    if privacy_plan:
-        console.print(privacy_plan)
+    plan = check_privacy(scenario, {i: len(c.y_train) for i, c in enumerate(fed.clients)})
+    return fed, plan
+
+
+def _round_printer(console: Any, total: int) -> Any:
+    """The per-round console line of ``run`` and ``deploy``."""
 
     def on_round(row: dict[str, Any]) -> None:
         dropped = sum(row.get("dropped", {}).values())
         note = f"  dropped {dropped}" if dropped else ""
+        if row.get("rejoined"):
+            note += f"  rejoined {row['rejoined']}"
         if "epsilon" in row:
             note = f"  epsilon {row['epsilon']:.3f}{note}"
         secure = row.get("secure_aggregation")
@@ -223,19 +262,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"loss {row['loss']:.4f}  {row['seconds']:.1f}s{note}"
         )
 
-    try:
-        doc = run_simulation(
-            args.scenario,
-            scenario,
-            run_dir,
-            rounds=args.rounds,
-            seed=args.seed,
-            resume=args.resume,
-            on_round=on_round,
-        )
-    except RunFailed as exc:
-        print(f"run failed: {exc}", file=sys.stderr)
-        return 1
+    return on_round
+
+
+def _print_summary(console: Any, scenario: Any, doc: dict[str, Any], run_dir: Path) -> None:
+    from rich.table import Table
+
     final = doc["final"]
     best = max(doc["rounds"], key=lambda r: r["accuracy"])
     table = Table(title=f"{scenario.name}: summary", show_header=False)
@@ -263,6 +295,119 @@ def cmd_run(args: argparse.Namespace) -> int:
     table.add_row("results", str(run_dir))
     table.add_row("report", str(run_dir / "report.html"))
     console.print(table)
+
+
+def _headline(console: Any, scenario: Any, fed: Any, run_dir: Path, where: str) -> None:
+    console.print(
+        f"[bold]{scenario.name}[/bold]: {scenario.data.dataset}, "
+        f"{len(fed.clients)} clients ({scenario.data.partition.kind}), "
+        f"model {scenario.model.name}, strategy {scenario.strategy.name}, "
+        f"{scenario.train.rounds} rounds, {where} -> {run_dir}"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from fedrobust.launch import RunFailed, resolve_run_dir
+    from fedrobust.scenario import load_scenario
+    from fedrobust.simulation import check_resumable, run_simulation
+
+    console = Console(highlight=False, soft_wrap=True)
+    scenario = load_scenario(args.scenario, _overrides(args))
+    fed, privacy_plan = _preflight(scenario)
+    run_dir = resolve_run_dir(scenario, args.out)
+    if args.resume:
+        done = check_resumable(run_dir, scenario)
+        console.print(f"resuming {run_dir} after round {done}")
+    _headline(console, scenario, fed, run_dir, "simulation")
+    if privacy_plan:
+        console.print(privacy_plan)
+    try:
+        doc = run_simulation(
+            args.scenario,
+            scenario,
+            run_dir,
+            rounds=args.rounds,
+            seed=args.seed,
+            resume=args.resume,
+            on_round=_round_printer(console, scenario.train.rounds),
+        )
+    except RunFailed as exc:
+        print(f"run failed: {exc}", file=sys.stderr)
+        return 1
+    _print_summary(console, scenario, doc, run_dir)
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from fedrobust.data.device import load_device_data
+    from fedrobust.deploy.local import node_config, run_deployment
+    from fedrobust.launch import RunFailed, resolve_run_dir
+    from fedrobust.scenario import load_scenario
+
+    console = Console(highlight=False, soft_wrap=True)
+    scenario = load_scenario(args.scenario, _overrides(args))
+    fed, privacy_plan = _preflight(scenario)
+    run_dir = resolve_run_dir(scenario, args.out)
+    n = scenario.data.partition.num_clients
+    if args.data_dir is not None:  # every device file must fit before any node starts
+        if scenario.privacy.audit is not None:
+            raise FedrobustError(
+                "--data-dir", "privacy.audit plants canaries in simulated partitions only"
+            )
+        for i in range(n):
+            path = Path(str(node_config(i, n, args.data_dir)["data-path"]))
+            load_device_data(path, fed.spec, scenario.data.val_fraction, scenario.seed + i)
+    _headline(console, scenario, fed, run_dir, f"{n} SuperNodes (TLS, node authentication)")
+    if privacy_plan:
+        console.print(privacy_plan)
+    try:
+        doc = run_deployment(
+            args.scenario,
+            scenario,
+            run_dir,
+            directory=args.dir,
+            data_dir=args.data_dir,
+            rounds=args.rounds,
+            seed=args.seed,
+            on_round=_round_printer(console, scenario.train.rounds),
+        )
+    except RunFailed as exc:
+        print(f"run failed: {exc}", file=sys.stderr)
+        return 1
+    _print_summary(console, scenario, doc, run_dir)
+    return 0
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    from fedrobust.deploy.local import CONNECTION, create_credentials
+
+    hosts = [h.strip() for h in args.host if h.strip()]
+    if not hosts:
+        raise FedrobustError("--host", "give at least one host name or IP address")
+    creds = create_credentials(args.dir, args.nodes, hosts, args.port)
+    print(f"CA certificate      {creds.certs.ca_cert}   (copy to every device)")
+    print(f"SuperLink cert/key  {creds.certs.cert}, {creds.certs.key}   ({', '.join(hosts)})")
+    for keys in creds.nodes:
+        print(f"node key pair       {keys.private} (+ .pub)   (private key: its device only)")
+    print(f"flwr connection     '{CONNECTION}' -> {creds.address} in {creds.flwr_home}/config.toml")
+    print(f"                    export FLWR_HOME={creds.flwr_home}")
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from fedrobust.data import build_federation
+    from fedrobust.data.device import write_device_files
+    from fedrobust.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    fed = build_federation(scenario.data, scenario.seed)
+    for index, path in enumerate(write_device_files(fed, args.out)):
+        client = fed.clients[index]
+        print(f"{path}  train {len(client.y_train)}  val {len(client.y_val)}")
     return 0
 
 
@@ -276,9 +421,10 @@ def _names(text: str, option: str) -> list[str]:
 def cmd_matrix(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from fedrobust.launch import RunFailed
     from fedrobust.matrix import build_cells, run_matrix
     from fedrobust.scenario import load_scenario, scenario_to_yaml
-    from fedrobust.simulation import RunFailed, check_app_dir, run_simulation
+    from fedrobust.simulation import check_app_dir, run_simulation
 
     console = Console(highlight=False, soft_wrap=True)
     base = load_scenario(args.scenario, _overrides(args))
@@ -406,6 +552,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from fedrobust.deploy.export import export_model, export_table
+
+    run_dir: Path = args.run_dir
+    if not (run_dir / "metrics.json").is_file():
+        raise FedrobustError(str(run_dir / "metrics.json"), "no such file: not a run directory")
+    if args.format == "onnx":
+        import importlib.util
+
+        missing = [
+            m for m in ("onnx", "onnxscript", "onnxruntime") if not importlib.util.find_spec(m)
+        ]
+        if missing:
+            raise FedrobustError("--format", f"onnx needs {', '.join(missing)}: pip install them")
+    scenario, fed, model = _load_model_for(run_dir, None)
+    out = args.out or run_dir / "export"
+    rows = export_model(model, fed.x_test, fed.y_test, out, args.format, args.quantize)
+    doc = {"run": str(run_dir.resolve()), "test_examples": len(fed.y_test)}
+    doc["files"] = [row.to_dict() for row in rows]
+    (out / "export.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    (out / "export.md").write_text(export_table(rows), encoding="utf-8")
+    print(f"{scenario.name}: {args.format} export, measured on {len(fed.y_test)} test examples")
+    print(export_table(rows), end="")
+    print(f"files and table: {out}")
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -447,6 +620,10 @@ def main(argv: list[str] | None = None) -> int:
         "audit": cmd_audit,
         "evaluate": cmd_evaluate,
         "matrix": cmd_matrix,
+        "deploy": cmd_deploy,
+        "split": cmd_split,
+        "credentials": cmd_credentials,
+        "export": cmd_export,
     }
     try:
         return handlers[args.command](args)

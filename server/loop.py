@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
@@ -26,9 +26,11 @@ from fedrobust.continual import ContinualMetrics
 from fedrobust.continual.federated import schedule, seen_mean, task_accuracies
 from fedrobust.data import Federation
 from fedrobust.models.build import build_model
+from fedrobust.models.registry import InputSpec
 from fedrobust.privacy.accounting import RunPrivacy
 from fedrobust.privacy.canaries import audit_model, scenario_federation
 from fedrobust.privacy.client_dp import set_aggregated_count
+from fedrobust.recipe import recipe_config
 from fedrobust.report.html import write_report
 from fedrobust.report.metrics import RunRecorder
 from fedrobust.robust.malicious import malicious_clients
@@ -58,7 +60,7 @@ class _SampledGrid:
 
 
 def discover_clients(
-    grid: Grid, scenario: Scenario, sizes: dict[int, int] | None = None
+    grid: Grid, scenario: Scenario, spec: InputSpec, sizes: dict[int, int] | None = None
 ) -> dict[int, int]:
     """Ask every node for its partition id; return ``{partition id: node id}``.
 
@@ -74,30 +76,76 @@ def discover_clients(
                 f"only {len(node_ids)} of {num_clients} clients connected within {timeout:.0f}s"
             )
         time.sleep(0.5)
-    queries = [
-        Message(
-            content=RecordDict({"config": ConfigRecord({"scenario": scenario.model_dump_json()})}),
-            message_type=MessageType.QUERY,
-            dst_node_id=node,
-        )
-        for node in node_ids
-    ]
     mapping: dict[int, int] = {}
-    for reply in grid.send_and_receive(queries, timeout=timeout):
-        if reply.has_error():
-            raise RuntimeError(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}")
-        info = reply.content.config_records["info"]
-        pid = int(info["partition-id"])  # type: ignore[arg-type]
+    for node, (pid, size) in _ask_partitions(grid, scenario, spec, node_ids, timeout).items():
         if pid in mapping:
             raise RuntimeError(f"two nodes claim partition-id {pid}")
-        mapping[pid] = reply.metadata.src_node_id
-        if sizes is not None and "num-train" in info:
-            sizes[pid] = int(info["num-train"])  # type: ignore[arg-type]
+        mapping[pid] = node
+        if sizes is not None and size is not None:
+            sizes[pid] = size
     expected = set(range(num_clients))
     if not expected <= set(mapping):
         missing = sorted(expected - set(mapping))
         raise RuntimeError(f"no client answered for partition ids {missing}")
     return {pid: mapping[pid] for pid in sorted(expected)}
+
+
+def rejoin_clients(
+    grid: Grid, scenario: Scenario, spec: InputSpec, nodes: dict[int, int]
+) -> dict[int, int]:
+    """Nodes that came back under a new node id take their partition back.
+
+    A restarted SuperNode keeps its node id when it authenticates with the same key;
+    without node authentication it returns as a new node. When a client's node is
+    offline and unknown nodes are online, those are asked who they are (a short query)
+    and their partitions are remapped. Returns ``{partition id: new node id}``.
+    """
+    online = set(grid.get_node_ids())
+    if set(nodes.values()) <= online:
+        return {}
+    newcomers = sorted(online - set(nodes.values()))
+    if not newcomers:
+        return {}
+    timeout = min(scenario.simulation.timeout, 30.0)
+    moved: dict[int, int] = {}
+    answers = _ask_partitions(grid, scenario, spec, newcomers, timeout, strict=False)
+    for node, (pid, _) in answers.items():
+        if pid in nodes and nodes[pid] not in online:
+            nodes[pid] = moved[pid] = node
+    return moved
+
+
+def _ask_partitions(
+    grid: Grid,
+    scenario: Scenario,
+    spec: InputSpec,
+    node_ids: list[int],
+    timeout: float,
+    strict: bool = True,
+) -> dict[int, tuple[int, int | None]]:
+    """``{node id: (partition id, training-set size or None)}`` of the nodes that answer.
+
+    A node's error reply raises when ``strict``, and is skipped otherwise."""
+    queries = [
+        Message(
+            content=RecordDict({"config": recipe_config(scenario, spec)}),
+            message_type=MessageType.QUERY,
+            dst_node_id=node,
+        )
+        for node in node_ids
+    ]
+    answers: dict[int, tuple[int, int | None]] = {}
+    for reply in grid.send_and_receive(queries, timeout=timeout):
+        if reply.has_error():
+            if strict:
+                raise RuntimeError(
+                    f"node {reply.metadata.src_node_id} failed: {reply.error.reason}"
+                )
+            continue
+        info = reply.content.config_records["info"]
+        size = int(info["num-train"]) if "num-train" in info else None  # type: ignore[arg-type]
+        answers[reply.metadata.src_node_id] = (int(info["partition-id"]), size)  # type: ignore[arg-type]
+    return answers
 
 
 def run_federation(
@@ -154,7 +202,7 @@ def run_federation(
         arrays = ArrayRecord(model.state_dict())
 
         sizes: dict[int, int] = {}
-        nodes = discover_clients(grid, scenario, sizes)
+        nodes = discover_clients(grid, scenario, fed.spec, sizes)
         privacy = RunPrivacy(scenario, sizes)
         # SecAgg+ weights: example counts, or 1 each under client-level DP
         max_weight = 1.0 if scenario.privacy.dp.mode == "client" else max(sizes.values(), default=1)
@@ -165,9 +213,15 @@ def run_federation(
         stopped = False
         for rnd in range(first, scenario.train.rounds + 1):
             started = time.monotonic()
+            rejoined = rejoin_clients(grid, scenario, fed.spec, nodes)
+            for pid, node in rejoined.items():
+                log.info("client %d rejoined as node %d", pid, node)
             arrays, round_figures = _train_round(
-                grid, strategy, scenario, nodes, rnd, arrays, privacy, defense, model, max_weight
-            )
+                grid, strategy, scenario, fed.spec, nodes, rnd, arrays, privacy, defense, model,
+                max_weight,
+            )  # fmt: skip
+            if rejoined:
+                round_figures["rejoined"] = sorted(rejoined)
             model.load_state_dict(arrays.to_torch_state_dict())
             # Re-derive the global record from the model: Flower's FedAdam/FedYogi return
             # float64 arrays, which float32 client replies would no longer match.
@@ -283,6 +337,7 @@ def _train_round(
     grid: Grid,
     strategy: Strategy,
     scenario: Scenario,
+    spec: InputSpec,
     nodes: dict[int, int],
     rnd: int,
     arrays: ArrayRecord,
@@ -296,7 +351,7 @@ def _train_round(
     started = time.monotonic()
     chosen = round_clients(scenario, rnd)
     sampled = {nodes[pid]: pid for pid in chosen}
-    config = ConfigRecord({"scenario": scenario.model_dump_json()})
+    config = recipe_config(scenario, spec)
     messages = strategy.configure_train(rnd, arrays, config, _SampledGrid(sampled))  # type: ignore[arg-type]
     if privacy.enabled:
         messages = [_with_config(m, privacy, sampled) for m in messages]
@@ -312,7 +367,7 @@ def _train_round(
             log.warning("round %d: SecAgg+ produced no aggregate: %s", rnd, secure["failure"])
     else:
         replies = grid.send_and_receive(messages, timeout=scenario.simulation.timeout)
-        accepted, dropped, refused = screen_replies(replies, arrays, sampled)
+        accepted, dropped, refused = screen_replies(replies, arrays, sampled, sent=messages)
         # the simulated colluding attacker rewrites its clients' replies (attack side)
         accepted = collude(scenario, rnd, accepted, arrays, sampled)
         trained = accepted

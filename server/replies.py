@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.common.constant import ErrorCode
 
 # Reasons a client may give for declining a round (ConfigRecord "status", key "refused").
 REFUSALS = ("budget_exhausted",)
@@ -30,7 +31,8 @@ def reply_problem(msg: Message, expected: ArrayRecord, sampled: Mapping[int, int
         Node id -> partition id of the nodes asked to train this round.
     """
     if msg.has_error():
-        return "client_error"
+        # the SuperLink answers for a node that went offline (deployments)
+        return "offline" if msg.error.code == ErrorCode.NODE_UNAVAILABLE else "client_error"
     if msg.metadata.src_node_id not in sampled:
         return "unexpected_sender"
     content = msg.content
@@ -60,20 +62,31 @@ def reply_problem(msg: Message, expected: ArrayRecord, sampled: Mapping[int, int
 
 
 def screen_replies(
-    replies: Iterable[Message], expected: ArrayRecord, sampled: Mapping[int, int]
+    replies: Iterable[Message],
+    expected: ArrayRecord,
+    sampled: Mapping[int, int],
+    sent: Iterable[Message] = (),
 ) -> tuple[list[Message], Counter[str], set[int]]:
     """Split replies into sound ones and the reasons for dropping the others.
 
     Sound replies come one per node, ordered by partition id so aggregation sums in
     the same order every run; sampled nodes that sent nothing count as ``no_reply``.
     The third value holds the nodes that declined the round (e.g. their privacy
-    budget is spent); they count under their reason too.
+    budget is spent); they count under their reason too. ``sent`` (the messages of the
+    round) lets an error the SuperLink sends on behalf of an offline node count for
+    that node instead of as a missing reply.
     """
     accepted: dict[int, Message] = {}
     dropped: Counter[str] = Counter()
     refused: set[int] = set()
     replies_seen = list(replies)
+    node_of = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
+    answered: set[int] = set()
     for msg in replies_seen:
+        node = msg.metadata.src_node_id
+        if msg.has_error() and node not in sampled:
+            node = node_of.get(msg.metadata.reply_to_message_id, node)
+        answered.add(node)
         problem = reply_problem(msg, expected, sampled)
         if problem is None and msg.metadata.src_node_id in accepted:
             problem = "duplicate_reply"
@@ -83,7 +96,7 @@ def screen_replies(
             dropped[problem] += 1
             if problem in REFUSALS or problem == "refused":
                 refused.add(msg.metadata.src_node_id)
-    missing = len(set(sampled) - {m.metadata.src_node_id for m in replies_seen})
+    missing = len(set(sampled) - answered)
     if missing:
         dropped["no_reply"] += missing
     ordered = [accepted[node] for node in sorted(accepted, key=sampled.__getitem__)]

@@ -76,7 +76,7 @@ def _load_npz(path: Path) -> Source:
         raise
     except Exception as exc:  # zipfile/ValueError/OSError: all mean "not a valid npz"
         raise FedrobustError(where, f"not a readable npz file ({exc})") from None
-    return _finish(_scale(x, where), y, where)
+    return _finish(scale_inputs(x, where), y, where)
 
 
 def _load_hf(name: str, image_key: str | None, label_key: str | None) -> Source:
@@ -103,7 +103,7 @@ def _load_hf(name: str, image_key: str | None, label_key: str | None) -> Source:
         raise FedrobustError(
             "data.image_key", f"inputs of '{name}' differ in shape: {exc}"
         ) from None
-    return _finish(_scale(x, FIELD), np.asarray(table[label_key]), FIELD)
+    return _finish(scale_inputs(x, FIELD), np.asarray(table[label_key]), FIELD)
 
 
 def _pick(columns: list[str], candidates: tuple[str, ...], field: str) -> str:
@@ -113,7 +113,7 @@ def _pick(columns: list[str], candidates: tuple[str, ...], field: str) -> str:
     raise FedrobustError(field, f"cannot guess the column; set it (columns: {columns})")
 
 
-def _scale(x: np.ndarray, where: str) -> np.ndarray:
+def scale_inputs(x: np.ndarray, where: str) -> np.ndarray:
     """Integer pixels (0..255) are divided by 255; float inputs must lie in [0, 1]."""
     if np.issubdtype(x.dtype, np.integer):
         if x.size and (x.min() < 0 or x.max() > 255):
@@ -134,6 +134,17 @@ def _scale(x: np.ndarray, where: str) -> np.ndarray:
     return x
 
 
+def channels_first(x: np.ndarray, where: str) -> np.ndarray:
+    """Inputs as (N, D) or (N, C, H, W); (N, H, W) and (N, H, W, C) are rearranged."""
+    if x.ndim == 3:  # (N, H, W)
+        return x[:, None]
+    if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        return np.transpose(x, (0, 3, 1, 2))  # (N, H, W, C) -> (N, C, H, W)
+    if x.ndim not in (2, 4):
+        raise FedrobustError(where, f"x must be (N, D), (N, H, W) or (N, C, H, W), got {x.shape}")
+    return x
+
+
 def _finish(x: np.ndarray, y: np.ndarray, where: str) -> Source:
     """Put inputs channel-first and map labels to 0..K-1."""
     y = np.asarray(y)
@@ -143,12 +154,7 @@ def _finish(x: np.ndarray, y: np.ndarray, where: str) -> Source:
         raise FedrobustError(where, "the dataset is empty")
     if y.ndim != 1:
         raise FedrobustError(where, f"y must be one label per sample, got shape {y.shape}")
-    if x.ndim == 3:  # (N, H, W)
-        x = x[:, None]
-    elif x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
-        x = np.transpose(x, (0, 3, 1, 2))  # (N, H, W, C) -> (N, C, H, W)
-    elif x.ndim not in (2, 4):
-        raise FedrobustError(where, f"x must be (N, D), (N, H, W) or (N, C, H, W), got {x.shape}")
+    x = channels_first(x, where)
     if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0):
         raise FedrobustError(where, "y must hold integer class labels")
     classes, y_index = np.unique(y, return_inverse=True)

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, Metadata, RecordDict
+from flwr.app import ArrayRecord, Context, Message, MessageType, Metadata, RecordDict
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 from opacus.accountants import RDPAccountant
 
@@ -17,6 +17,7 @@ from fedrobust.data import build_federation
 from fedrobust.models.build import build_model
 from fedrobust.privacy.client_dp import CLIENT_CLIPPING, UNIFORM_WEIGHT, client_dp_mod
 from fedrobust.privacy.ledger import sample_rate, steps_per_epoch
+from fedrobust.recipe import recipe_config
 from fedrobust.scenario import AdversarialTrainingConfig, Scenario, parse_scenario
 
 NODE = 5
@@ -42,11 +43,12 @@ def context() -> Context:
 
 
 def train_message(sc: Scenario, rnd: int, history: list[dict] | None = None) -> Message:
-    model = build_model(sc.model, build_federation(sc.data, sc.seed).spec)
-    config = ConfigRecord(
-        {"scenario": sc.model_dump_json(), "server-round": rnd, "dp-noise-multiplier": 1.1,
-         "dp-history": json.dumps(history or [])}
-    )  # fmt: skip
+    spec = build_federation(sc.data, sc.seed).spec
+    model = build_model(sc.model, spec)
+    config = recipe_config(sc, spec)
+    config.update(
+        {"server-round": rnd, "dp-noise-multiplier": 1.1, "dp-history": json.dumps(history or [])}
+    )
     md = Metadata(
         run_id=1, message_id=f"m{rnd}", src_node_id=0, dst_node_id=NODE, reply_to_message_id="",
         group_id=str(rnd), created_at=time.time(), ttl=60, message_type=MessageType.TRAIN,
@@ -135,3 +137,46 @@ def test_adversarial_plugins_follow_the_method_and_its_warm_up() -> None:
     (trades,) = adversarial_plugins(AdversarialTrainingConfig(method="trades"), 1, 10, 0)
     assert isinstance(trades, Trades)
     assert adversarial_plugins(AdversarialTrainingConfig(), 5, 10, 0) == ()
+
+
+def test_a_node_with_a_data_path_trains_and_reports_on_its_own_file(tmp_path) -> None:
+    from clients.client_app import query
+
+    sc = parse_scenario(
+        {"name": "edge", "data": {"dataset": "digits", "val_fraction": 0.1,
+                                  "partition": {"kind": "iid", "num_clients": 3}},
+         "model": {"name": "mlp", "hidden": [16]}, "train": {"batch_size": 16}}
+    )  # fmt: skip
+    fed = build_federation(sc.data, sc.seed)
+    own = fed.clients[2]  # another client's examples: not what partition 0 would load
+    path = tmp_path / "device.npz"
+    np.savez(path, x=(own.x_train[:50] * 255).round().astype(np.uint8), y=own.y_train[:50])
+    ctx = Context(
+        run_id=1, node_id=NODE, state=RecordDict(), run_config={},
+        node_config={"partition-id": 0, "num-partitions": 3, "data-path": str(path)},
+    )  # fmt: skip
+    msg = train_message(sc, 1)
+    metrics = train(msg, ctx).content.metric_records["metrics"]
+    assert metrics["num-examples"] == 45  # 50 examples, 10 % held out for validation
+    md = Metadata(
+        run_id=1, message_id="q", src_node_id=0, dst_node_id=NODE, reply_to_message_id="",
+        group_id="0", created_at=time.time(), ttl=60, message_type=MessageType.QUERY,
+    )  # fmt: skip
+    ask = Message(metadata=md, content=RecordDict({"config": recipe_config(sc, fed.spec)}))
+    info = query(ask, ctx).content.config_records["info"]
+    assert info["partition-id"] == 0 and info["num-train"] == 45
+    assert len(fed.clients[0].y_train) != 45  # so the count came from the file
+
+
+def test_a_node_whose_file_does_not_fit_the_federation_fails_naming_the_file(tmp_path) -> None:
+    from fedrobust.errors import FedrobustError
+
+    sc = scenario()
+    path = tmp_path / "wrong.npz"
+    np.savez(path, x=np.zeros((10, 1, 28, 28), np.float32), y=np.zeros(10, np.int64))
+    ctx = Context(
+        run_id=1, node_id=NODE, state=RecordDict(), run_config={},
+        node_config={"partition-id": 0, "num-partitions": 3, "data-path": str(path)},
+    )  # fmt: skip
+    with pytest.raises(FedrobustError, match="wrong.npz: x samples have shape"):
+        train(train_message(sc, 1), ctx)

@@ -7,17 +7,17 @@ Context, as Flower would; the server side is ``server.secagg.secagg_round``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
 
 from clients.client_app import secagg, train
 from fedrobust.data import build_federation
 from fedrobust.models.build import build_model
+from fedrobust.recipe import recipe_config
 from fedrobust.robust.updates import flat_delta
 from fedrobust.scenario import Scenario, parse_scenario
 from fedrobust.secagg import error_bounds, resolve_params
@@ -41,11 +41,8 @@ def scenario(**secure: object) -> Scenario:
 
 
 @pytest.fixture(autouse=True)
-def run_identity() -> Iterator[None]:
-    old = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1  # the server's
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = old
+def run_identity(server_identity: None) -> None:
+    """Every test here builds Messages as the server does."""
 
 
 class FakeGrid:
@@ -77,7 +74,8 @@ class FakeGrid:
 
 
 def instructions(sc: Scenario, arrays: ArrayRecord, nodes: list[int]) -> list[Message]:
-    config = ConfigRecord({"scenario": sc.model_dump_json(), "server-round": 1})
+    config = recipe_config(sc, build_federation(sc.data, sc.seed).spec)
+    config["server-round"] = 1
     return [
         Message(content=RecordDict({"arrays": arrays, "config": config}),
                 message_type="train", dst_node_id=node)

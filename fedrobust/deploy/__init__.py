@@ -1,0 +1,1 @@
+"""Edge deployment: credentials, a local TLS federation, and model export for devices."""
