@@ -173,7 +173,7 @@ def _quantize_onnx(src: Path, dst: Path) -> str:
     floats = sum(n for t, n in zip(graph.initializer, sizes.values(), strict=True)
                  if t.data_type == onnx.TensorProto.FLOAT)  # fmt: skip
     share = int8 / (int8 + floats) if int8 + floats else 0.0
-    return f"{share:.0%} of parameters int8 ({', '.join(ops) or 'no op quantised'})"
+    return f"{share:.1%} of parameters int8 ({', '.join(ops) or 'no op quantised'})"
 
 
 def export_model(
