@@ -306,10 +306,26 @@ def _headline(console: Any, scenario: Any, fed: Any, run_dir: Path, where: str) 
     )
 
 
+def _follow(console: Any, scenario: Any, run_dir: Path, launch: Any) -> int:
+    """Run ``launch(on_round)``, printing rounds as they land, then the summary.
+
+    Exit code 0, or 1 when the run started but did not complete.
+    """
+    from fedrobust.launch import RunFailed
+
+    try:
+        doc = launch(_round_printer(console, scenario.train.rounds))
+    except RunFailed as exc:
+        print(f"run failed: {exc}", file=sys.stderr)
+        return 1
+    _print_summary(console, scenario, doc, run_dir)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from fedrobust.launch import RunFailed, resolve_run_dir
+    from fedrobust.launch import resolve_run_dir
     from fedrobust.scenario import load_scenario
     from fedrobust.simulation import check_resumable, run_simulation
 
@@ -323,21 +339,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     _headline(console, scenario, fed, run_dir, "simulation")
     if privacy_plan:
         console.print(privacy_plan)
-    try:
-        doc = run_simulation(
-            args.scenario,
-            scenario,
-            run_dir,
-            rounds=args.rounds,
-            seed=args.seed,
-            resume=args.resume,
-            on_round=_round_printer(console, scenario.train.rounds),
-        )
-    except RunFailed as exc:
-        print(f"run failed: {exc}", file=sys.stderr)
-        return 1
-    _print_summary(console, scenario, doc, run_dir)
-    return 0
+    return _follow(
+        console, scenario, run_dir,
+        lambda on_round: run_simulation(
+            args.scenario, scenario, run_dir, rounds=args.rounds, seed=args.seed,
+            resume=args.resume, on_round=on_round,
+        ),
+    )  # fmt: skip
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -345,7 +353,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     from fedrobust.data.device import load_device_data
     from fedrobust.deploy.local import node_config, run_deployment
-    from fedrobust.launch import RunFailed, resolve_run_dir
+    from fedrobust.launch import resolve_run_dir
     from fedrobust.scenario import load_scenario
 
     console = Console(highlight=False, soft_wrap=True)
@@ -364,22 +372,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     _headline(console, scenario, fed, run_dir, f"{n} SuperNodes (TLS, node authentication)")
     if privacy_plan:
         console.print(privacy_plan)
-    try:
-        doc = run_deployment(
-            args.scenario,
-            scenario,
-            run_dir,
-            directory=args.dir,
-            data_dir=args.data_dir,
-            rounds=args.rounds,
-            seed=args.seed,
-            on_round=_round_printer(console, scenario.train.rounds),
-        )
-    except RunFailed as exc:
-        print(f"run failed: {exc}", file=sys.stderr)
-        return 1
-    _print_summary(console, scenario, doc, run_dir)
-    return 0
+    return _follow(
+        console, scenario, run_dir,
+        lambda on_round: run_deployment(
+            args.scenario, scenario, run_dir, directory=args.dir, data_dir=args.data_dir,
+            rounds=args.rounds, seed=args.seed, on_round=on_round,
+        ),
+    )  # fmt: skip
 
 
 def cmd_credentials(args: argparse.Namespace) -> int:

@@ -143,6 +143,46 @@ def stop_process(process: subprocess.Popen[bytes] | None, grace: float = 15.0) -
     process.wait()
 
 
+def follow_flwr_run(
+    args: list[str],
+    log_path: Path,
+    env: dict[str, str],
+    cwd: Path,
+    superlink: subprocess.Popen[bytes],
+    keep_waiting: Callable[[], bool],
+    on_poll: Callable[[], None] | None = None,
+) -> None:
+    """Start ``flwr run ... --stream`` and poll until the run ends; stop it in any case.
+
+    Polls ``keep_waiting`` (and ``on_poll``, when given) twice a second until it returns
+    False or ``flwr run`` exits, then lets the streamed log drain.
+
+    Raises
+    ------
+    RunFailed
+        When the SuperLink stops while the run goes on.
+    """
+    client: subprocess.Popen[bytes] | None = None
+    try:
+        with log_path.open("ab") as sink:
+            client = subprocess.Popen(
+                [str(BIN_DIR / "flwr"), "run", *args], stdout=sink, stderr=subprocess.STDOUT,
+                env=env, cwd=cwd, start_new_session=True,
+            )  # fmt: skip
+        while client.poll() is None and keep_waiting():
+            if superlink.poll() is not None:
+                raise RunFailed(f"the SuperLink stopped; see {log_path.parent}")
+            if on_poll is not None:
+                on_poll()
+            time.sleep(0.5)
+        try:  # let the log stream drain: `flwr run --stream` ends with the run
+            client.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        stop_process(client)
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON document at ``path``, or None while it is missing or half-written."""
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ from fedrobust.errors import FedrobustError
 from fedrobust.launch import (
     APP_DIR,
     BIN_DIR,
-    RunFailed,
     RunWatch,
     flower_env,
+    follow_flwr_run,
     free_port,
     read_json,
     stop_process,
@@ -89,7 +88,6 @@ def launch_flower_app(
     )
     env = flower_env(flwr_home)
     superlink: subprocess.Popen[bytes] | None = None
-    client: subprocess.Popen[bytes] | None = None
     superlink_log = logs / "superlink.log"
     try:
         with superlink_log.open("wb") as sink:
@@ -100,24 +98,13 @@ def launch_flower_app(
                 start_new_session=True,
             )  # fmt: skip
         wait_healthy(f"http://127.0.0.1:{port}/health", superlink, superlink_log)
-        with (logs / "flwr.log").open("wb") as sink:
-            client = subprocess.Popen(
-                [str(BIN_DIR / "flwr"), "run", str(app_dir), "local", "--stream",
-                 "--run-config", " ".join(run_config),
-                 "--federation-config", " ".join(federation)],
-                stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=run_dir,
-                start_new_session=True,
-            )  # fmt: skip
-        while client.poll() is None and keep_waiting():
-            if superlink.poll() is not None:
-                raise RunFailed(f"the local SuperLink stopped; see {superlink_log}")
-            time.sleep(0.5)
-        try:  # let the log stream drain: `flwr run --stream` ends with the run
-            client.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
+        (logs / "flwr.log").unlink(missing_ok=True)
+        follow_flwr_run(
+            [str(app_dir), "local", "--stream", "--run-config", " ".join(run_config),
+             "--federation-config", " ".join(federation)],
+            logs / "flwr.log", env, run_dir, superlink, keep_waiting,
+        )  # fmt: skip
     finally:
-        stop_process(client)
         stop_process(superlink)
         shutil.rmtree(flwr_home, ignore_errors=True)
 

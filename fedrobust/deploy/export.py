@@ -98,9 +98,8 @@ def _linear_share(model: nn.Module) -> str:
     linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
     total = sum(p.numel() for p in model.parameters())
     share = sum(m.weight.numel() for m in linear) / total if total else 0.0
-    return (
-        f"{share:.0%} of parameters int8 ({len(linear)} Linear layers; convolutions stay float32)"
-    )
+    layers = f"{len(linear)} Linear layers; convolutions stay float32"
+    return f"{share:.1%} of parameters int8 ({layers})"
 
 
 def _torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -31,6 +31,7 @@ from fedrobust.launch import (
     RunFailed,
     RunWatch,
     flower_env,
+    follow_flwr_run,
     free_port,
     stop_process,
     wait_healthy,
@@ -256,26 +257,13 @@ class LocalFederation:
 
         ``on_poll`` is called on each poll (twice a second) as well, e.g. to kill a node.
         """
-        with (self.logs / "flwr.log").open("ab") as sink:
-            client = subprocess.Popen(
-                [str(BIN_DIR / "flwr"), "run", str(app_dir), CONNECTION, "--stream",
-                 "--run-config", " ".join(run_config)],
-                stdout=sink, stderr=subprocess.STDOUT, env=self.env, cwd=self.directory,
-                start_new_session=True,
-            )  # fmt: skip
-        try:
-            while client.poll() is None and keep_waiting():
-                if self.superlink is not None and self.superlink.poll() is not None:
-                    raise RunFailed(f"the SuperLink stopped; see {self.logs / 'superlink.log'}")
-                if on_poll is not None:
-                    on_poll()
-                time.sleep(0.5)
-            try:  # let the log stream drain: `flwr run --stream` ends with the run
-                client.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        finally:
-            stop_process(client)
+        if self.superlink is None:
+            raise RunFailed("start the SuperLink first")
+        follow_flwr_run(
+            [str(app_dir), CONNECTION, "--stream", "--run-config", " ".join(run_config)],
+            self.logs / "flwr.log", self.env, self.directory, self.superlink, keep_waiting,
+            on_poll,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Stop every SuperNode, then the SuperLink; remove installed apps."""
