@@ -18,6 +18,23 @@ from flwr.common.constant import ErrorCode
 REFUSALS = ("budget_exhausted",)
 
 
+def error_reason(msg: Message) -> str:
+    """Why an error reply carries no result: ``offline`` when the SuperLink answers for a
+    node that went away (deployments), else ``client_error``."""
+    return "offline" if msg.error.code == ErrorCode.NODE_UNAVAILABLE else "client_error"
+
+
+def replying_node(msg: Message, sent: Mapping[str, int]) -> int:
+    """The node a reply speaks for.
+
+    An error the SuperLink sends for an offline node comes from the SuperLink itself;
+    ``sent`` (message id -> destination node of the messages sent) names the node.
+    """
+    if msg.has_error():
+        return sent.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
+    return msg.metadata.src_node_id
+
+
 def reply_problem(msg: Message, expected: ArrayRecord, sampled: Mapping[int, int]) -> str | None:
     """Why ``msg`` cannot be aggregated, or ``None`` when it is sound.
 
@@ -31,8 +48,7 @@ def reply_problem(msg: Message, expected: ArrayRecord, sampled: Mapping[int, int
         Node id -> partition id of the nodes asked to train this round.
     """
     if msg.has_error():
-        # the SuperLink answers for a node that went offline (deployments)
-        return "offline" if msg.error.code == ErrorCode.NODE_UNAVAILABLE else "client_error"
+        return error_reason(msg)
     if msg.metadata.src_node_id not in sampled:
         return "unexpected_sender"
     content = msg.content
@@ -83,10 +99,7 @@ def screen_replies(
     node_of = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
     answered: set[int] = set()
     for msg in replies_seen:
-        node = msg.metadata.src_node_id
-        if msg.has_error() and node not in sampled:
-            node = node_of.get(msg.metadata.reply_to_message_id, node)
-        answered.add(node)
+        answered.add(replying_node(msg, node_of))
         problem = reply_problem(msg, expected, sampled)
         if problem is None and msg.metadata.src_node_id in accepted:
             problem = "duplicate_reply"

@@ -26,6 +26,7 @@ from fedrobust.robust.updates import apply_delta, float_keys
 from fedrobust.scenario import Scenario
 from fedrobust.secagg import SecAggFailure, SecAggServer, Stage
 from fedrobust.secagg.records import from_records, to_records
+from server.replies import error_reason, replying_node
 
 MESSAGE_TYPE = "train.secagg"
 
@@ -168,11 +169,12 @@ def _collect(
     """Send one stage's messages; return node -> stage reply for the usable replies."""
     replies: dict[int, dict[str, Any]] = {}
     answered = set()
+    sent = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
     for reply in grid.send_and_receive(messages, timeout=timeout):
-        node = reply.metadata.src_node_id
+        node = replying_node(reply, sent)
         answered.add(node)
         if reply.has_error():
-            _count(outcome, "client_error")
+            _count(outcome, error_reason(reply))
             continue
         content = reply.content
         if "status" in content.config_records:
