@@ -18,6 +18,7 @@ from flwr.app import (
 )
 
 from server.replies import screen_replies
+from tests.server.flower_messages import offline_error, sent_messages
 
 
 def record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
@@ -88,28 +89,9 @@ def test_accepted_replies_come_in_partition_order_whatever_the_node_ids() -> Non
 
 @pytest.mark.usefixtures("server_identity")
 def test_the_superlinks_error_for_an_offline_node_counts_for_that_node_once() -> None:
-    from flwr.common.constant import ErrorCode
-
     sampled = {100: 0, 101: 1, 102: 2}
-    sent = []
-    for node in sampled:
-        msg = Message(content=RecordDict(), message_type=MessageType.TRAIN, dst_node_id=node)
-        msg.metadata.__dict__["_message_id"] = f"id-{node}"
-        sent.append(msg)
-    md = Metadata(
-        run_id=1,
-        message_id="",
-        src_node_id=1,
-        dst_node_id=0,
-        reply_to_message_id="id-102",
-        group_id="1",
-        created_at=time.time(),
-        ttl=60,
-        message_type=MessageType.TRAIN,
-    )  # fmt: skip  (src 1: the SuperLink answers for the node)
-    offline = Message(
-        metadata=md, error=Error(code=ErrorCode.NODE_UNAVAILABLE, reason="node unavailable")
-    )
+    sent = sent_messages(list(sampled))
+    offline = offline_error(102)
     accepted, dropped, _ = screen_replies([reply(100), reply(101), offline], GLOBAL, sampled, sent)
     assert [m.metadata.src_node_id for m in accepted] == [100, 101]
     assert dict(dropped) == {"offline": 1}  # not also "no_reply"

@@ -23,6 +23,7 @@ from fedrobust.scenario import Scenario, parse_scenario
 from fedrobust.secagg import error_bounds, resolve_params
 from fedrobust.secagg.records import to_records
 from server.secagg import secagg_round
+from tests.server.flower_messages import offline_error, sent_messages
 
 NUM_CLIENTS = 6
 
@@ -168,33 +169,14 @@ def test_values_outside_the_clipping_range_are_clipped_and_counted() -> None:
 
 
 def test_an_offline_node_counts_once_as_offline_in_a_secagg_stage() -> None:
-    import time
-
-    from flwr.app import Error, MessageType, Metadata
-    from flwr.common.constant import ErrorCode
 
     from fedrobust.secagg import Stage
     from server.secagg import SecAggOutcome, _collect
 
-    sent = []
-    for node in (100, 101):
-        msg = Message(content=RecordDict(), message_type="train.secagg", dst_node_id=node)
-        msg.metadata.__dict__["_message_id"] = f"id-{node}"
-        sent.append(msg)
+    sent = sent_messages([100, 101], "train.secagg")
     answer = Message(content=to_records({"stage": "setup"}), reply_to=sent[0])
     answer.metadata.__dict__["_src_node_id"] = 100
-    md = Metadata(
-        run_id=1,
-        message_id="",
-        src_node_id=1,
-        dst_node_id=0,
-        reply_to_message_id="id-101",
-        group_id="1",
-        created_at=time.time(),
-        ttl=60,
-        message_type=MessageType.TRAIN,
-    )  # fmt: skip  (src 1: the SuperLink answers for node 101)
-    offline = Message(metadata=md, error=Error(code=ErrorCode.NODE_UNAVAILABLE, reason="gone"))
+    offline = offline_error(101)
 
     class Grid:
         def send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
