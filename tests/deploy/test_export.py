@@ -13,7 +13,7 @@ from fedrobust.deploy.export import export_model, export_table
 from fedrobust.models.build import build_model
 from fedrobust.scenario import parse_scenario
 from fedrobust.train import evaluate
-from tests.test_cli_run import fedrobust
+from tests.deploy.test_cli_deploy import cli
 
 SC = parse_scenario(
     {"name": "ex", "seed": 1,
@@ -81,7 +81,7 @@ def test_export_without_quantisation_writes_one_file(tmp_path, trained) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
 
-def test_cli_export_of_a_run_directory_writes_the_table_and_json(tmp_path, trained) -> None:
+def test_cli_export_of_a_run_directory_writes_the_table_and_json(tmp_path, capsys, trained) -> None:
     from fedrobust.scenario import scenario_to_yaml
 
     model, _, _ = trained
@@ -91,18 +91,18 @@ def test_cli_export_of_a_run_directory_writes_the_table_and_json(tmp_path, train
     doc = {"scenario": SC.model_dump(mode="json"), "rounds": [], "status": "completed"}
     (run / "metrics.json").write_text(json.dumps(doc))
     (run / "scenario.yaml").write_text(scenario_to_yaml(SC))
-    done = fedrobust("export", str(run), "--format", "onnx", "--quantize", "int8")
-    assert done.returncode == 0, done.stderr
-    assert "| int8 | onnx | model-int8.onnx |" in done.stdout
+    code, out, err = cli(capsys, "export", str(run), "--format", "onnx", "--quantize", "int8")
+    assert code == 0, err
+    assert "| int8 | onnx | model-int8.onnx |" in out
     saved = json.loads((run / "export" / "export.json").read_text())
     assert [f["variant"] for f in saved["files"]] == ["float32", "int8"]
-    assert (run / "export" / "export.md").read_text() in done.stdout
+    assert (run / "export" / "export.md").read_text() in out
 
 
-def test_cli_export_refuses_bad_input_with_exit_2(tmp_path) -> None:
-    done = fedrobust("export", str(tmp_path), "--format", "onnx")
-    assert done.returncode == 2 and "not a run directory" in done.stderr
-    done = fedrobust("export", str(tmp_path), "--format", "tflite")
-    assert done.returncode == 2 and "invalid choice" in done.stderr
-    done = fedrobust("export", str(tmp_path), "--format", "onnx", "--quantize", "int4")
-    assert done.returncode == 2 and "invalid choice" in done.stderr
+def test_cli_export_refuses_bad_input_with_exit_2(tmp_path, capsys) -> None:
+    code, _, err = cli(capsys, "export", str(tmp_path), "--format", "onnx")
+    assert code == 2 and "not a run directory" in err
+    code, _, err = cli(capsys, "export", str(tmp_path), "--format", "tflite")
+    assert code == 2 and "invalid choice" in err
+    code, _, err = cli(capsys, "export", str(tmp_path), "--format", "onnx", "--quantize", "int4")
+    assert code == 2 and "invalid choice" in err
