@@ -100,6 +100,47 @@ def format_node_config(config: NodeConfig) -> str:
     )
 
 
+def supernode_command(
+    superlink: str,
+    private_key: Path,
+    node_config: NodeConfig,
+    *,
+    root_certificates: Path | None,
+    port: int,
+    max_retries: int | None = None,
+) -> list[str]:
+    """The ``flower-supernode`` command line of one authenticated TLS node.
+
+    Parameters
+    ----------
+    superlink : str
+        ``host:port`` of the SuperLink.
+    private_key : Path
+        The node's OpenSSH private key (its public key is registered).
+    node_config : mapping
+        ``partition-id``, ``num-partitions``, optional ``data-path``.
+    root_certificates : Path, optional
+        The CA certificate that signed the SuperLink's; None leaves it out (the node
+        then trusts only the system's CAs).
+    port : int
+        The node's local ClientApp API port (one per SuperNode on a machine).
+    max_retries : int, optional
+        Connection attempts before giving up (default: Flower's, unlimited).
+    """
+    args = [
+        str(BIN_DIR / "flower-supernode"),
+        "--superlink", superlink,
+        "--auth-supernode-private-key", str(private_key),
+        "--node-config", format_node_config(node_config),
+        "--port", str(port),
+    ]  # fmt: skip
+    if root_certificates is not None:
+        args += ["--root-certificates", str(root_certificates)]
+    if max_retries is not None:
+        args += ["--max-retries", str(max_retries)]
+    return args
+
+
 class LocalFederation:
     """A SuperLink with TLS and node authentication plus SuperNodes, all on loopback.
 
@@ -209,17 +250,14 @@ class LocalFederation:
         """
         own = keys is None and trust_ca
         keys = keys or self.credentials.nodes[index]
-        args = [
-            str(BIN_DIR / "flower-supernode"),
-            "--superlink", self.credentials.address,
-            "--auth-supernode-private-key", str(keys.private),
-            "--node-config", format_node_config(node_config),
-            "--port", str(free_port()),
-        ]  # fmt: skip
-        if trust_ca:
-            args += ["--root-certificates", str(self.credentials.certs.ca_cert)]
-        if max_retries is not None:
-            args += ["--max-retries", str(max_retries)]
+        args = supernode_command(
+            self.credentials.address,
+            keys.private,
+            node_config,
+            root_certificates=self.credentials.certs.ca_cert if trust_ca else None,
+            port=free_port(),
+            max_retries=max_retries,
+        )
         process = self._popen(args, log_name or f"node-{index}.log")
         if own:
             self.nodes[index] = process
