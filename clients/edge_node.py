@@ -21,11 +21,11 @@ import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 from cryptography.x509 import load_pem_x509_certificate
 
+from fedrobust.data.device import read_device_arrays
 from fedrobust.deploy.local import supernode_command
 from fedrobust.errors import FedrobustError
 
@@ -73,14 +73,8 @@ def check_inputs(args: argparse.Namespace) -> None:
         raise FedrobustError(str(args.key), f"not an OpenSSH private key ({exc})") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise FedrobustError(str(args.key), "Flower's node authentication needs an EC key")
-    if args.data_path is not None:
-        try:
-            with np.load(args.data_path, allow_pickle=False) as archive:
-                missing = [k for k in ("x", "y") if k not in archive.files]
-        except Exception as exc:  # zipfile/ValueError/OSError: all mean "not a valid npz"
-            raise FedrobustError(str(args.data_path), f"not a readable npz ({exc})") from None
-        if missing:
-            raise FedrobustError(str(args.data_path), f"missing array(s) {missing}")
+    if args.data_path is not None:  # its shape and labels: when the server's recipe comes
+        read_device_arrays(args.data_path)
 
 
 def main(argv: list[str] | None = None) -> int:

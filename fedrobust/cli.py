@@ -351,8 +351,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from fedrobust.data.device import load_device_data
-    from fedrobust.deploy.local import node_config, run_deployment
+    from fedrobust.data.device import device_file, load_device_data
+    from fedrobust.deploy.local import run_deployment
     from fedrobust.launch import resolve_run_dir
     from fedrobust.scenario import load_scenario
 
@@ -367,7 +367,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                 "--data-dir", "privacy.audit plants canaries in simulated partitions only"
             )
         for i in range(n):
-            path = Path(str(node_config(i, n, args.data_dir)["data-path"]))
+            path = device_file(args.data_dir, i)
             load_device_data(path, fed.spec, scenario.data.val_fraction, scenario.seed + i)
     _headline(console, scenario, fed, run_dir, f"{n} SuperNodes (TLS, node authentication)")
     if privacy_plan:

@@ -23,6 +23,39 @@ TRAIN_KEYS = ("x", "y")
 VAL_KEYS = ("x_val", "y_val")
 
 
+def device_file(directory: Path, index: int) -> Path:
+    """Where client ``index``'s file lies in a directory of device files."""
+    return directory / f"client-{index}.npz"
+
+
+def read_device_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a device file: ``x`` and ``y``, and ``x_val``/``y_val`` when present.
+
+    Checks what can be checked without the federation (the file is there, readable, and
+    holds the arrays it must); :func:`load_device_data` checks them against the spec.
+
+    Raises
+    ------
+    FedrobustError
+        Naming the file.
+    """
+    where = str(path)
+    if not path.is_file():
+        raise FedrobustError(where, "no such file (node_config data-path)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            files = set(archive.files)
+            arrays = {key: archive[key] for key in (*TRAIN_KEYS, *VAL_KEYS) if key in files}
+    except Exception as exc:  # zipfile/ValueError/OSError: all mean "not a valid npz"
+        raise FedrobustError(where, f"not a readable npz file ({exc})") from None
+    missing = [key for key in TRAIN_KEYS if key not in arrays]
+    if missing:
+        raise FedrobustError(where, f"missing array(s) {missing}; found {sorted(files)}")
+    if (VAL_KEYS[0] in arrays) != (VAL_KEYS[1] in arrays):
+        raise FedrobustError(where, "x_val and y_val come together: give both or neither")
+    return arrays
+
+
 def load_device_data(path: Path, spec: InputSpec, val_fraction: float, seed: int) -> ClientData:
     """Read and check the npz at ``path`` against the federation's ``spec``.
 
@@ -43,19 +76,7 @@ def load_device_data(path: Path, spec: InputSpec, val_fraction: float, seed: int
         Naming the file, when it is missing, unreadable, or its arrays do not fit.
     """
     where = str(path)
-    if not path.is_file():
-        raise FedrobustError(where, "no such file (node_config data-path)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            files = set(archive.files)
-            arrays = {key: archive[key] for key in (*TRAIN_KEYS, *VAL_KEYS) if key in files}
-    except Exception as exc:  # zipfile/ValueError/OSError: all mean "not a valid npz"
-        raise FedrobustError(where, f"not a readable npz file ({exc})") from None
-    missing = [key for key in TRAIN_KEYS if key not in arrays]
-    if missing:
-        raise FedrobustError(where, f"missing array(s) {missing}; found {sorted(files)}")
-    if (VAL_KEYS[0] in arrays) != (VAL_KEYS[1] in arrays):
-        raise FedrobustError(where, "x_val and y_val come together: give both or neither")
+    arrays = read_device_arrays(path)
     x, y = _checked(arrays["x"], arrays["y"], spec, where, "x", "y")
     if VAL_KEYS[0] in arrays:
         x_val, y_val = _checked(arrays["x_val"], arrays["y_val"], spec, where, "x_val", "y_val")
@@ -117,7 +138,7 @@ def write_device_files(fed: Federation, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, client in enumerate(fed.clients):
-        path = out / f"client-{index}.npz"
+        path = device_file(out, index)
         np.savez_compressed(
             path, x=client.x_train, y=client.y_train, x_val=client.x_val, y_val=client.y_val
         )

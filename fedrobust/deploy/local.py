@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedrobust.data.device import device_file
 from fedrobust.deploy.pki import NodeKeys, ServerCerts, create_node_keys, create_server_cert
 from fedrobust.launch import (
     APP_DIR,
@@ -318,7 +319,7 @@ def node_config(index: int, num_nodes: int, data_dir: Path | None = None) -> dic
     """Node ``index``'s ``node_config``: its partition, and its npz under ``data_dir``."""
     config: dict[str, str | int] = {"partition-id": index, "num-partitions": num_nodes}
     if data_dir is not None:
-        config["data-path"] = str((data_dir / f"client-{index}.npz").resolve())
+        config["data-path"] = str(device_file(data_dir, index).resolve())
     return config
 
 
