@@ -188,22 +188,6 @@ class EWC(TrainPlugin):
         self.anchor = [a.detach() for a in anchor]
         self.lam = lam
 
-    @classmethod
-    def from_model(
-        cls,
-        model: nn.Module,
-        x: np.ndarray | torch.Tensor,
-        y: np.ndarray | torch.Tensor,
-        lam: float,
-        *,
-        samples: int | None = None,
-        loss_fn: LossFn | None = None,
-        seed: int = 0,
-    ) -> EWC:
-        """EWC anchored at ``model``'s weights, with the Fisher of ``(x, y)`` at them."""
-        fisher = fisher_diagonal(model, x, y, samples=samples, loss_fn=loss_fn, seed=seed)
-        return cls(fisher, snapshot(model), lam)
-
     def consolidate(
         self, fisher: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor], decay: float
     ) -> None:

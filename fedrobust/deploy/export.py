@@ -20,13 +20,15 @@ import io
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from fedrobust.train.threads import torch_threads
 
 FORMATS = ("torchscript", "onnx")
 QUANTIZATIONS = ("int8",)
@@ -84,16 +86,6 @@ def _measure(
     return hits / len(y), 1000.0 * elapsed / len(y)
 
 
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _linear_share(model: nn.Module) -> str:
     linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
     total = sum(p.numel() for p in model.parameters())
@@ -123,10 +115,6 @@ def _load_torchscript(path: Path) -> Predict:
 
 
 def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    try:
-        import onnxscript  # noqa: F401 - torch.onnx's exporter needs it
-    except ImportError as exc:
-        raise RuntimeError(f"--format onnx needs onnx and onnxscript ({exc})") from None
     batch = torch.export.Dim("batch")
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -227,7 +215,7 @@ def export_model(
             path = out_dir / f"model-int8{SUFFIX[fmt]}"
             files.append(("int8", path, _quantize_onnx(base, path)))
     results = []
-    with _single_thread():
+    with torch_threads(1):
         for variant, path, what in files:
             accuracy, ms = _measure(load(path), x, y_test)
             results.append(Exported(variant, fmt, path, path.stat().st_size, accuracy, ms, what))

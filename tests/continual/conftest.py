@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import torch
+
+from fedrobust.train.threads import torch_threads
 
 
 @pytest.fixture
 def single_thread() -> Iterator[None]:
     """Run torch on one thread: tiny models on a busy machine train far faster so."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
