@@ -247,6 +247,7 @@ def dp_recipe(scenario: Scenario, config: ConfigRecord, context: Context) -> DPS
         max_physical_batch_size=dp.max_physical_batch_size,
         delta=dp.delta,
         past=tuple(past),
+        reproducible=dp.reproducible,
     )
 
 

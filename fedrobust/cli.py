@@ -281,7 +281,8 @@ def _print_summary(console: Any, scenario: Any, doc: dict[str, Any], run_dir: Pa
         table.add_row(
             "privacy",
             f"epsilon {final['epsilon']:.3f} at delta {final['delta']:g} "
-            f"({final['dp_mode']}-level DP, {final['accountant']} accountant)",
+            f"({final['dp_mode']}-level DP, {final['accountant']} accountant)"
+            + ("" if final.get("privacy_valid", True) else "; NOT PRIVATE (reproducible noise)"),
         )
     if scenario.attack.kind != "none" or scenario.defense.name != "fedavg":
         text = f"attack {scenario.attack.kind}, defense {scenario.defense.name}"

@@ -2,13 +2,16 @@
 
 The server samples with :func:`round_clients`; privacy calibration reads the whole
 schedule ahead with :func:`participation_counts`, so both always agree.
+
+Under client-level DP the sample is what the accounting amplifies by: it is drawn from
+secret entropy (unless ``privacy.dp.reproducible``), so it cannot be recomputed from
+the published seed.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from fedrobust.scenario import Scenario
+from fedrobust.seeds import Stream, secret_rng, stream
 
 
 def round_clients(scenario: Scenario, rnd: int) -> list[int]:
@@ -16,13 +19,17 @@ def round_clients(scenario: Scenario, rnd: int) -> list[int]:
 
     ``scenario.sampled_per_round()`` of the ``num_clients`` clients, drawn without
     replacement by a generator seeded with ``(seed, 2, rnd)``: the same round of the
-    same scenario always samples the same clients, also after a resume.
+    same scenario always samples the same clients, also after a resume. Under
+    client-level DP (:func:`secret_sample`) the draw is secret instead.
     """
     n = scenario.data.partition.num_clients
     count = scenario.sampled_per_round()
     if count == n:
         return list(range(n))
-    rng = np.random.default_rng([scenario.seed, 2, rnd])
+    if secret_sample(scenario):
+        rng = secret_rng()
+    else:
+        rng = stream(scenario.seed, Stream.SAMPLING, rnd)
     return sorted(int(p) for p in rng.choice(n, size=count, replace=False))
 
 
@@ -33,3 +40,9 @@ def participation_counts(scenario: Scenario, rounds: int | None = None) -> list[
         for pid in round_clients(scenario, rnd):
             counts[pid] += 1
     return counts
+
+
+def secret_sample(scenario: Scenario) -> bool:
+    """Whether the round's clients are drawn in secret (client-level DP, not reproducible)."""
+    dp = scenario.privacy.dp
+    return dp.mode == "client" and not dp.reproducible

@@ -642,6 +642,7 @@ DP_FIELDS: dict[str, set[str]] = {
         "poisson_sampling",
         "grad_sample_mode",
         "max_physical_batch_size",
+        "reproducible",
     },
     "client": {
         "noise_multiplier",
@@ -654,6 +655,7 @@ DP_FIELDS: dict[str, set[str]] = {
         "target_clipped_quantile",
         "clip_norm_lr",
         "clipped_count_stddev",
+        "reproducible",
     },
 }
 ADAPTIVE_FIELDS = {"target_clipped_quantile", "clip_norm_lr", "clipped_count_stddev"}
@@ -699,6 +701,12 @@ class DPConfig(Section):
         client, adaptive: the quantile of update norms to clip at, the geometric
         update rate of the norm, and the noise on the clipped count (default: sampled
         clients / 20).
+    reproducible : bool
+        Derive the protecting randomness (DP-SGD noise and Poisson batches, client-level
+        noise and client sampling) from the public seed instead of the OS's secret
+        entropy, so a run repeats exactly. Anyone holding the run directory can then
+        regenerate the noise: such a run reports ``final.privacy_valid: false`` and its
+        epsilon protects nothing. Default false.
     """
 
     mode: Literal["none", "sample", "client"] = "none"
@@ -717,6 +725,7 @@ class DPConfig(Section):
     target_clipped_quantile: Annotated[float, Field(ge=0, le=1)] = 0.5
     clip_norm_lr: Annotated[float, Field(gt=0)] = 0.2
     clipped_count_stddev: Annotated[float, Field(gt=0)] | None = None
+    reproducible: bool = False
 
     def applicable(self) -> set[str]:
         fields = DP_FIELDS[self.mode] | {"mode"}

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 from flwr.app import ArrayRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
@@ -377,7 +376,7 @@ def _train_round(
     new_arrays = None
     if to_aggregate:
         set_aggregated_count(strategy, len(to_aggregate))
-        np.random.seed([scenario.seed, 3, rnd])  # Flower's DP noise draws from np.random
+        privacy.seed_noise(rnd)  # Flower's DP noise draws from np.random
         new_arrays, _ = strategy.aggregate_train(rnd, to_aggregate)
         if new_arrays is not None:
             arrays = new_arrays

@@ -12,6 +12,7 @@ import json
 import logging
 from typing import Any
 
+import numpy as np
 from flwr.app import ConfigRecord, Message
 from flwr.serverapp.strategy import FedAvg
 
@@ -26,6 +27,7 @@ from fedrobust.privacy.plan import (
     plan_sample_dp,
 )
 from fedrobust.scenario import Scenario
+from fedrobust.seeds import Stream, secret_legacy_seed
 
 log = logging.getLogger("fedrobust.privacy")
 
@@ -58,6 +60,41 @@ class RunPrivacy:
     @property
     def enabled(self) -> bool:
         return self.dp.mode != "none"
+
+    def seed_noise(self, rnd: int) -> None:
+        """Seed ``np.random``, where Flower's client-level DP noise comes from.
+
+        Secret entropy under client-level DP; the public ``(seed, 3, rnd)`` stream with
+        ``privacy.dp.reproducible`` or without DP (no noise is drawn then).
+        """
+        if self.dp.mode == "client" and not self.dp.reproducible:
+            np.random.seed(secret_legacy_seed())
+        else:
+            np.random.seed([self.scenario.seed, int(Stream.CLIENT_DP_NOISE), rnd])
+
+    def assumptions(self) -> dict[str, Any]:
+        """Whether the printed epsilon holds, and what it assumes (``final`` in metrics)."""
+        dp = self.dp
+        if dp.reproducible:
+            note = (
+                "privacy.dp.reproducible: the noise derives from the published seed and "
+                "can be regenerated; this epsilon protects nothing"
+            )
+        elif dp.mode == "sample":
+            note = (
+                "DP-SGD noise and Poisson batches from secret entropy; each client's "
+                "examples protected; the server's ledger trusted for accounting"
+            )
+        else:
+            note = (
+                "noise and client sample from secret entropy; amplification by sampling "
+                f"at rate {client_rate(self.scenario):.3g}; each client's whole update "
+                "protected; the server trusted to add the noise"
+            )
+        doc: dict[str, Any] = {"privacy_valid": not dp.reproducible, "privacy_assumptions": note}
+        if not dp.poisson_sampling and dp.mode == "sample":
+            doc["privacy_assumptions"] += "; shuffled batches accounted as Poisson (approximate)"
+        return doc
 
     def client_config(self, client: int, config: ConfigRecord) -> ConfigRecord:
         """The round's recipe for ``client``: the shared one plus its DP settings."""
@@ -128,6 +165,7 @@ class RunPrivacy:
             "delta": self.dp.delta,
             "accountant": self.dp.accountant,
             "dp_mode": self.dp.mode,
+            **self.assumptions(),
         }
         if self.dp.mode == "sample":
             eps = self.ledger.epsilons(self.num_clients)
@@ -170,6 +208,11 @@ def check_privacy(scenario: Scenario, train_sizes: dict[int, int]) -> str:
     if dp.mode == "none":
         return ""
     privacy = RunPrivacy(scenario, train_sizes)
+    warning = (
+        " NOT PRIVATE: privacy.dp.reproducible derives the noise from the published seed."
+        if dp.reproducible
+        else ""
+    )
     if dp.mode == "client":
         wrap_client_dp(FedAvg(), scenario)
         planned = [
@@ -180,7 +223,7 @@ def check_privacy(scenario: Scenario, train_sizes: dict[int, int]) -> str:
             f"user-level DP: sigma {privacy.client_sigma:.4g}, clipping "
             f"{dp.clipping} {dp.clipping_norm:g} on the {dp.side}, clients sampled at rate "
             f"{client_rate(scenario):.3g}; epsilon after {scenario.train.rounds} rounds "
-            f"{epsilon(planned, dp.delta, dp.accountant):.3f} at delta {dp.delta:g}"
+            f"{epsilon(planned, dp.delta, dp.accountant):.3f} at delta {dp.delta:g}{warning}"
         )
     sigmas = [p.noise_multiplier for p in privacy.plans.values()]
     planned = [
@@ -189,5 +232,5 @@ def check_privacy(scenario: Scenario, train_sizes: dict[int, int]) -> str:
     return (
         f"DP-SGD: sigma {min(sigmas):.4g}..{max(sigmas):.4g}, clipping {dp.max_grad_norm:g}; "
         f"planned epsilon per client {min(planned):.3f}..{max(planned):.3f} "
-        f"at delta {dp.delta:g} ({dp.accountant})"
+        f"at delta {dp.delta:g} ({dp.accountant}){warning}"
     )

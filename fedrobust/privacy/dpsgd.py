@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from fedrobust.privacy.ledger import LedgerEntry, history
+from fedrobust.seeds import secret_seed
 
 GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost")
 
@@ -55,6 +56,10 @@ class DPSGDRecipe:
         The delta at which the client reports its epsilon.
     past : tuple[LedgerEntry, ...]
         The client's releases in earlier rounds.
+    reproducible : bool
+        Draw the noise and the Poisson batches from the round's public seed (research
+        only: the noise can then be regenerated and subtracted). Default: from the
+        operating system's secret entropy (:mod:`fedrobust.seeds`).
     """
 
     noise_multiplier: float
@@ -65,6 +70,7 @@ class DPSGDRecipe:
     max_physical_batch_size: int | None = None
     delta: float = 1e-5
     past: tuple[LedgerEntry, ...] = ()
+    reproducible: bool = False
 
 
 class PrivateTraining:
@@ -85,7 +91,8 @@ class PrivateTraining:
     recipe : DPSGDRecipe
         The DP settings.
     seed : int
-        Seeds batch sampling and the noise, so a round repeats exactly.
+        Seeds batch sampling and the noise when ``recipe.reproducible``; otherwise both
+        come from secret entropy.
     penalty : callable, optional
         Parameter-only loss terms (see the module docstring).
     grad_clip : float, optional
@@ -113,11 +120,14 @@ class PrivateTraining:
         self.engine = PrivacyEngine(accountant=recipe.accountant)
         self.engine.accountant.history = history(list(recipe.past))
         self._past_steps = sum(steps for _, _, steps in self.engine.accountant.history)
+        batch_seed, noise_seed = (
+            (seed, seed + 1) if recipe.reproducible else (secret_seed(), secret_seed())
+        )
         loader = DataLoader(
             TensorDataset(x, y),
             batch_size=batch_size,
             shuffle=not recipe.poisson_sampling,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator().manual_seed(batch_seed),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # secure-RNG and experimental-accountant notices
@@ -130,7 +140,7 @@ class PrivateTraining:
                 max_grad_norm=recipe.max_grad_norm,
                 poisson_sampling=recipe.poisson_sampling,
                 grad_sample_mode=recipe.grad_sample_mode,
-                noise_generator=torch.Generator().manual_seed(seed + 1),
+                noise_generator=torch.Generator().manual_seed(noise_seed),
             )
         if recipe.grad_sample_mode == "ghost":
             self.model, self.optimizer, self.criterion, self.loader = made

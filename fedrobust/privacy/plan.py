@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from fedrobust.errors import FedrobustError
 from fedrobust.privacy.ledger import LedgerEntry, calibrate_noise, sample_rate, steps_per_epoch
-from fedrobust.sampling import participation_counts
+from fedrobust.sampling import participation_counts, secret_sample
 from fedrobust.scenario import Scenario, TrainConfig
 
 
@@ -105,13 +105,20 @@ def client_level_entry(scenario: Scenario, sigma: float, rnd: int) -> LedgerEntr
     One Gaussian mechanism (noise ``sigma``, from :func:`client_level_sigma`) per round
     on the average of the clipped updates, sampled at rate ``clients per round /
     clients`` (amplification by subsampling, as in DP-FedAvg; our fixed-size sample is
-    treated as Poisson at that rate).
+    treated as Poisson at that rate) when the sample is secret, at rate 1 otherwise.
     """
     return LedgerEntry(sigma, client_rate(scenario), 1, rnd)
 
 
 def client_rate(scenario: Scenario) -> float:
-    """Share of the clients sampled each round."""
+    """The sampling rate the client-level accounting may amplify by.
+
+    The share of the clients sampled each round when that sample is secret
+    (:func:`fedrobust.sampling.secret_sample`); 1 otherwise: a sample anyone can
+    recompute from the published seed gives no amplification.
+    """
+    if not secret_sample(scenario):
+        return 1.0
     return scenario.sampled_per_round() / scenario.data.partition.num_clients
 
 

@@ -161,6 +161,10 @@ def _privacy_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) 
         ["delta", f"{final.get('delta', dp.get('delta')):g}"],
         ["accountant", dp.get("accountant")],
     ]
+    if "privacy_valid" in final:
+        valid = "yes" if final["privacy_valid"] else "NO: reproducible noise, regenerable"
+        rows.append(["guarantee holds", valid])
+        rows.append(["assumes", final.get("privacy_assumptions", "")])
     sigmas = final.get("noise_multipliers")
     if sigmas:
         values = list(sigmas.values())

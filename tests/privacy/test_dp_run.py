@@ -94,3 +94,44 @@ def test_clients_past_their_budget_refuse_and_the_run_goes_on(tmp_path: Path) ->
     every_2nd_and_last = [sorted(r.get("robust_accuracy", {})) for r in doc["rounds"]]
     assert every_2nd_and_last == [[], ["pgd@0.1"], ["pgd@0.1"]]
     assert 0 <= doc["final"]["robust_accuracy"]["pgd@0.1"] <= 1
+
+
+CLIENT_LEVEL = """\
+name: dp_secret
+seed: 4
+data:
+  dataset: digits
+  partition: {kind: iid, num_clients: 6}
+model: {name: mlp, hidden: [16]}
+train: {rounds: 1, fraction_train: 0.5, batch_size: 32}
+privacy:
+  dp: {mode: client, noise_multiplier: 1.0, clipping_norm: 1.0%s}
+"""
+
+
+def test_dp_noise_is_secret_by_default_and_seeded_only_when_asked(tmp_path: Path) -> None:
+    import torch
+
+    def run(name: str, extra: str) -> tuple[list[torch.Tensor], dict]:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(CLIENT_LEVEL % extra)
+        out = tmp_path / name
+        done = fedrobust("run", str(path), "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        final = json.loads((out / "metrics.json").read_text())["final"]
+        weights = list(torch.load(out / "model.pt").values())
+        return weights, final | {"stdout": done.stdout}
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+    secret_a, final_a = run("a", "")
+    seeded_a, final_s = run("s1", ", reproducible: true")
+    seeded_b, _ = run("s2", ", reproducible: true")
+    assert same(seeded_a, seeded_b)  # research mode repeats exactly ...
+    # ... and regenerating the noise from the seed does not give what a default run drew
+    assert not same(secret_a, seeded_a)
+    assert final_a["privacy_valid"] is True and final_s["privacy_valid"] is False
+    assert "NOT PRIVATE" in final_s["stdout"] and "NOT PRIVATE" not in final_a["stdout"]
+    # a published sample gives no amplification: the same mechanism claims more epsilon
+    assert final_s["epsilon"] > final_a["epsilon"]

@@ -101,7 +101,7 @@ def test_dp_training_repeats_exactly_and_its_noise_is_real() -> None:
         torch.manual_seed(0)
         model = build_model(ModelConfig(name="cnn"), SPEC)
         local_train(model, x, y, train=train, num_classes=10, seed=seed,
-                    dp=DPSGDRecipe(sigma, 1.0))  # fmt: skip
+                    dp=DPSGDRecipe(sigma, 1.0, reproducible=True))  # fmt: skip
         return [p.detach().clone() for p in model.parameters()]
 
     a, b = run(1.0, 5), run(1.0, 5)
@@ -113,6 +113,27 @@ def test_dp_training_repeats_exactly_and_its_noise_is_real() -> None:
         for w in (quiet, loud)
     ]
     assert moved[1] > 10 * moved[0]  # sigma 10 moves the weights far more than sigma ~0
+
+
+def test_dp_noise_is_secret_by_default_and_cannot_be_regenerated_from_the_seed() -> None:
+    x, y = data(64)
+    train = TrainConfig(local_epochs=1, batch_size=16)
+
+    def run(reproducible: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(name="cnn"), SPEC)
+        local_train(model, x, y, train=train, num_classes=10, seed=5,
+                    dp=DPSGDRecipe(1.0, 1.0, reproducible=reproducible))  # fmt: skip
+        return [p.detach().clone() for p in model.parameters()]
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+    first, second = run(False), run(False)
+    assert not same(first, second)  # same seed, different noise
+    regenerated = run(True)  # what someone holding the seed would compute
+    assert not same(first, regenerated) and not same(second, regenerated)
+    assert DPSGDRecipe(1.0, 1.0).reproducible is False
 
 
 def test_weight_only_terms_still_apply_under_dp() -> None:

@@ -1,0 +1,61 @@
+"""Where randomness comes from: named streams of the public seed, and the secret source.
+
+Two kinds of randomness, two homes:
+
+- **Reproducible** randomness (splits, initialisation, batch order, augmentation,
+  attacks, simulated dropouts) derives from the scenario's public ``seed`` through a
+  named :class:`Stream`, so the same scenario and seed give the same run.
+- **Protecting** randomness (DP-SGD noise and Poisson batches, client-level DP noise,
+  the client sample under client-level DP) comes from the operating system's secret
+  entropy (:func:`secret_seed`, :func:`secret_rng`). Those draws use Mersenne-Twister
+  generators (torch's and numpy's) seeded with 63 to 256 secret bits: nobody holding the
+  run directory can regenerate them. ``privacy.dp.reproducible: true`` derives them from
+  the seed instead, for research; such runs say ``privacy_valid: false``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import IntEnum
+
+import numpy as np
+
+
+class Stream(IntEnum):
+    """Tags of the seed-derived streams: ``np.random.default_rng([seed, tag, ...])``."""
+
+    PARTITION = 1  # a client's split (with the client id)
+    SAMPLING = 2  # clients per round (with the round)
+    CLIENT_DP_NOISE = 3  # Flower's client-level noise, reproducible runs only
+    MALICIOUS = 5  # which clients attack
+    POISON_DATA = 6  # label flips and triggers
+    POISON_NOISE = 7  # gaussian update noise; (7, 1): canaries; data: long-tail order
+    FLTRUST_ROOT = 8  # FLTrust's root set
+    SECAGG_DROPOUT = 9  # simulated SecAgg+ dropouts (with the round)
+    CONTINUAL_OFFSET = 10  # a client's task offset (with the client id)
+    HOLDOUT = 11  # a device's validation split; the robust-evaluation subset
+
+
+def stream(seed: int, tag: Stream, *more: int) -> np.random.Generator:
+    """The generator of stream ``tag`` of ``seed`` (``more``: round, client, ...)."""
+    return np.random.default_rng([seed, int(tag), *more])
+
+
+def client_seed(seed: int, rnd: int, client: int) -> int:
+    """The seed of one client's local round (batch order, augmentation, attacks)."""
+    return seed * 1_000_003 + rnd * 10_007 + client
+
+
+def secret_seed() -> int:
+    """63 bits of the operating system's secret entropy (for a torch generator)."""
+    return secrets.randbits(63)
+
+
+def secret_rng() -> np.random.Generator:
+    """A numpy generator seeded with 256 secret bits."""
+    return np.random.default_rng(secrets.randbits(256))
+
+
+def secret_legacy_seed() -> np.ndarray:
+    """256 secret bits in the form ``np.random.seed`` takes (Flower's DP noise uses it)."""
+    return np.frombuffer(secrets.token_bytes(32), dtype=np.uint32).copy()
