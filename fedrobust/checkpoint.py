@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from fedrobust.errors import FedrobustError
+from fedrobust.rundir import RunDir
 
-CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 
@@ -54,7 +54,7 @@ class Checkpoint:
 
 def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
     """Write ``ckpt`` to ``run_dir/checkpoint.pt`` atomically."""
-    path = run_dir / CHECKPOINT_FILE
+    path = RunDir(run_dir).checkpoint
     payload = {
         "format": FORMAT_VERSION,
         "round": ckpt.round,
@@ -83,7 +83,7 @@ def load_checkpoint(run_dir: Path, digest: str | None = None) -> Checkpoint:
     With ``digest`` (the scenario's :meth:`Scenario.resume_digest`), a checkpoint written
     by another scenario is refused.
     """
-    path = run_dir / CHECKPOINT_FILE
+    path = RunDir(run_dir).checkpoint
     if not path.is_file():
         raise FedrobustError(str(path), "no checkpoint to resume from")
     try:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fedrobust.report.metrics import METRICS_FILE
+from fedrobust.rundir import RunDir
 from fedrobust.scenario import Scenario, scenario_to_yaml
 
 APP_DIR = Path(__file__).resolve().parents[1]
@@ -223,12 +223,12 @@ class RunWatch:
     ) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
-        self.metrics_path = run_dir / METRICS_FILE
+        self.metrics_path = RunDir(run_dir).metrics
         old = read_json(self.metrics_path) if resume else None
         if not resume:
             self.metrics_path.unlink(missing_ok=True)
         self.token = uuid.uuid4().hex
-        (run_dir / "scenario.yaml").write_text(scenario_to_yaml(scenario), encoding="utf-8")
+        RunDir(run_dir).scenario.write_text(scenario_to_yaml(scenario), encoding="utf-8")
         self.run_config = [
             f"scenario={json.dumps(str(scenario_path.resolve()))}",
             f"out-dir={json.dumps(str(run_dir))}",

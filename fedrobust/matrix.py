@@ -22,11 +22,16 @@ from typing import Any
 
 from fedrobust.errors import FedrobustError
 from fedrobust.report.html import Section, embed_image, html_table, write_page
-from fedrobust.report.metrics import METRICS_FILE
 from fedrobust.report.plots import plot_matrix
+from fedrobust.rundir import REPORT_FILE, RunDir
 from fedrobust.scenario import ATTACK_FIELDS, DEFENSE_FIELDS, Scenario, parse_scenario
 
 NO_ATTACK = "none"
+CELLS_DIR = "cells"  # OUT/cells/<attack>__<defense>/ is each cell's run directory
+CELL_FILE = "cell.yaml"  # the cell's scenario, in its run directory
+MATRIX_MD = "matrix.md"
+MATRIX_CSV = "matrix.csv"
+MATRIX_JSON = "matrix.json"
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ def cell_row(cell: Cell, doc: dict[str, Any]) -> dict[str, Any]:
 
 def finished(cell: Cell, cell_dir: Path) -> dict[str, Any] | None:
     """The cell's metrics.json when it completed with the same scenario, else ``None``."""
-    path = cell_dir / METRICS_FILE
+    path = RunDir(cell_dir).metrics
     if not path.is_file():
         return None
     try:
@@ -138,7 +143,7 @@ def run_matrix(
 
     def one(index: int) -> None:
         cell = cells[index]
-        cell_dir = out / "cells" / cell.name
+        cell_dir = out / CELLS_DIR / cell.name
         doc = finished(cell, cell_dir)
         try:
             row = cell_row(cell, doc if doc is not None else run_cell(cell, cell_dir))
@@ -186,11 +191,11 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def write_matrix(rows: list[dict[str, Any]], out: Path) -> None:
     """matrix.md, matrix.csv, matrix.json, heatmaps and report.html in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "matrix.md").write_text(markdown(rows), encoding="utf-8")
-    (out / "matrix.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    (out / MATRIX_MD).write_text(markdown(rows), encoding="utf-8")
+    (out / MATRIX_JSON).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     fields = ["attack", "defense", "accuracy", "loss", "backdoor_success", "precision",
               "recall", "wall_seconds", "error"]  # fmt: skip
-    with (out / "matrix.csv").open("w", newline="", encoding="utf-8") as handle:
+    with (out / MATRIX_CSV).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for row in rows:
@@ -212,7 +217,8 @@ def write_matrix(rows: list[dict[str, Any]], out: Path) -> None:
               "" if r.get("precision") is None else r["precision"],
               "" if r.get("recall") is None else r["recall"],
               "" if r.get("wall_seconds") is None else r["wall_seconds"],
-              f"cells/{r['attack']}__{r['defense']}/report.html"] for r in rows]  # fmt: skip
+              str(RunDir(Path(CELLS_DIR) / f"{r['attack']}__{r['defense']}").report)]
+             for r in rows]  # fmt: skip
     sections.append(Section("Cells", html_table(header, table)))
-    write_page(out / "report.html", "fedrobust attack x defense matrix",
+    write_page(out / REPORT_FILE, "fedrobust attack x defense matrix",
                html.escape(str(out)), sections)  # fmt: skip

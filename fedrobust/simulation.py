@@ -28,7 +28,7 @@ from fedrobust.launch import (
     stop_process,
     wait_healthy,
 )
-from fedrobust.report.metrics import METRICS_FILE
+from fedrobust.rundir import RunDir
 from fedrobust.scenario import Scenario
 
 
@@ -75,9 +75,9 @@ def launch_flower_app(
     RunFailed
         When the SuperLink does not start or stops during the run.
     """
-    logs = run_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    flwr_home = run_dir / ".flwr"
+    layout = RunDir(run_dir)
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    flwr_home = layout.flwr_home
     shutil.rmtree(flwr_home, ignore_errors=True)  # left by a killed run
     flwr_home.mkdir()
     port = free_port()
@@ -88,7 +88,7 @@ def launch_flower_app(
     )
     env = flower_env(flwr_home)
     superlink: subprocess.Popen[bytes] | None = None
-    superlink_log = logs / "superlink.log"
+    superlink_log = layout.superlink_log
     try:
         with superlink_log.open("wb") as sink:
             superlink = subprocess.Popen(
@@ -98,11 +98,11 @@ def launch_flower_app(
                 start_new_session=True,
             )  # fmt: skip
         wait_healthy(f"http://127.0.0.1:{port}/health", superlink, superlink_log)
-        (logs / "flwr.log").unlink(missing_ok=True)
+        layout.flwr_log.unlink(missing_ok=True)
         follow_flwr_run(
             [str(app_dir), "local", "--stream", "--run-config", " ".join(run_config),
              "--federation-config", " ".join(federation)],
-            logs / "flwr.log", env, run_dir, superlink, keep_waiting,
+            layout.flwr_log, env, run_dir, superlink, keep_waiting,
         )  # fmt: skip
     finally:
         stop_process(superlink)
@@ -147,7 +147,7 @@ def run_simulation(
     )  # fmt: skip
     federation = federation_config(scenario)
     launch_flower_app(APP_DIR, run_dir, watch.run_config, federation, watch.keep_waiting)
-    return watch.result(run_dir / "logs" / "flwr.log")
+    return watch.result(RunDir(run_dir).flwr_log)
 
 
 def check_app_dir() -> None:
@@ -170,9 +170,10 @@ def check_resumable(run_dir: Path, scenario: Scenario) -> int:
             "and task history live in the simulation's memory, which a new one starts without",
         )
     ckpt = load_checkpoint(run_dir, scenario.resume_digest())
-    doc = read_json(run_dir / METRICS_FILE)
+    metrics = RunDir(run_dir).metrics
+    doc = read_json(metrics)
     if doc is None:
-        raise FedrobustError(str(run_dir / METRICS_FILE), "missing or unreadable; cannot resume")
+        raise FedrobustError(str(metrics), "missing or unreadable; cannot resume")
     if doc["status"] == "completed" and (doc.get("final") or {}).get("stopped_early"):
         raise FedrobustError(str(run_dir), "the run stopped early and is done; nothing to resume")
     if ckpt.round >= scenario.train.rounds:

@@ -37,6 +37,7 @@ from fedrobust.launch import (
     stop_process,
     wait_healthy,
 )
+from fedrobust.rundir import FLWR_LOG, LOGS_DIR, SUPERLINK_LOG, RunDir
 from fedrobust.scenario import Scenario
 
 CONNECTION = "fedrobust"
@@ -157,7 +158,7 @@ class LocalFederation:
 
     def __init__(self, directory: Path, num_nodes: int, port: int | None = None) -> None:
         self.directory = directory.resolve()
-        self.logs = self.directory / "logs"
+        self.logs = self.directory / LOGS_DIR
         self.logs.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.credentials = create_credentials(
@@ -193,12 +194,12 @@ class LocalFederation:
              "--enable-supernode-auth",
              "--disable-runtime-dependency-installation",
              "--host", "127.0.0.1", "--port", str(self.port)],
-            "superlink.log",
+            SUPERLINK_LOG,
         )  # fmt: skip
         wait_healthy(
             f"https://127.0.0.1:{self.port}/health",
             self.superlink,
-            self.logs / "superlink.log",
+            self.logs / SUPERLINK_LOG,
             ca_cert=certs.ca_cert,
         )
 
@@ -300,7 +301,7 @@ class LocalFederation:
             raise RunFailed("start the SuperLink first")
         follow_flwr_run(
             [str(app_dir), CONNECTION, "--stream", "--run-config", " ".join(run_config)],
-            self.logs / "flwr.log", self.env, self.directory, self.superlink, keep_waiting,
+            self.logs / FLWR_LOG, self.env, self.directory, self.superlink, keep_waiting,
             on_poll,
         )  # fmt: skip
 
@@ -353,11 +354,11 @@ def run_deployment(
     """
     watch = RunWatch(scenario_path, scenario, run_dir, rounds=rounds, seed=seed, on_round=on_round)
     num_nodes = scenario.data.partition.num_clients
-    with LocalFederation(directory or run_dir / "deploy", num_nodes) as federation:
+    with LocalFederation(directory or RunDir(run_dir).deploy, num_nodes) as federation:
         for index in range(num_nodes):
             federation.register(index)
         for index in range(num_nodes):
             federation.start_node(index, node_config(index, num_nodes, data_dir))
         federation.wait_online(num_nodes)
         federation.run(APP_DIR, watch.run_config, watch.keep_waiting)
-    return watch.result(federation.logs / "flwr.log")
+    return watch.result(federation.logs / FLWR_LOG)

@@ -1,8 +1,9 @@
 """``report.html``: one self-contained page per run (plots embedded as PNG data URIs).
 
 Sections: summary, scenario, learning curves, per-client label histograms, per-client
-accuracy spread, per-class recall, rounds table. Later features add a section by
-appending a :class:`Section` in :func:`build_sections` (privacy, robustness, forgetting).
+accuracy spread, per-class recall, privacy, adversarial robustness, continual learning,
+secure aggregation, poisoning, rounds table. A feature adds a section by appending a
+:class:`Section` in :func:`build_sections`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from fedrobust.report.plots import (
     plot_privacy,
     plot_robustness,
 )
-
-REPORT_FILE = "report.html"
+from fedrobust.rundir import RunDir
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0;background:#f5f6f8;color:#222}
@@ -253,10 +253,10 @@ def write_page(path: Path, title: str, subtitle: str, sections: list[Section]) -
 def write_report(run_dir: Path) -> Path:
     """(Re)build ``run_dir/report.html`` from ``run_dir/metrics.json``."""
     doc = read_metrics(run_dir)
-    sections = build_sections(doc, run_dir)
+    sections = build_sections(doc, RunDir(run_dir).figures)
     status = html.escape(doc["status"])
     subtitle = (
         f"status: <span class='status-{status}'>{status}</span> · {html.escape(str(run_dir))}"
     )
     title = f"fedrobust report: {doc['scenario']['name']}"
-    return write_page(run_dir / REPORT_FILE, title, subtitle, sections)
+    return write_page(RunDir(run_dir).report, title, subtitle, sections)

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.json"
+from fedrobust.rundir import METRICS_FILE as METRICS_FILE  # re-exported for callers
+from fedrobust.rundir import RunDir
+
 # Figures that measure time, not learning: they differ between identical runs.
 TIMING_KEYS = frozenset({"seconds", "wall_seconds", "train_seconds"})
 
@@ -51,7 +53,7 @@ def _finite(value: Any) -> Any:
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     """Load ``run_dir/metrics.json``."""
-    return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    return json.loads(RunDir(run_dir).metrics.read_text(encoding="utf-8"))
 
 
 class RunRecorder:
@@ -66,7 +68,7 @@ class RunRecorder:
     """
 
     def __init__(self, run_dir: Path, scenario: dict[str, Any], token: str = "") -> None:
-        self.path = run_dir / METRICS_FILE
+        self.path = RunDir(run_dir).metrics
         self.started = time.monotonic()
         self.doc: dict[str, Any] = {
             "status": "running",
@@ -87,7 +89,7 @@ class RunRecorder:
         """Continue the metrics of an interrupted run, keeping its first ``rounds_done`` rounds."""
         old = read_metrics(run_dir)
         recorder = cls.__new__(cls)
-        recorder.path = run_dir / METRICS_FILE
+        recorder.path = RunDir(run_dir).metrics
         recorder.started = time.monotonic()
         recorder.doc = {
             **old,

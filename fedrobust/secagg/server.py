@@ -6,7 +6,8 @@ those that sent share ciphertexts (share_keys), ``S3`` those whose masked vector
 ``S3``. A client's *group* (``share_groups``) restricted to ``S1`` is where its secrets are shared;
 ``S1 \\ S2`` clients take no further part (nobody masks with them); for every ``u`` in ``S3`` the
 server rebuilds ``b_u`` and removes ``PRG(b_u)``; for every ``d`` in ``S2 \\ S3`` it rebuilds
-``sk2_d`` and removes the pairwise masks ``d`` shares with its group members in ``S3``.
+``sk2_d`` and removes the pairwise masks ``d`` shares with its group members in ``S3``
+(:mod:`fedrobust.secagg.unmask`).
 
 The server only ever holds masked vectors, and only as a running sum: each reply's vectors are
 added and dropped.
@@ -16,85 +17,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flwr.common.secure_aggregation.crypto.shamir import combine_shares
-from flwr.common.secure_aggregation.crypto.symmetric_encryption import generate_shared_key
-from flwr.supercore.primitives.asymmetric import (
-    bytes_to_private_key,
-    bytes_to_public_key,
-    public_key_to_bytes,
-)
+from flwr.supercore.primitives.asymmetric import bytes_to_public_key
 from numpy.typing import NDArray
 
-from fedrobust.secagg.config import (
-    ErrorBounds,
-    SecAggParams,
-    Stage,
-    error_bounds,
-    resolve_params,
-)
-from fedrobust.secagg.encoding import EXTRA_SHAPES, IntArrays, add_masks, decode_sum, masks
+from fedrobust.secagg.config import SecAggParams, Stage, resolve_params
+from fedrobust.secagg.encoding import EXTRA_SHAPES, IntArrays, add_masks
 from fedrobust.secagg.graph import share_groups
+from fedrobust.secagg.unmask import SecAggFailure, SecAggResult, unmask_sum
 
 Message = dict[str, Any]
 Replies = Mapping[int, Mapping[str, Any]]
 _STAGES = list(Stage)
-
-
-@dataclass(frozen=True)
-class SecAggFailure:
-    """Why a SecAgg+ round produced no aggregate.
-
-    Parameters
-    ----------
-    stage : str
-        The stage at which it failed (a :class:`~.config.Stage` value, or ``"aggregate"``).
-    reason : str
-        What went wrong, with the counts.
-    """
-
-    stage: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class SecAggResult:
-    """The unmasked, decoded aggregate of a SecAgg+ round.
-
-    Parameters
-    ----------
-    weighted_sum : list[NDArray[np.float64]]
-        ``sum_u w_hat_u * clip(x_u)`` over the contributing clients, one array per update array.
-    total_weight : float
-        ``sum_u w_hat_u`` (effective weights, see :mod:`~.config`).
-    num_contributors : int
-        Clients whose masked vectors are in the sum (``S3``).
-    clipped : int
-        Values clipped by the contributing clients, in total.
-    bounds : ErrorBounds
-        Per-coordinate error bounds of the above (:func:`~.config.error_bounds`).
-    """
-
-    weighted_sum: list[NDArray[np.float64]]
-    total_weight: float
-    num_contributors: int
-    clipped: int
-    bounds: ErrorBounds
-
-    def weighted_mean(self) -> list[NDArray[np.float64]] | SecAggFailure:
-        """Return ``weighted_sum / total_weight``, or a failure when the total weight is 0.
-
-        Returns
-        -------
-        list[NDArray[np.float64]] | SecAggFailure
-            The weighted mean per array.
-        """
-        if self.total_weight <= 0:
-            return SecAggFailure("aggregate", "total weight of the contributing clients is 0")
-        return [array / self.total_weight for array in self.weighted_sum]
 
 
 def _is_bytes_list(value: object, length: int | None = None) -> bool:
@@ -543,39 +479,17 @@ class SecAggServer:
         return self._result
 
     def _unmask_and_decode(self, total: IntArrays) -> SecAggResult | SecAggFailure:
-        shapes = [vector.shape for vector in total]
         contributors = self.survivors[Stage.COLLECT_MASKED_VECTORS]
-        for owner, shares in self._b_pool.items():
-            try:
-                seed = combine_shares(shares[: self._threshold])
-            except ValueError:
-                return self._fail("aggregate", f"node {owner}'s mask seed shares do not combine")
-            add_masks(total, masks(seed, self.params, shapes), -1, self.params)
-        contributor_set = set(contributors)
-        for owner, shares in self._sk2_pool.items():
-            try:
-                sk2 = bytes_to_private_key(combine_shares(shares[: self._threshold]))
-            except ValueError:
-                return self._fail("aggregate", f"node {owner}'s sk2 shares do not combine")
-            if public_key_to_bytes(sk2.public_key()) != self._public_keys[owner][1]:
-                return self._fail("aggregate", f"node {owner}'s rebuilt sk2 does not match pk2")
-            for partner in self._share_groups[owner]:
-                if partner not in contributor_set:
-                    continue
-                pk2 = bytes_to_public_key(self._public_keys[partner][1])
-                seed = generate_shared_key(sk2, pk2)
-                # The partner added +mask when its id is the larger: take off what it added.
-                sign = -1 if partner > owner else 1
-                add_masks(total, masks(seed, self.params, shapes), sign, self.params)
-        weighted_sum, total_weight, clipped = decode_sum(total, self.params, len(contributors))
-        self.clipped = clipped
-        return SecAggResult(
-            weighted_sum=weighted_sum,
-            total_weight=total_weight,
-            num_contributors=len(contributors),
-            clipped=clipped,
-            bounds=error_bounds(self.params, len(contributors), total_weight),
-        )
+        public_keys2 = {nid: keys[1] for nid, keys in self._public_keys.items()}
+        result = unmask_sum(
+            total, self.params, contributors, self._b_pool, self._sk2_pool,
+            public_keys2, self._share_groups,
+        )  # fmt: skip
+        if isinstance(result, SecAggFailure):
+            self.failure = result
+            return result
+        self.clipped = result.clipped
+        return result
 
     def weighted_mean(self) -> list[NDArray[np.float64]] | SecAggFailure:
         """Return the weighted mean of the contributing clients' clipped updates.

@@ -2,8 +2,9 @@
 
 ``local_train`` runs ``train.local_epochs`` passes of mini-batch training over the
 client's data with the scenario's optimizer, loss, class weights, sampler, gradient
-clipping and precision. Extra terms and batch transforms (FedProx, L1, augmentation;
-DP, adversarial examples and continual-learning penalties in later issues) come in as
+clipping and precision; with a DP-SGD recipe, Opacus's per-sample clipping and noise.
+Extra terms and batch transforms (FedProx, L1, augmentation, adversarial examples,
+continual-learning penalties and replay) come in as
 :class:`~fedrobust.train.plugins.TrainPlugin` objects whose hooks take values and
 return values.
 """

@@ -1,4 +1,9 @@
-"""No defence: the weighted mean of every update (McMahan et al. 2017)."""
+"""No defence: the weighted mean of every update (McMahan et al. 2017).
+
+Registered so that ``defense.name: fedavg`` validates against the registry like every
+other rule; the server builds no defence for it and aggregates with the strategy's own
+mean, so :meth:`FedAvgDefense.combine` serves direct callers (and the tests) only.
+"""
 
 from __future__ import annotations
 

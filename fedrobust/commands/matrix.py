@@ -1,0 +1,52 @@
+"""``fedrobust matrix``: the attack x defense grid of a scenario, one simulation per cell."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from fedrobust.commands.common import names, overrides
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    """Run every cell and tabulate it; 1 when a cell failed."""
+    from rich.console import Console
+
+    from fedrobust.launch import RunFailed
+    from fedrobust.matrix import CELL_FILE, MATRIX_MD, build_cells, run_matrix
+    from fedrobust.rundir import REPORT_FILE
+    from fedrobust.scenario import load_scenario, scenario_to_yaml
+    from fedrobust.simulation import check_app_dir, run_simulation
+
+    console = Console(highlight=False, soft_wrap=True)
+    base = load_scenario(args.scenario, overrides(args))
+    check_app_dir()
+    cells = build_cells(base, names(args.attacks, "--attacks"), names(args.defenses, "--defenses"))
+    out = Path(args.out or f"runs/{base.name}_matrix").expanduser().resolve()
+    console.print(f"[bold]{base.name}[/bold]: {len(cells)} runs -> {out}")
+
+    def run_cell(cell: Any, cell_dir: Path) -> dict[str, Any]:
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        path = cell_dir / CELL_FILE
+        path.write_text(scenario_to_yaml(cell.scenario), encoding="utf-8")
+        try:
+            return run_simulation(path, cell.scenario, cell_dir)
+        except RunFailed as exc:
+            raise RuntimeError(str(exc)) from None
+
+    def on_cell(row: dict[str, Any]) -> None:
+        if "error" in row:
+            console.print(f"{row['attack']:>12} x {row['defense']:<14} failed: {row['error']}")
+            return
+        note = ""
+        if row.get("backdoor_success") is not None:
+            note = f"  backdoor success {row['backdoor_success']:.3f}"
+        console.print(
+            f"{row['attack']:>12} x {row['defense']:<14} accuracy {row['accuracy']:.4f}{note}"
+        )
+
+    rows = run_matrix(cells, out, run_cell, on_cell, jobs=args.jobs)
+    console.print((out / MATRIX_MD).read_text(encoding="utf-8"))
+    console.print(f"tables: {out}/matrix.md, matrix.csv; report: {out}/{REPORT_FILE}")
+    return 1 if any("error" in r for r in rows) else 0

@@ -1,0 +1,113 @@
+"""The layout of a run directory, named in one place.
+
+A run directory holds what one run of a scenario writes::
+
+    metrics.json      the figures, rewritten after every round (fedrobust.report.metrics)
+    checkpoint.pt     what --resume continues from (fedrobust.checkpoint)
+    model.pt          the final global model's state dict
+    report.html       the report; its plots (*.png) sit beside it
+    scenario.yaml     the scenario as run (overrides applied)
+    audit.json        the result of ``fedrobust audit``
+    logs/             flwr.log and superlink.log of a simulation
+    .flwr/            the simulation SuperLink's private FLWR_HOME, while it runs
+    deploy/           credentials and logs of ``fedrobust deploy`` (its default)
+    export/           ``fedrobust export`` files, export.json and export.md (its default)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_FILE = "model.pt"
+REPORT_FILE = "report.html"
+SCENARIO_FILE = "scenario.yaml"
+AUDIT_FILE = "audit.json"
+LOGS_DIR = "logs"
+FLWR_LOG = "flwr.log"
+SUPERLINK_LOG = "superlink.log"
+FLWR_HOME_DIR = ".flwr"
+DEPLOY_DIR = "deploy"
+EXPORT_DIR = "export"
+EXPORT_DOC = "export.json"
+EXPORT_TABLE = "export.md"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of the files in one run directory.
+
+    Parameters
+    ----------
+    path : Path
+        The run directory.
+    """
+
+    path: Path
+
+    @property
+    def metrics(self) -> Path:
+        """``metrics.json``: the run's figures."""
+        return self.path / METRICS_FILE
+
+    @property
+    def checkpoint(self) -> Path:
+        """``checkpoint.pt``: the state ``--resume`` continues from."""
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def model(self) -> Path:
+        """``model.pt``: the final global model's state dict."""
+        return self.path / MODEL_FILE
+
+    @property
+    def report(self) -> Path:
+        """``report.html``: the run's report."""
+        return self.path / REPORT_FILE
+
+    @property
+    def figures(self) -> Path:
+        """Where the report's plots go: the run directory itself."""
+        return self.path
+
+    @property
+    def scenario(self) -> Path:
+        """``scenario.yaml``: the scenario as run."""
+        return self.path / SCENARIO_FILE
+
+    @property
+    def audit(self) -> Path:
+        """``audit.json``: the canary audit of the finished run."""
+        return self.path / AUDIT_FILE
+
+    @property
+    def logs(self) -> Path:
+        """``logs/``: Flower's and Ray's output of a simulation."""
+        return self.path / LOGS_DIR
+
+    @property
+    def flwr_log(self) -> Path:
+        """``logs/flwr.log``: the streamed output of ``flwr run``."""
+        return self.logs / FLWR_LOG
+
+    @property
+    def superlink_log(self) -> Path:
+        """``logs/superlink.log``: the simulation SuperLink's output."""
+        return self.logs / SUPERLINK_LOG
+
+    @property
+    def flwr_home(self) -> Path:
+        """``.flwr/``: the simulation SuperLink's private ``FLWR_HOME``."""
+        return self.path / FLWR_HOME_DIR
+
+    @property
+    def deploy(self) -> Path:
+        """``deploy/``: credentials and logs of a local deployment (the default)."""
+        return self.path / DEPLOY_DIR
+
+    @property
+    def export(self) -> Path:
+        """``export/``: exported models and their table (the default)."""
+        return self.path / EXPORT_DIR
