@@ -23,8 +23,9 @@ from typing import Any
 from fedrobust.errors import FedrobustError
 from fedrobust.report.html import Section, embed_image, html_table, write_page
 from fedrobust.report.plots import plot_matrix
+from fedrobust.robust.config import ATTACK_FIELDS, DEFENSE_FIELDS
 from fedrobust.rundir import REPORT_FILE, RunDir
-from fedrobust.scenario import ATTACK_FIELDS, DEFENSE_FIELDS, Scenario, parse_scenario
+from fedrobust.scenario import Scenario, parse_scenario
 
 NO_ATTACK = "none"
 CELLS_DIR = "cells"  # OUT/cells/<attack>__<defense>/ is each cell's run directory

@@ -1,87 +1,10 @@
-"""Build the Flower message-API strategy named in the scenario.
+"""Re-export: the strategy builders live in :mod:`fedrobust.strategy.registry`."""
 
-Sampling is done by our round loop (seeded, by partition id), so every strategy is
-built to use all the nodes it is shown (``fraction_train=1.0``, minimum 1).
-Flower's own federated evaluation is off: the server evaluates centrally.
-"""
+from fedrobust.strategy.registry import (
+    base_strategy,
+    build_strategy,
+    load_strategy_state,
+    strategy_state,
+)
 
-from __future__ import annotations
-
-from typing import Any
-
-import numpy as np
-import torch
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, Strategy
-
-from fedrobust.privacy.client_dp import UNIFORM_WEIGHT, wrap_client_dp
-from fedrobust.scenario import Scenario, StrategyConfig
-
-
-def build_strategy(scenario: Scenario) -> Strategy:
-    """The scenario's server strategy, wrapped for user-level DP when it asks for it."""
-    if scenario.privacy.dp.mode != "client":
-        return base_strategy(scenario.strategy)
-    # DP-FedAvg's noise assumes an unweighted average: clients report weight 1
-    inner = base_strategy(scenario.strategy, weighted_by_key=UNIFORM_WEIGHT)
-    return wrap_client_dp(inner, scenario)
-
-
-def base_strategy(cfg: StrategyConfig, weighted_by_key: str = "num-examples") -> Strategy:
-    """The strategy for ``cfg``: fedavg | fedprox | fedadam | fedyogi | fedavgm."""
-    common: dict[str, Any] = {
-        "weighted_by_key": weighted_by_key,
-        "fraction_train": 1.0,
-        "fraction_evaluate": 0.0,
-        "min_train_nodes": 1,
-        "min_evaluate_nodes": 0,
-        "min_available_nodes": 1,
-    }
-    if cfg.name == "fedavg":
-        return FedAvg(**common)
-    if cfg.name == "fedprox":
-        return FedProx(**common, proximal_mu=cfg.proximal_mu)
-    if cfg.name in ("fedadam", "fedyogi"):
-        cls = FedAdam if cfg.name == "fedadam" else FedYogi
-        options: dict[str, Any] = {"beta_1": cfg.beta_1, "beta_2": cfg.beta_2, "tau": cfg.tau}
-        if cfg.server_lr is not None:
-            options["eta"] = cfg.server_lr
-        return cls(**common, **options)
-    if cfg.name == "fedavgm":
-        return FedAvgM(
-            **common,
-            server_learning_rate=cfg.server_lr if cfg.server_lr is not None else 1.0,
-            server_momentum=cfg.server_momentum,
-        )
-    raise ValueError(f"unknown strategy '{cfg.name}'")
-
-
-def strategy_state(strategy: Strategy) -> dict[str, Any]:
-    """The state a strategy carries from round to round, as tensors (checkpointable).
-
-    FedAdam/FedYogi keep moments ``m_t`` and ``v_t``; FedAvgM keeps ``momentum_vector``.
-    FedAvg and FedProx keep nothing; adaptive DP clipping keeps its clipping norm.
-    ``current_arrays`` is not saved: each strategy resets it from the global model in
-    ``configure_train``.
-    """
-    state: dict[str, Any] = {}
-    if hasattr(strategy, "target_clipped_quantile"):  # adaptive clipping wrappers
-        state["clipping_norm"] = float(strategy.clipping_norm)  # type: ignore[attr-defined]
-    for name in ("m_t", "v_t"):
-        value = getattr(strategy, name, None)
-        if value is not None:
-            state[name] = {k: torch.from_numpy(np.array(v)) for k, v in value.items()}
-    momentum = getattr(strategy, "momentum_vector", None)
-    if momentum is not None:
-        state["momentum_vector"] = [torch.from_numpy(np.array(v)) for v in momentum]
-    return state
-
-
-def load_strategy_state(strategy: Strategy, state: dict[str, Any]) -> None:
-    """Restore what :func:`strategy_state` saved into a freshly built strategy."""
-    if "clipping_norm" in state:
-        strategy.clipping_norm = float(state["clipping_norm"])  # type: ignore[attr-defined]
-    for name in ("m_t", "v_t"):
-        if name in state:
-            setattr(strategy, name, {k: v.numpy() for k, v in state[name].items()})
-    if "momentum_vector" in state:
-        strategy.momentum_vector = [v.numpy() for v in state["momentum_vector"]]  # type: ignore[attr-defined]
+__all__ = ["base_strategy", "build_strategy", "load_strategy_state", "strategy_state"]

@@ -1,26 +1,54 @@
-"""Continual learning: task splits and shifts, replay, EWC, LwF and forgetting metrics.
+"""Continual learning: task splits and shifts, replay, EWC, LwF and forgetting metrics; the
+``continual`` section in ``config``.
 
-The library core; wiring it into the federated client and server comes separately.
+Names load on first use (PEP 562), so importing a submodule such as ``config`` does not pull in
+the heavy ones, nor can they, importing :mod:`fedrobust.scenario`, cycle back into it.
 """
 
-from fedrobust.continual.ewc import EWC, fisher_diagonal, merge_fisher, snapshot
-from fedrobust.continual.lwf import LwF, distillation_loss
-from fedrobust.continual.metrics import ContinualMetrics
-from fedrobust.continual.replay import Replay, ReservoirBuffer
-from fedrobust.continual.tasks import (
-    MaskedHead,
-    TaskMask,
-    TaskSchedule,
-    class_split,
-    domain_transform,
-    permute_features,
-    rotate_images,
-    task_mask_logits,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fedrobust.continual.ewc import EWC, fisher_diagonal, merge_fisher, snapshot
+    from fedrobust.continual.lwf import LwF, distillation_loss
+    from fedrobust.continual.metrics import ContinualMetrics
+    from fedrobust.continual.replay import Replay, ReservoirBuffer
+    from fedrobust.continual.tasks import (
+        MaskedHead,
+        TaskMask,
+        TaskSchedule,
+        class_split,
+        domain_transform,
+        permute_features,
+        rotate_images,
+        task_mask_logits,
+    )
+
+_EXPORTS = {
+    "EWC": "fedrobust.continual.ewc",
+    "fisher_diagonal": "fedrobust.continual.ewc",
+    "merge_fisher": "fedrobust.continual.ewc",
+    "snapshot": "fedrobust.continual.ewc",
+    "LwF": "fedrobust.continual.lwf",
+    "distillation_loss": "fedrobust.continual.lwf",
+    "ContinualMetrics": "fedrobust.continual.metrics",
+    "Replay": "fedrobust.continual.replay",
+    "ReservoirBuffer": "fedrobust.continual.replay",
+    "MaskedHead": "fedrobust.continual.tasks",
+    "TaskMask": "fedrobust.continual.tasks",
+    "TaskSchedule": "fedrobust.continual.tasks",
+    "class_split": "fedrobust.continual.tasks",
+    "domain_transform": "fedrobust.continual.tasks",
+    "permute_features": "fedrobust.continual.tasks",
+    "rotate_images": "fedrobust.continual.tasks",
+    "task_mask_logits": "fedrobust.continual.tasks",
+}
 
 __all__ = [
-    "EWC",
     "ContinualMetrics",
+    "EWC",
     "LwF",
     "MaskedHead",
     "Replay",
@@ -37,3 +65,10 @@ __all__ = [
     "snapshot",
     "task_mask_logits",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedrobust.continual.config import ContinualConfig
 from fedrobust.continual.tasks import MaskedHead, TaskSchedule, class_split, domain_transform
-from fedrobust.scenario import ContinualConfig, Scenario
+from fedrobust.scenario import Scenario
 from fedrobust.train import evaluate
 
 

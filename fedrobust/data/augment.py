@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fedrobust.scenario import FlipAugment, NoiseAugment, RotateAugment, ShiftAugment
+from fedrobust.data.config import FlipAugment, NoiseAugment, RotateAugment, ShiftAugment
 
 AugmentOp = ShiftAugment | FlipAugment | RotateAugment | NoiseAugment
 

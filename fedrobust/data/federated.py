@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from fedrobust.data.config import DataConfig
 from fedrobust.data.partition import partition_indices
 from fedrobust.data.sources import Source, load_source
 from fedrobust.data.transforms import apply_imbalance, apply_label_noise, apply_limited
 from fedrobust.errors import FedrobustError
 from fedrobust.models import InputSpec
-from fedrobust.scenario import DataConfig
 
 
 @dataclass

@@ -6,8 +6,8 @@ import numpy as np
 from datasets import Dataset
 from flwr_datasets import partitioner as fp
 
+from fedrobust.data.config import PartitionConfig
 from fedrobust.errors import FedrobustError
-from fedrobust.scenario import PartitionConfig
 
 FIELD = "data.partition"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedrobust.scenario import ImbalanceConfig, LabelNoiseConfig, LimitedConfig
+from fedrobust.data.config import ImbalanceConfig, LabelNoiseConfig, LimitedConfig
 
 
 def long_tail_keep_fractions(num_classes: int, ratio: float, order: np.ndarray) -> np.ndarray:

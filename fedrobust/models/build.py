@@ -15,7 +15,7 @@ from fedrobust.models.layers import Normalized, initialise
 from fedrobust.models.registry import InputSpec, create_model, model_options
 
 if TYPE_CHECKING:  # the schema asks the models package for names; no import back at run time
-    from fedrobust.scenario import ModelConfig
+    from fedrobust.models.config import ModelConfig
 
 
 def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:

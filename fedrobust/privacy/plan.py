@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from fedrobust.errors import FedrobustError
 from fedrobust.privacy.ledger import LedgerEntry, calibrate_noise, sample_rate, steps_per_epoch
 from fedrobust.sampling import participation_counts, secret_sample
-from fedrobust.scenario import Scenario, TrainConfig
+from fedrobust.scenario import Scenario
+from fedrobust.train.config import TrainConfig
 
 
 @dataclass(frozen=True)

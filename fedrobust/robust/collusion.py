@@ -13,7 +13,7 @@ import math
 import numpy as np
 from scipy.stats import norm
 
-from fedrobust.scenario import AttackConfig
+from fedrobust.robust.config import AttackConfig
 
 
 def alie_z(num_clients: int, num_malicious: int) -> float:

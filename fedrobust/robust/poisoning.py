@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedrobust.scenario import AttackConfig
+from fedrobust.robust.config import AttackConfig
 
 
 def check_classes(cfg: AttackConfig, num_classes: int) -> None:

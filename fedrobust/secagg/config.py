@@ -20,7 +20,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from fedrobust.config.base import Section
 
 #: Largest modulus: masked values are int64 and ``a + b`` of two values below it must not overflow.
 MAX_MODULUS_RANGE = 2**62
@@ -268,3 +272,78 @@ def resolve_params(params: SecAggParams, num_clients: int, num_values: int = 0) 
         clipping_range=float(c),
         max_weight=float(w),
     )
+
+
+# ------------------------------------------------- the privacy.secure_aggregation section
+
+#: The stages a simulated dropout can happen at (every stage after setup).
+SECAGG_STAGES = tuple(stage.value for stage in Stage if stage is not Stage.SETUP)
+
+
+class SecAggDropout(Section):
+    """Simulated dropouts, for testing: a seeded share of the round's clients whose replies
+    the server discards at ``stage``.
+
+    Parameters
+    ----------
+    stage : str
+        share_keys | collect_masked_vectors | unmask.
+    fraction : float
+        Share of the clients still in the protocol that drop at that stage.
+    """
+
+    stage: Literal[SECAGG_STAGES]  # type: ignore[valid-type]
+    fraction: Annotated[float, Field(ge=0, le=1)]
+
+
+class SecAggConfig(Section):
+    """SecAgg+ secure aggregation (Bell et al. 2020, ``fedrobust.secagg``): the server learns
+    only the sum of the clients' weighted, clipped, quantised updates.
+
+    Parameters
+    ----------
+    enabled : bool
+        Run rounds through SecAgg+ (default true when the section is given).
+    num_shares : int or float
+        Size of each client's share group (itself and its ring neighbours); a float in
+        (0, 1] is a share of the clients sampled per round. At least 3; odd when smaller
+        than the clients per round.
+    reconstruction_threshold : int or float
+        Shares needed to rebuild a dropped client's secret, 2 <= t <= num_shares; a float
+        is a share of ``num_shares``. Above half of ``num_shares`` is recommended.
+    clipping_range : float
+        Update values (weights minus global weights) are clipped to +-clipping_range and
+        counted before masking.
+    quantization_range : int
+        Quantisation steps across [-clipping_range, clipping_range], at most 2^30.
+    modulus_range : int
+        Modulus of the masked arithmetic: a power of two, at most 2^62, large enough that
+        the sum of the clients' values cannot wrap.
+    max_weight : float
+        Largest client weight (example count); default: the largest client's training set.
+    timeout : float
+        Seconds the server waits for the replies of each stage; late clients drop out.
+    simulate_dropout : SecAggDropout
+        For testing: clients whose replies are discarded at one stage.
+    """
+
+    enabled: bool = True
+    num_shares: int | float = 1.0
+    reconstruction_threshold: int | float = 0.67
+    clipping_range: Annotated[float, Field(gt=0)] = 8.0
+    quantization_range: Annotated[int, Field(ge=2, le=2**30)] = 2**22
+    modulus_range: Annotated[int, Field(ge=2, le=2**62)] = 2**40
+    max_weight: Annotated[float, Field(gt=0)] | None = None
+    timeout: Annotated[float, Field(gt=0, le=86400)] = 120.0
+    simulate_dropout: SecAggDropout | None = None
+
+    def params(self, max_weight: float) -> SecAggParams:
+        """The protocol parameters (``max_weight`` when the section leaves it unset)."""
+        return SecAggParams(
+            num_shares=self.num_shares,
+            reconstruction_threshold=self.reconstruction_threshold,
+            clipping_range=self.clipping_range,
+            quantization_range=self.quantization_range,
+            modulus_range=self.modulus_range,
+            max_weight=self.max_weight or max_weight,
+        )

@@ -21,7 +21,7 @@ from torch import nn
 
 from fedrobust.privacy.dpsgd import DPSGDRecipe, PrivateTraining
 from fedrobust.privacy.ledger import LedgerEntry
-from fedrobust.scenario import OptimizerConfig, TrainConfig
+from fedrobust.train.config import OptimizerConfig, TrainConfig
 from fedrobust.train.losses import create_loss
 from fedrobust.train.plugins import TrainPlugin
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from fedrobust.scenario import LrScheduleConfig
+from fedrobust.train.config import LrScheduleConfig
 
 
 def round_lr(cfg: LrScheduleConfig, base_lr: float, rnd: int, total_rounds: int) -> float:

@@ -9,8 +9,8 @@ from flwr.app import ArrayRecord
 from torch import nn
 
 from fedrobust.continual import EWC, MaskedHead, fisher_diagonal, merge_fisher, snapshot
-from fedrobust.scenario import TrainConfig
 from fedrobust.train import local_train
+from fedrobust.train.config import TrainConfig
 
 
 def _linear() -> nn.Linear:

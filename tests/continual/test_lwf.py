@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from fedrobust.continual import LwF, MaskedHead, distillation_loss
-from fedrobust.scenario import TrainConfig
 from fedrobust.train import local_train
+from fedrobust.train.config import TrainConfig
 
 
 def _model(seed: int) -> nn.Module:

@@ -29,8 +29,8 @@ from fedrobust.continual import (
     fisher_diagonal,
     snapshot,
 )
-from fedrobust.scenario import OptimizerConfig, TrainConfig
 from fedrobust.train import TrainPlugin, evaluate, local_train
+from fedrobust.train.config import OptimizerConfig, TrainConfig
 
 GROUPS = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
 SEEDS = (0, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from fedrobust.data.augment import apply_op
-from fedrobust.scenario import FlipAugment, NoiseAugment, RotateAugment, ShiftAugment
+from fedrobust.data.config import FlipAugment, NoiseAugment, RotateAugment, ShiftAugment
 
 
 def _dot() -> torch.Tensor:

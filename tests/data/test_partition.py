@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from fedrobust.data import build_federation
+from fedrobust.data.config import DataConfig, PartitionConfig
 from fedrobust.data.partition import partition_indices
 from fedrobust.errors import FedrobustError
-from fedrobust.scenario import DataConfig, PartitionConfig
 
 LABELS = np.repeat(np.arange(10), 100)  # 1,000 samples, 100 per class
 

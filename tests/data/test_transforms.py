@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from fedrobust.data import build_federation
-from fedrobust.data.transforms import apply_imbalance, apply_label_noise, apply_limited
-from fedrobust.scenario import (
+from fedrobust.data.config import (
     DataConfig,
     ImbalanceConfig,
     LabelNoiseConfig,
     LimitedConfig,
     PartitionConfig,
 )
+from fedrobust.data.transforms import apply_imbalance, apply_label_noise, apply_limited
 
 LABELS = np.repeat(np.arange(10), 200)
 

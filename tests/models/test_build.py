@@ -9,7 +9,8 @@ from opacus.validators import ModuleValidator
 from fedrobust.errors import FedrobustError
 from fedrobust.models import InputSpec
 from fedrobust.models.build import build_model
-from fedrobust.scenario import ModelConfig, parse_scenario
+from fedrobust.models.config import ModelConfig
+from fedrobust.scenario import parse_scenario
 
 SPEC = InputSpec((1, 8, 8), 10)
 

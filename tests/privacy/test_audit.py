@@ -11,11 +11,13 @@ import torch.nn.functional as F
 
 from fedrobust.data import build_federation
 from fedrobust.models.build import build_model
+from fedrobust.models.config import ModelConfig
 from fedrobust.privacy.audit import audit_from_scores, epsilon_lower_bound
 from fedrobust.privacy.dpsgd import DPSGDRecipe
 from fedrobust.privacy.ledger import LedgerEntry, epsilon, sample_rate, steps_per_epoch
-from fedrobust.scenario import ModelConfig, TrainConfig, parse_scenario
+from fedrobust.scenario import parse_scenario
 from fedrobust.train import local_train
+from fedrobust.train.config import TrainConfig
 
 
 def randomized_response(eps: float, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

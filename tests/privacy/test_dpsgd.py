@@ -7,12 +7,14 @@ import pytest
 import torch
 from opacus.utils.per_sample_gradients_utils import check_per_sample_gradients_are_correct
 
+from fedrobust.data.config import DataConfig
 from fedrobust.models import InputSpec
 from fedrobust.models.build import build_model
+from fedrobust.models.config import ModelConfig
 from fedrobust.privacy.dpsgd import DPSGDRecipe, PrivateTraining
 from fedrobust.privacy.ledger import steps_per_epoch
-from fedrobust.scenario import DataConfig, ModelConfig, TrainConfig
 from fedrobust.train import local_train
+from fedrobust.train.config import TrainConfig
 from fedrobust.train.plugins import Augment, ProximalTerm, TrainPlugin
 
 SPEC = InputSpec((1, 8, 8), 10)

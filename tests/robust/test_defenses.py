@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fedrobust.errors import FedrobustError
+from fedrobust.robust.config import DefenseConfig
 from fedrobust.robust.defenses import DEFENSES, Updates, create_defense
-from fedrobust.scenario import DefenseConfig
 
 BENIGN = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
 ATTACKERS = np.array([[100.0, 100.0], [-100.0, 100.0]])

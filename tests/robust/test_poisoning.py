@@ -8,6 +8,7 @@ import torch
 from flwr.app import Array, ArrayRecord
 
 from fedrobust.robust.collusion import alie, alie_z, colluding_update, ipm, minmax
+from fedrobust.robust.config import AttackConfig
 from fedrobust.robust.malicious import attacking, malicious_clients
 from fedrobust.robust.poisoning import (
     backdoor_data,
@@ -19,7 +20,7 @@ from fedrobust.robust.poisoning import (
     stamp_trigger,
 )
 from fedrobust.robust.updates import apply_delta, flat_delta
-from fedrobust.scenario import AttackConfig, parse_scenario
+from fedrobust.scenario import parse_scenario
 
 
 def attack(**options: object) -> AttackConfig:

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from fedrobust.data import build_federation
+from fedrobust.data.config import DataConfig, PartitionConfig
 from fedrobust.models import InputSpec, create_model
 from fedrobust.models.build import build_model
-from fedrobust.scenario import DataConfig, ModelConfig, PartitionConfig, TrainConfig
+from fedrobust.models.config import ModelConfig
 from fedrobust.train import ProximalTerm, TrainResult, evaluate, local_train
+from fedrobust.train.config import TrainConfig
 
 
 def _digits_client() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fedrobust.scenario import EarlyStoppingConfig, LrScheduleConfig
 from fedrobust.train import round_lr
+from fedrobust.train.config import EarlyStoppingConfig, LrScheduleConfig
 from fedrobust.train.early_stopping import EarlyStopping
 
 

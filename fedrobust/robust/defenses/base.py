@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fedrobust.registry import Registry
-from fedrobust.scenario import DefenseConfig
+from fedrobust.robust.config import DefenseConfig
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from torch import nn
 from fedrobust.data import Federation
 from fedrobust.robust.defenses.base import Combined, Defense, Updates, register_defense
 from fedrobust.robust.updates import flat_delta
-from fedrobust.scenario import TrainConfig
 from fedrobust.train import local_train
+from fedrobust.train.config import TrainConfig
 
 
 @register_defense("fltrust")

@@ -1,0 +1,120 @@
+"""The ``adversarial`` section: adversarial training on clients, robust evaluation on the server."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fedrobust.config.base import Section, field_error
+
+ADV_TRAINING_FIELDS: dict[str, set[str]] = {
+    "none": set(),
+    "pgd_at": {"eps", "alpha", "steps", "ratio", "start_round", "norm"},
+    "fgsm_rs": {"eps", "alpha", "ratio", "start_round"},
+    "trades": {"eps", "alpha", "steps", "start_round", "beta"},
+}
+
+
+class AdversarialTrainingConfig(Section):
+    """Adversarial training on the clients (``fedrobust.adversarial``).
+
+    Parameters
+    ----------
+    method : str
+        none | pgd_at (Madry et al. 2018) | fgsm_rs (FGSM with random start, Wong et al.
+        2020) | trades (Zhang et al. 2019).
+    eps : float
+        Perturbation budget in input units ([0, 1] pixels).
+    alpha : float
+        Step size (default: 2.5 * eps / steps for PGD and TRADES, 1.25 * eps for fgsm_rs).
+    steps : int
+        Attack iterations (pgd_at, trades).
+    ratio : float
+        Share of each batch replaced by its adversarial version (pgd_at, fgsm_rs).
+    start_round : int
+        First round with adversarial training (warm-up before it).
+    norm : str
+        linf | l2 (pgd_at).
+    beta : float
+        trades: weight of the robustness (KL) term.
+    """
+
+    method: Literal[tuple(ADV_TRAINING_FIELDS)] = "none"  # type: ignore[valid-type]
+    eps: Annotated[float, Field(gt=0, le=1)] = 0.3
+    alpha: Annotated[float, Field(gt=0, le=1)] | None = None
+    steps: Annotated[int, Field(ge=1, le=1000)] = 10
+    ratio: Annotated[float, Field(gt=0, le=1)] = 1.0
+    start_round: Annotated[int, Field(ge=1)] = 1
+    norm: Literal["linf", "l2"] = "linf"
+    beta: Annotated[float, Field(ge=0)] = 6.0
+
+    def applicable(self) -> set[str]:
+        return ADV_TRAINING_FIELDS[self.method] | {"method"}
+
+    @model_validator(mode="after")
+    def _fields_fit_method(self) -> AdversarialTrainingConfig:
+        self.check_applicable(f"adversarial.training.method '{self.method}'")
+        return self
+
+    def step_size(self) -> float:
+        """alpha, or the method's usual default."""
+        if self.alpha is not None:
+            return self.alpha
+        if self.method == "fgsm_rs":
+            return 1.25 * self.eps
+        return 2.5 * self.eps / self.steps
+
+
+class AdversarialEvaluationConfig(Section):
+    """Robust accuracy of the global model under attack (server side).
+
+    Parameters
+    ----------
+    attacks : list[str]
+        torchattacks attacks by name (``fedrobust.attacks.known_attacks()``).
+    eps : list[float]
+        Budgets to evaluate at, each in (0, 1].
+    steps : int
+        Iterations of iterative attacks.
+    norm : str
+        linf | l2, for attacks that take a norm (APGD, AutoAttack, Square, FAB).
+    every_n_rounds : int
+        Evaluate every n rounds (and always after the last).
+    num_samples : int
+        Test examples attacked (a seeded random subset of the held-out test set).
+    """
+
+    attacks: Annotated[list[str], Field(min_length=1)] = ["pgd", "fgsm"]
+    eps: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=1)] = [0.1]
+    steps: Annotated[int, Field(ge=1, le=1000)] = 20
+    norm: Literal["linf", "l2"] = "linf"
+    every_n_rounds: Annotated[int, Field(ge=1)] = 5
+    num_samples: Annotated[int, Field(ge=1)] = 500
+
+    @field_validator("attacks")
+    @classmethod
+    def _known_attacks(cls, names: list[str]) -> list[str]:
+        from fedrobust.attacks import check_attack_name
+
+        for i, name in enumerate(names):
+            try:
+                check_attack_name(name)
+            except ValueError as exc:
+                raise field_error(str(i), str(exc)) from None
+        return names
+
+
+class AdversarialConfig(Section):
+    """Adversarial robustness: training on the clients, evaluation on the server.
+
+    Parameters
+    ----------
+    training : AdversarialTrainingConfig
+        How clients harden the model.
+    evaluation : AdversarialEvaluationConfig
+        Which attacks the server measures (default: none).
+    """
+
+    training: AdversarialTrainingConfig = AdversarialTrainingConfig()
+    evaluation: AdversarialEvaluationConfig | None = None

@@ -1,0 +1,199 @@
+"""Cross-feature rules: which settings of one section refuse which settings of another.
+
+Each section checks itself; what needs two sections at once lives here, in one place, and
+runs from :class:`~fedrobust.scenario.Scenario`'s model validator through :func:`check`.
+Every error names the dotted field to blame from the scenario's root.
+
+Rules that need the loaded data (a source's real class count, the model's size) are in
+:mod:`fedrobust.config.checks`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fedrobust.config.base import field_error
+from fedrobust.data.config import BUNDLED_DATASETS
+from fedrobust.robust.config import COLLUDING_ATTACKS, AttackConfig
+from fedrobust.secagg.config import resolve_params
+
+if TYPE_CHECKING:
+    from fedrobust.scenario import Scenario
+
+#: The class count of every bundled dataset; other sources are checked on their data.
+BUNDLED_CLASSES = 10
+
+
+def check(scenario: Scenario) -> None:
+    """Refuse a combination of sections that cannot run together.
+
+    Raises
+    ------
+    FieldError
+        Naming the field to change, from the scenario's root (``defense.name``).
+    """
+    _clients(scenario)
+    _privacy(scenario)
+    _poisoning(scenario)
+    _secagg(scenario)
+    _continual(scenario)
+
+
+def _clients(scenario: Scenario) -> None:
+    n = scenario.data.partition.num_clients
+    if scenario.train.min_train_clients > n:
+        raise field_error(
+            "train.min_train_clients", f"is larger than data.partition.num_clients ({n})"
+        )
+    data = scenario.data
+    if data.dataset in BUNDLED_DATASETS and data.partition.kind == "pathological":
+        if data.partition.classes_per_client > BUNDLED_CLASSES:
+            raise field_error(
+                "data.partition.classes_per_client",
+                f"is larger than the 10 classes of {data.dataset}",
+            )
+
+
+def _privacy(scenario: Scenario) -> None:
+    dp = scenario.privacy.dp
+    if dp.mode == "sample":
+        if scenario.train.sampler != "none":
+            raise field_error(
+                "train.sampler",
+                "balanced oversampling does not fit DP-SGD's Poisson sampling "
+                "(privacy.dp.mode: sample)",
+            )
+        if dp.grad_sample_mode == "ew" and scenario.model.activation == "prelu":
+            raise field_error(
+                "model.activation",
+                "prelu is not supported by privacy.dp.grad_sample_mode 'ew' (expanded "
+                "weights); use hooks or functorch",
+            )
+        if scenario.adversarial.training.method == "trades":
+            raise field_error(
+                "adversarial.training.method",
+                "trades needs a second forward pass per example, which breaks DP-SGD's "
+                "per-example clipping (privacy.dp.mode: sample); use pgd_at or fgsm_rs",
+            )
+        if scenario.model.checkpointing:
+            raise field_error(
+                "model.checkpointing",
+                "gradient checkpointing breaks Opacus's per-sample gradients "
+                "(privacy.dp.mode: sample)",
+            )
+    if dp.mode == "client":
+        if scenario.strategy.name not in ("fedavg", "fedprox"):
+            raise field_error(
+                "strategy.name",
+                f"'{scenario.strategy.name}' transforms the noisy average, which voids the "
+                "noise calibration of client-level DP (privacy.dp.mode: client); "
+                "use fedavg or fedprox",
+            )
+        if dp.clipping == "adaptive" and dp.noise_multiplier is not None:
+            sampled = scenario.sampled_per_round()
+            stddev = dp.clipped_count_stddev or sampled / 20
+            if dp.noise_multiplier >= 2 * stddev:
+                raise field_error(
+                    "privacy.dp.noise_multiplier",
+                    f"must be below 2 * clipped_count_stddev = {2 * stddev:g} for "
+                    "adaptive clipping (raise privacy.dp.clipped_count_stddev)",
+                )
+
+
+def _poisoning(scenario: Scenario) -> None:
+    n = scenario.data.partition.num_clients
+    attack, defense = scenario.attack, scenario.defense
+    malicious = attack.num_malicious(n)
+    if malicious >= n:
+        raise field_error("attack.count", f"leaves no honest client among {n}")
+    if scenario.data.dataset in BUNDLED_DATASETS:  # other sources: checked on their data
+        for field, value in class_fields(attack):
+            if value >= BUNDLED_CLASSES:
+                raise field_error(field, f"class {value} is not among the 10 classes")
+    if attack.kind in COLLUDING_ATTACKS and n - malicious < 2:
+        raise field_error("attack.count", f"{attack.kind} needs at least 2 honest clients")
+    if defense.name != "fedavg" and scenario.privacy.dp.mode == "client":
+        raise field_error(
+            "defense.name",
+            f"'{defense.name}' combines individual updates, which voids the noise "
+            "calibration of client-level DP (privacy.dp.mode: client); use fedavg",
+        )
+    sampled = scenario.sampled_per_round()
+    f = scenario.defense_num_malicious()
+    need = {"krum": f + 3, "multikrum": f + 3, "bulyan": 4 * f + 3}.get(defense.name)
+    if need is not None and sampled < need:
+        raise field_error(
+            "defense.num_malicious",
+            f"{defense.name} tolerating {f} attackers needs at least {need} clients per "
+            f"round, but {sampled} are sampled",
+        )
+    if defense.name == "multikrum" and (defense.num_selected or 1) > sampled:
+        raise field_error(
+            "defense.num_selected", f"is larger than the {sampled} clients sampled per round"
+        )
+
+
+def _secagg(scenario: Scenario) -> None:
+    if not scenario.secagg_enabled():
+        return
+    where = "privacy.secure_aggregation"
+    if scenario.defense.name != "fedavg":
+        raise field_error(
+            "defense.name",
+            f"'{scenario.defense.name}' needs the individual updates, which {where} hides "
+            "from the server; use fedavg (clients can bound their update norms with "
+            "privacy.dp.mode: client)",
+        )
+    if scenario.attack.kind in COLLUDING_ATTACKS:
+        raise field_error(
+            "attack.kind",
+            f"'{scenario.attack.kind}' attackers read the benign updates on the server, "
+            f"which {where} hides",
+        )
+    dp = scenario.privacy.dp
+    if dp.mode == "client" and (dp.side == "server" or dp.clipping == "adaptive"):
+        raise field_error(
+            "privacy.dp.side" if dp.side == "server" else "privacy.dp.clipping",
+            f"{where} hides the individual updates: client-level DP must clip on the "
+            "clients (side: client) with fixed clipping",
+        )
+    cfg = scenario.privacy.secure_aggregation
+    assert cfg is not None
+    try:
+        resolve_params(cfg.params(1.0), scenario.sampled_per_round())
+    except ValueError as exc:
+        field, _, what = str(exc).partition(": ")
+        raise field_error(f"{where}.{field}", what) from None
+
+
+def _continual(scenario: Scenario) -> None:
+    cl = scenario.continual
+    if cl is None:
+        return
+    if scenario.data.dataset in BUNDLED_DATASETS:
+        for i, group in enumerate(cl.tasks or []):
+            if max(group) >= BUNDLED_CLASSES:
+                raise field_error(f"continual.tasks.{i}", "names a class beyond the 10")
+    if cl.methods() and scenario.privacy.dp.mode == "sample":
+        raise field_error(
+            "continual.method",
+            "replay buffers, Fisher information and distillation targets come from the "
+            "client's private data outside DP-SGD's accounting (privacy.dp.mode: "
+            "sample); use method none, or client-level DP (mode: client)",
+        )
+    if "replay" in cl.methods() and cl.setting == "task_incremental":
+        raise field_error(
+            "continual.method",
+            "replay would score old examples under the current task's head; use it "
+            "class- or domain-incrementally",
+        )
+
+
+def class_fields(attack: AttackConfig) -> list[tuple[str, int]]:
+    """The class ids an attack names, with their fields (for range checks)."""
+    fields: list[tuple[str, int]] = []
+    if attack.kind == "backdoor":
+        fields.append(("attack.target_class", attack.target_class))
+    for src, dst in (attack.flip_map or {}).items():
+        fields += [("attack.flip_map", src), ("attack.flip_map", dst)]
+    return fields

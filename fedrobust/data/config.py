@@ -1,0 +1,244 @@
+"""The ``data`` section: source, federated split, per-client transforms and augmentation.
+
+Also :class:`NormalizeConfig`, the input standardisation a model applies to the data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fedrobust.config.base import Section, field_error
+
+BUNDLED_DATASETS = ("mnist-5k", "digits")
+
+PARTITION_KINDS = (
+    "iid",
+    "dirichlet",
+    "inner_dirichlet",
+    "pathological",
+    "shard",
+    "exponential",
+    "linear",
+    "square",
+    "size",
+)
+
+# Which optional partition fields each kind reads; setting another is an error.
+PARTITION_FIELDS: dict[str, set[str]] = {
+    "iid": set(),
+    "dirichlet": {"alpha", "min_partition_size", "self_balancing"},
+    "inner_dirichlet": {"alpha", "sizes"},
+    "pathological": {"classes_per_client", "class_assignment"},
+    "shard": {"shards_per_client", "shard_size"},
+    "exponential": set(),
+    "linear": set(),
+    "square": set(),
+    "size": {"sizes"},
+}
+PARTITION_COMMON = {"kind", "num_clients"}
+
+
+class PartitionConfig(Section):
+    """How the training pool is split across clients (flwr-datasets partitioners).
+
+    Parameters
+    ----------
+    kind : str
+        iid | dirichlet | inner_dirichlet | pathological | shard | exponential |
+        linear | square | size.
+    num_clients : int
+        Number of clients (partitions).
+    alpha : float
+        Dirichlet concentration (dirichlet, inner_dirichlet); small = more skew.
+    min_partition_size : int
+        Dirichlet: resample until every client has at least this many samples.
+    self_balancing : bool
+        Dirichlet: stop giving a class to clients already above the average size.
+    classes_per_client : int
+        Pathological: number of classes each client holds.
+    class_assignment : str
+        Pathological: random | deterministic | first-deterministic.
+    shards_per_client : int
+        Shard: shards each client receives.
+    shard_size : int
+        Shard: samples per shard (default: derived from the pool size).
+    sizes : list[int]
+        size / inner_dirichlet: the number of samples of each client.
+    """
+
+    kind: Literal[PARTITION_KINDS] = "iid"  # type: ignore[valid-type]
+    num_clients: Annotated[int, Field(ge=1, le=10_000)] = 10
+    alpha: Annotated[float, Field(gt=0)] = 0.5
+    min_partition_size: Annotated[int, Field(ge=0)] = 10
+    self_balancing: bool = False
+    classes_per_client: Annotated[int, Field(ge=1)] = 2
+    class_assignment: Literal["random", "deterministic", "first-deterministic"] = "random"
+    shards_per_client: Annotated[int, Field(ge=1)] = 2
+    shard_size: Annotated[int, Field(ge=1)] | None = None
+    sizes: list[Annotated[int, Field(ge=1)]] | None = None
+
+    def applicable(self) -> set[str]:
+        return PARTITION_FIELDS[self.kind] | PARTITION_COMMON
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> PartitionConfig:
+        self.check_applicable(f"partition kind '{self.kind}'")
+        if self.kind in ("size", "inner_dirichlet"):
+            if self.sizes is None:
+                raise field_error("sizes", f"is required for partition kind '{self.kind}'")
+            if len(self.sizes) != self.num_clients:
+                raise field_error(
+                    "sizes",
+                    f"has {len(self.sizes)} entries but num_clients is {self.num_clients}",
+                )
+        return self
+
+
+class ImbalanceConfig(Section):
+    """Long-tail class imbalance applied to each client's training data.
+
+    Parameters
+    ----------
+    ratio : float
+        Frequency of the rarest class over the most frequent one, in (0, 1].
+    """
+
+    ratio: Annotated[float, Field(gt=0, le=1)]
+
+
+class LimitedConfig(Section):
+    """Limited data: keep only part of each client's training data.
+
+    Parameters
+    ----------
+    fraction : float
+        Share of each client's training samples to keep, in (0, 1].
+    max_samples : int
+        At most this many training samples per client.
+    """
+
+    fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_samples: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LimitedConfig:
+        if (self.fraction is None) == (self.max_samples is None):
+            raise ValueError("set exactly one of 'fraction' or 'max_samples'")
+        return self
+
+
+class LabelNoiseConfig(Section):
+    """Label noise injected into each client's training labels.
+
+    Parameters
+    ----------
+    kind : str
+        symmetric (uniform over the other classes) | pairflip (class c -> c+1).
+    rate : float
+        Probability that a label is corrupted, in [0, 1).
+    """
+
+    kind: Literal["symmetric", "pairflip"] = "symmetric"
+    rate: Annotated[float, Field(ge=0, lt=1)]
+
+
+class ShiftAugment(Section):
+    """Random translation by up to ``pixels`` in each direction (zero fill)."""
+
+    name: Literal["shift"]
+    pixels: Annotated[int, Field(ge=1)] = 2
+
+
+class FlipAugment(Section):
+    """Horizontal flip with probability ``p`` (only where mirror images keep the label)."""
+
+    name: Literal["flip"]
+    p: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+
+class RotateAugment(Section):
+    """Random rotation by up to ``degrees`` either way."""
+
+    name: Literal["rotate"]
+    degrees: Annotated[float, Field(gt=0, le=180)] = 10.0
+
+
+class NoiseAugment(Section):
+    """Additive Gaussian noise of standard deviation ``std``, clipped to [0, 1]."""
+
+    name: Literal["noise"]
+    std: Annotated[float, Field(gt=0, le=1)] = 0.05
+
+
+AugmentConfig = Annotated[
+    ShiftAugment | FlipAugment | RotateAugment | NoiseAugment, Field(discriminator="name")
+]
+
+
+class DataConfig(Section):
+    """Data source and its federated split.
+
+    Parameters
+    ----------
+    dataset : str
+        ``mnist-5k`` | ``digits`` (bundled, offline) | ``hf:<hub name or local dir>`` |
+        ``npz:<path>`` (arrays ``x`` and ``y``).
+    image_key, label_key : str
+        Column names for ``hf:`` datasets (default: detected).
+    test_fraction : float
+        Stratified share held out as the server's global test set.
+    val_fraction : float
+        Share of each client's partition kept for local validation.
+    partition, imbalance, limited, label_noise
+        See their sections.
+    augment : list
+        Training-batch augmentations on clients, applied in order: ``shift`` {pixels},
+        ``flip`` {p}, ``rotate`` {degrees}, ``noise`` {std}. Images only.
+    """
+
+    dataset: str = "mnist-5k"
+    image_key: str | None = None
+    label_key: str | None = None
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    partition: PartitionConfig = PartitionConfig()
+    imbalance: ImbalanceConfig | None = None
+    limited: LimitedConfig | None = None
+    label_noise: LabelNoiseConfig | None = None
+    augment: list[AugmentConfig] = []
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value in BUNDLED_DATASETS:
+            return value
+        for prefix in ("hf:", "npz:"):
+            if value.startswith(prefix):
+                if not value[len(prefix) :].strip():
+                    raise ValueError(f"'{prefix}' needs a name or path after it")
+                return value
+        known = ", ".join([*BUNDLED_DATASETS, "hf:<name>", "npz:<path>"])
+        raise ValueError(f"unknown dataset '{value}'; known: {known}")
+
+
+class NormalizeConfig(Section):
+    """Per-channel input standardisation ``(x - mean) / std``, done inside the model.
+
+    Inside the model, so data, augmentation and attacks keep working on [0, 1] inputs.
+
+    Parameters
+    ----------
+    mean, std : list[float]
+        One value per input channel (e.g. MNIST: mean [0.1307], std [0.3081]).
+    """
+
+    mean: list[float] = Field(min_length=1)
+    std: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> NormalizeConfig:
+        if len(self.mean) != len(self.std):
+            raise field_error("std", f"has {len(self.std)} values but mean has {len(self.mean)}")
+        return self

@@ -1,0 +1,186 @@
+"""The ``attack`` and ``defense`` sections: malicious clients and the robust aggregation rule."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fedrobust.config.base import Section, check_registered, field_error
+
+ATTACK_FIELDS: dict[str, set[str]] = {
+    "none": set(),
+    "label_flip": {"flip_map"},
+    "sign_flip": {"scale"},
+    "gaussian": {"noise_std"},
+    "scaling": {"scale"},
+    "backdoor": {"target_class", "trigger_size", "trigger_value", "poison_fraction", "scale"},
+    "alie": {"z"},
+    "ipm": {"epsilon"},
+    "minmax": {"deviation"},
+}
+# The kinds run by the colluding attacker component on the server (fedrobust.robust.collusion);
+# the others run inside the malicious ClientApps on their own data.
+COLLUDING_ATTACKS = ("alie", "ipm", "minmax")
+
+
+class AttackConfig(Section):
+    """Malicious clients (``fedrobust.robust``): who lies, from when, and how.
+
+    Parameters
+    ----------
+    kind : str
+        none | label_flip | sign_flip | gaussian | scaling | backdoor (data or update
+        poisoning on the malicious clients) | alie (Baruch et al. 2019) | ipm (Xie et al.
+        2020) | minmax (Shejwalkar & Houmansadr 2021): colluding attackers who know the
+        round's benign updates.
+    fraction : float
+        Share of the clients that are malicious (default 0.2 when ``count`` is unset).
+    count : int
+        Number of malicious clients (instead of ``fraction``).
+    start_round : int
+        First round in which the malicious clients attack (they behave before it).
+    flip_map : dict[int, int]
+        label_flip: source class -> target class (default: y -> K - 1 - y).
+    scale : float
+        sign_flip: the update sent is ``-scale * update`` (default 1); scaling and
+        backdoor: ``scale * update`` (default 10 and 1; backdoor with a scale above 1 is
+        model replacement, Bagdasaryan et al. 2020).
+    noise_std : float
+        gaussian: the update sent is N(0, noise_std^2) per coordinate.
+    target_class : int
+        backdoor: the class triggered inputs should be classified as.
+    trigger_size : int
+        backdoor: side of the square trigger in the bottom-right corner (images) or the
+        number of last features (flat inputs) set to ``trigger_value``.
+    trigger_value : float
+        backdoor: value written into the trigger pixels (inputs are in [0, 1]).
+    poison_fraction : float
+        backdoor: share of a malicious client's training examples stamped and relabelled.
+    z : float
+        alie: standard deviations from the benign mean (default: Baruch et al.'s z_max
+        from the numbers of clients and attackers).
+    epsilon : float
+        ipm: the update sent is ``-epsilon * mean(benign updates)``.
+    deviation : str
+        minmax: perturbation direction, std | unit_vec | sign.
+    """
+
+    kind: Literal[tuple(ATTACK_FIELDS)] = "none"  # type: ignore[valid-type]
+    fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
+    count: Annotated[int, Field(ge=1)] | None = None
+    start_round: Annotated[int, Field(ge=1)] = 1
+    flip_map: dict[int, int] | None = None
+    scale: Annotated[float, Field(gt=0)] | None = None
+    noise_std: Annotated[float, Field(gt=0)] = 1.0
+    target_class: Annotated[int, Field(ge=0)] = 0
+    trigger_size: Annotated[int, Field(ge=1)] = 2
+    trigger_value: Annotated[float, Field(ge=0, le=1)] = 1.0
+    poison_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
+    z: Annotated[float, Field(gt=0)] | None = None
+    epsilon: Annotated[float, Field(gt=0)] = 0.5
+    deviation: Literal["std", "unit_vec", "sign"] = "std"
+
+    def applicable(self) -> set[str]:
+        common = {"kind"} if self.kind == "none" else {"kind", "fraction", "count", "start_round"}
+        return ATTACK_FIELDS[self.kind] | common
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> AttackConfig:
+        self.check_applicable(f"attack.kind '{self.kind}'")
+        if self.fraction is not None and self.count is not None:
+            raise field_error("count", "give fraction or count, not both")
+        for src, dst in (self.flip_map or {}).items():
+            if src < 0 or dst < 0:
+                raise field_error("flip_map", f"class ids must be >= 0 (got {src}: {dst})")
+        return self
+
+    def update_scale(self) -> float:
+        """The factor a malicious client applies to its update (sign_flip: its magnitude)."""
+        if self.scale is not None:
+            return self.scale
+        return 10.0 if self.kind == "scaling" else 1.0
+
+    def num_malicious(self, num_clients: int) -> int:
+        """How many of ``num_clients`` clients are malicious (0 without an attack)."""
+        if self.kind == "none":
+            return 0
+        if self.count is not None:
+            return self.count
+        return max(1, round((0.2 if self.fraction is None else self.fraction) * num_clients))
+
+
+#: ``defense.name`` for no defence: the strategy's own mean, no rule from the registry.
+NO_DEFENSE = "fedavg"
+# Which DefenseConfig fields each registered rule (fedrobust.robust.defenses) reads.
+DEFENSE_FIELDS: dict[str, set[str]] = {
+    "fedavg": set(),
+    "krum": {"num_malicious"},
+    "multikrum": {"num_malicious", "num_selected"},
+    "bulyan": {"num_malicious"},
+    "median": set(),
+    "trimmed_mean": {"beta"},
+    "norm_bound": {"clip_norm"},
+    "centered_clip": {"tau", "iterations"},
+    "fltrust": {"root_samples", "root_epochs"},
+}
+
+
+class DefenseConfig(Section):
+    """How the server combines client updates (``fedrobust.robust.defenses``).
+
+    ``defense.name`` picks how the round's client updates are combined into one;
+    ``strategy.name`` then turns that into the server update (FedAvg, FedAdam, ...).
+
+    Parameters
+    ----------
+    name : str
+        fedavg (no defence) | krum | multikrum | bulyan (Flower's selection rules) |
+        median | trimmed_mean (coordinate-wise) | norm_bound (clip each update's norm) |
+        centered_clip (Karimireddy et al. 2021) | fltrust (Cao et al. 2021).
+    num_malicious : int
+        krum, multikrum, bulyan: attackers the rule assumes per round (default: the
+        scenario's ``attack`` count, else 0); refused when too few clients are sampled
+        for the rule to tolerate them.
+    num_selected : int
+        multikrum: updates averaged (default: sampled clients - num_malicious).
+    beta : float
+        trimmed_mean: fraction cut at each end per coordinate.
+    clip_norm : float
+        norm_bound: largest update norm kept (default: the median norm of the round).
+    tau : float
+        centered_clip: clipping radius around the centre (default: the median distance
+        to the centre, recomputed each iteration).
+    iterations : int
+        centered_clip: clipping iterations (the centre starts at the last aggregate).
+    root_samples : int
+        fltrust: size of the server's clean root set, drawn (seeded) from the clients'
+        held-out validation splits.
+    root_epochs : int
+        fltrust: local epochs of the server's root update.
+    """
+
+    name: str = "fedavg"
+    num_malicious: Annotated[int, Field(ge=0)] | None = None
+    num_selected: Annotated[int, Field(ge=1)] | None = None
+    beta: Annotated[float, Field(ge=0, lt=0.5)] = 0.2
+    clip_norm: Annotated[float, Field(gt=0)] | None = None
+    tau: Annotated[float, Field(gt=0)] | None = None
+    iterations: Annotated[int, Field(ge=1, le=100)] = 3
+    root_samples: Annotated[int, Field(ge=1)] = 100
+    root_epochs: Annotated[int, Field(ge=1)] = 1
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from fedrobust.robust.defenses import DEFENSES
+
+        return check_registered(value, "defense", sorted({NO_DEFENSE, *DEFENSES.names()}))
+
+    def applicable(self) -> set[str]:
+        return DEFENSE_FIELDS.get(self.name, set()) | {"name"}
+
+    @model_validator(mode="after")
+    def _fields_fit_name(self) -> DefenseConfig:
+        self.check_applicable(f"defense.name '{self.name}'")
+        return self

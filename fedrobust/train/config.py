@@ -1,0 +1,211 @@
+"""The ``train`` section: optimizer, loss, learning-rate schedule, early stopping."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fedrobust.config.base import Section, check_registered, field_error
+
+
+class OptimizerConfig(Section):
+    """Client optimizer.
+
+    Parameters
+    ----------
+    name : str
+        sgd | adam | adamw | rmsprop.
+    lr : float
+        Learning rate.
+    momentum : float
+        SGD / RMSprop momentum.
+    nesterov : bool
+        SGD Nesterov momentum (needs momentum > 0).
+    weight_decay : float
+        L2 penalty.
+    """
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.02
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = False
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+    def applicable(self) -> set[str]:
+        fields = set(type(self).model_fields)
+        if self.name == "sgd":
+            return fields
+        if self.name == "rmsprop":
+            return fields - {"nesterov"}
+        return fields - {"momentum", "nesterov"}
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimizerConfig:
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise field_error("nesterov", "needs optimizer 'sgd' with momentum > 0")
+        self.check_applicable(f"optimizer '{self.name}'")
+        return self
+
+
+# Which LossConfig fields each registered loss (fedrobust.train.losses) reads.
+LOSS_FIELDS: dict[str, set[str]] = {
+    "cross_entropy": set(),
+    "label_smoothing": {"smoothing"},
+    "gce": {"q"},
+    "sce": {"alpha", "beta"},
+    "focal": {"gamma"},
+}
+
+
+class LossConfig(Section):
+    """Training loss (``fedrobust.train.losses``).
+
+    Parameters
+    ----------
+    name : str
+        cross_entropy | label_smoothing | gce | sce | focal.
+    smoothing : float
+        label_smoothing: probability mass spread over the other classes.
+    q : float
+        gce: in (0, 1]; 1 is MAE, towards 0 is cross-entropy.
+    alpha, beta : float
+        sce: weights of cross-entropy and reverse cross-entropy.
+    gamma : float
+        focal: focusing parameter.
+    """
+
+    name: str = "cross_entropy"
+    smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    q: Annotated[float, Field(gt=0, le=1)] = 0.7
+    alpha: Annotated[float, Field(ge=0)] = 0.1
+    beta: Annotated[float, Field(ge=0)] = 1.0
+    gamma: Annotated[float, Field(ge=0)] = 2.0
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from fedrobust.train.losses import known_losses
+
+        return check_registered(value, "loss", known_losses())
+
+    def applicable(self) -> set[str]:
+        return LOSS_FIELDS.get(self.name, set()) | {"name"}
+
+    @model_validator(mode="after")
+    def _fields_fit_name(self) -> LossConfig:
+        self.check_applicable(f"loss '{self.name}'")
+        return self
+
+    def params(self) -> dict[str, float]:
+        """The parameters of the chosen loss."""
+        return {k: getattr(self, k) for k in LOSS_FIELDS.get(self.name, set())}
+
+
+SCHEDULE_FIELDS: dict[str, set[str]] = {
+    "constant": set(),
+    "step": {"step_rounds", "gamma"},
+    "cosine": {"min_lr"},
+    "warmup_cosine": {"warmup_rounds", "min_lr"},
+}
+
+
+class LrScheduleConfig(Section):
+    """Learning rate across rounds: every client uses the same rate in a round.
+
+    Parameters
+    ----------
+    name : str
+        constant | step | cosine | warmup_cosine.
+    step_rounds : int
+        step: multiply by ``gamma`` every this many rounds.
+    gamma : float
+        step: decay factor.
+    min_lr : float
+        cosine, warmup_cosine: the rate at the last round.
+    warmup_rounds : int
+        warmup_cosine: rounds of linear warm-up from lr / warmup_rounds to lr.
+    """
+
+    name: Literal[tuple(SCHEDULE_FIELDS)] = "constant"  # type: ignore[valid-type]
+    step_rounds: Annotated[int, Field(ge=1)] = 10
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.5
+    min_lr: Annotated[float, Field(ge=0)] = 0.0
+    warmup_rounds: Annotated[int, Field(ge=1)] = 2
+
+    def applicable(self) -> set[str]:
+        return SCHEDULE_FIELDS[self.name] | {"name"}
+
+    @model_validator(mode="after")
+    def _fields_fit_name(self) -> LrScheduleConfig:
+        self.check_applicable(f"lr_schedule '{self.name}'")
+        return self
+
+
+class EarlyStoppingConfig(Section):
+    """Server-side early stopping on the global test metrics.
+
+    Parameters
+    ----------
+    metric : str
+        accuracy | balanced_accuracy (higher is better) | loss (lower is better).
+    patience : int
+        Rounds without an improvement of at least ``min_delta`` before stopping.
+    min_delta : float
+        Smallest change that counts as an improvement.
+    """
+
+    metric: Literal["accuracy", "balanced_accuracy", "loss"] = "accuracy"
+    patience: Annotated[int, Field(ge=1)] = 5
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+
+class TrainConfig(Section):
+    """Federated training recipe.
+
+    Parameters
+    ----------
+    rounds : int
+        Number of federated rounds.
+    local_epochs : int
+        Passes over the local training data per round.
+    batch_size : int
+        Local mini-batch size.
+    optimizer : OptimizerConfig
+        The client optimizer.
+    fraction_train : float
+        Share of clients sampled each round, in (0, 1].
+    min_train_clients : int
+        At least this many clients are sampled each round.
+    loss : LossConfig
+        The training loss.
+    lr_schedule : LrScheduleConfig
+        Learning rate across rounds.
+    grad_clip : float
+        Clip each step's gradient to this global L2 norm (exploding gradients).
+    l1 : float
+        Weight of an L1 penalty on the weights.
+    class_weights : str
+        none | balanced (weight each class by n / (K * n_class) in the loss).
+    sampler : str
+        none | balanced (draw batches with class-balanced oversampling).
+    precision : str
+        fp32 | bf16 (CPU autocast for the forward pass).
+    early_stopping : EarlyStoppingConfig
+        Stop the run when the global metric stops improving; keep the best model.
+    """
+
+    rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
+    local_epochs: Annotated[int, Field(ge=1, le=1000)] = 1
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    optimizer: OptimizerConfig = OptimizerConfig()
+    fraction_train: Annotated[float, Field(gt=0, le=1)] = 1.0
+    min_train_clients: Annotated[int, Field(ge=1)] = 1
+    loss: LossConfig = LossConfig()
+    lr_schedule: LrScheduleConfig = LrScheduleConfig()
+    grad_clip: Annotated[float, Field(gt=0)] | None = None
+    l1: Annotated[float, Field(ge=0)] = 0.0
+    class_weights: Literal["none", "balanced"] = "none"
+    sampler: Literal["none", "balanced"] = "none"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    early_stopping: EarlyStoppingConfig | None = None
