@@ -12,7 +12,6 @@ import json
 import logging
 from typing import Any
 
-import numpy as np
 from flwr.app import ConfigRecord, Message
 from flwr.serverapp.strategy import FedAvg
 
@@ -27,7 +26,6 @@ from fedrobust.privacy.plan import (
     plan_sample_dp,
 )
 from fedrobust.scenario import Scenario
-from fedrobust.seeds import Stream, secret_legacy_seed
 
 log = logging.getLogger("fedrobust.privacy")
 
@@ -60,17 +58,6 @@ class RunPrivacy:
     @property
     def enabled(self) -> bool:
         return self.dp.mode != "none"
-
-    def seed_noise(self, rnd: int) -> None:
-        """Seed ``np.random``, where Flower's client-level DP noise comes from.
-
-        Secret entropy under client-level DP; the public ``(seed, 3, rnd)`` stream with
-        ``privacy.dp.reproducible`` or without DP (no noise is drawn then).
-        """
-        if self.dp.mode == "client" and not self.dp.reproducible:
-            np.random.seed(secret_legacy_seed())
-        else:
-            np.random.seed([self.scenario.seed, int(Stream.CLIENT_DP_NOISE), rnd])
 
     def assumptions(self) -> dict[str, Any]:
         """Whether the printed epsilon holds, and what it assumes (``final`` in metrics)."""

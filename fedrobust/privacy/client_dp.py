@@ -6,11 +6,13 @@ Gaussian noise of standard deviation ``sigma * C / clients aggregated`` (McMahan
 2018, https://arxiv.org/abs/1710.06963; adaptive clipping: Andrew et al. 2021,
 https://arxiv.org/abs/1905.03871).
 
-Two things the plain wrappers leave to the caller, done here:
+What the plain wrappers leave to the caller, done here:
 
 - the average must be unweighted (a client weighted above ``1 / k`` has a larger
   sensitivity than the noise assumes): clients report :data:`UNIFORM_WEIGHT` = 1 and
   FedAvg weights by it;
+- the noise is scaled to the clients actually aggregated (dropped replies raise it),
+  and drawn from secret entropy (:mod:`fedrobust.seeds`);
 - Flower 1.42's adaptive wrappers update the clipping norm before adding the noise, so
   a shrinking norm gives less noise than the norm the round was clipped at needs. Our
   subclasses add the noise at the norm the round was clipped with.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MessageType, MetricRecord
 from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
 from flwr.clientapp.typing import ClientAppCallable
@@ -34,12 +37,33 @@ from flwr.serverapp.strategy import (
 from fedrobust.errors import FedrobustError
 from fedrobust.privacy.plan import client_level_sigma
 from fedrobust.scenario import Scenario
+from fedrobust.seeds import Stream, secret_legacy_seed
 
 UNIFORM_WEIGHT = "dp-weight"
 CLIENT_CLIPPING = "dp-client-clipping"  # config key: "fixed" | "adaptive"
 
 
-class _NoiseAtClippedNorm:
+class _NoiseForAggregated:
+    """Mixin: noise for the clients actually averaged (a dropped reply raises it), drawn
+    from secret entropy unless ``privacy.dp.reproducible`` (Flower draws from np.random)."""
+
+    num_sampled_clients: int
+    seed: int = 0
+    reproducible: bool = False
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        self.num_sampled_clients = len(replies)
+        if self.reproducible:
+            np.random.seed([self.seed, int(Stream.CLIENT_DP_NOISE), server_round])
+        else:
+            np.random.seed(secret_legacy_seed())
+        return super().aggregate_train(server_round, replies)  # type: ignore[misc]
+
+
+class _NoiseAtClippedNorm(_NoiseForAggregated):
     """Mixin: add the round's noise at the clipping norm the round was clipped with."""
 
     clipping_norm: float
@@ -48,7 +72,7 @@ class _NoiseAtClippedNorm:
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         self._round_norm = self.clipping_norm
-        return super().aggregate_train(server_round, replies)  # type: ignore[misc]
+        return super().aggregate_train(server_round, replies)
 
     def _add_noise_to_aggregated_arrays(self, aggregated: ArrayRecord) -> ArrayRecord:
         updated, self.clipping_norm = self.clipping_norm, self._round_norm
@@ -70,37 +94,41 @@ class ClientSideAdaptiveClipping(
     """Flower's client-side adaptive clipping, noised at the round's clipping norm."""
 
 
+class ServerSideFixedClipping(_NoiseForAggregated, DifferentialPrivacyServerSideFixedClipping):
+    """Flower's server-side fixed clipping, noised for the clients aggregated."""
+
+
+class ClientSideFixedClipping(_NoiseForAggregated, DifferentialPrivacyClientSideFixedClipping):
+    """Flower's client-side fixed clipping, noised for the clients aggregated."""
+
+
 def wrap_client_dp(strategy: Strategy, scenario: Scenario) -> Strategy:
     """Wrap ``strategy`` (FedAvg or FedProx) for user-level DP as the scenario says."""
     dp = scenario.privacy.dp
     sigma = client_level_sigma(scenario)
     sampled = scenario.sampled_per_round()
+    wrapped: _NoiseForAggregated
     try:
         if dp.clipping == "fixed":
-            cls = (
-                DifferentialPrivacyClientSideFixedClipping
-                if dp.side == "client"
-                else DifferentialPrivacyServerSideFixedClipping
+            fixed = ClientSideFixedClipping if dp.side == "client" else ServerSideFixedClipping
+            wrapped = fixed(strategy, sigma, dp.clipping_norm, sampled)
+        else:
+            adaptive = (
+                ClientSideAdaptiveClipping if dp.side == "client" else ServerSideAdaptiveClipping
             )
-            return cls(strategy, sigma, dp.clipping_norm, sampled)
-        adaptive = ClientSideAdaptiveClipping if dp.side == "client" else ServerSideAdaptiveClipping
-        return adaptive(
-            strategy,
-            sigma,
-            sampled,
-            initial_clipping_norm=dp.clipping_norm,
-            target_clipped_quantile=dp.target_clipped_quantile,
-            clip_norm_lr=dp.clip_norm_lr,
-            clipped_count_stddev=dp.clipped_count_stddev,
-        )
+            wrapped = adaptive(
+                strategy,
+                sigma,
+                sampled,
+                initial_clipping_norm=dp.clipping_norm,
+                target_clipped_quantile=dp.target_clipped_quantile,
+                clip_norm_lr=dp.clip_norm_lr,
+                clipped_count_stddev=dp.clipped_count_stddev,
+            )
     except ValueError as exc:
         raise FedrobustError("privacy.dp", str(exc)) from None
-
-
-def set_aggregated_count(strategy: Strategy, count: int) -> None:
-    """Noise for the clients actually averaged this round (dropped replies raise it)."""
-    if hasattr(strategy, "num_sampled_clients"):
-        strategy.num_sampled_clients = count  # type: ignore[attr-defined]
+    wrapped.seed, wrapped.reproducible = scenario.seed, dp.reproducible
+    return wrapped  # type: ignore[return-value]
 
 
 def client_dp_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:

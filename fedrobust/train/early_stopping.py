@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
-from fedrobust.scenario import EarlyStoppingConfig
+from fedrobust.federation.server_hooks import ServerHook, ServerSetup
+from fedrobust.train.config import EarlyStoppingConfig
+
+log = logging.getLogger("fedrobust.server")
 
 
 class EarlyStopping:
@@ -57,3 +61,39 @@ class EarlyStopping:
         self.best_round = int(state["best_round"])
         self.best_state = dict(state["best_state"])
         self.stale_rounds = int(state["stale_rounds"])
+
+
+class EarlyStoppingHook(ServerHook):
+    """``train.early_stopping``: stop when the metric stalls; keep the best round's model."""
+
+    name = "early_stopping"
+
+    def __init__(self, cfg: EarlyStoppingConfig) -> None:
+        self.stopper = EarlyStopping(cfg)
+        self.stopped = False
+
+    @classmethod
+    def create(cls, setup: ServerSetup) -> EarlyStoppingHook | None:
+        cfg = setup.scenario.train.early_stopping
+        return cls(cfg) if cfg is not None else None
+
+    def should_stop(self, rnd: int, figures: dict[str, Any], model: torch.nn.Module) -> bool:
+        self.stopped = self.stopper.update(rnd, figures, model)
+        if self.stopped:
+            log.info("early stopping after round %d (best round %d)", rnd, self.stopper.best_round)
+        return self.stopped
+
+    def finish(self, model: torch.nn.Module, totals: dict[str, Any]) -> dict[str, Any]:
+        stopper = self.stopper
+        model.load_state_dict(stopper.best_state)
+        return {
+            "stopped_early": self.stopped,
+            "best_round": stopper.best_round,
+            f"best_{stopper.cfg.metric}": stopper.best_value,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stopper.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stopper.load_state_dict(state)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from clients.client_app import adversarial_plugins
+from fedrobust.adversarial.client import adversarial_plugin
 from fedrobust.adversarial.evaluation import robust_accuracy
 from fedrobust.adversarial.training import AdversarialExamples
 from fedrobust.attacks import create_attack
@@ -69,7 +69,7 @@ def test_pgd_adversarial_training_raises_pgd_robust_accuracy_far_above_plain() -
         cfg = AdversarialTrainingConfig(method=method) if method == "none" else \
             AdversarialTrainingConfig(method=method, eps=0.2, steps=3)  # fmt: skip
         local_train(model, data.x_train, data.y_train, train=train, num_classes=10, seed=0,
-                    plugins=adversarial_plugins(cfg, 1, 10, 0))  # fmt: skip
+                    plugins=tuple(filter(None, [adversarial_plugin(cfg, 1, 10, 0)])))  # fmt: skip
         robust = robust_accuracy(model, fed.x_test, fed.y_test, ["pgd"], [0.2], steps=10)
         clean = evaluate(model, fed.x_test, fed.y_test, 10).accuracy
         results[method] = (clean, robust["pgd@0.2"])

@@ -11,14 +11,13 @@ from flwr.app import ArrayRecord, Context, Message, MessageType, Metadata, Recor
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 from opacus.accountants import RDPAccountant
 
-from clients.client_app import adversarial_plugins, train
-from fedrobust.adversarial.training import AdversarialExamples, Trades
+from clients.client_app import train
 from fedrobust.data import build_federation
 from fedrobust.models.build import build_model
 from fedrobust.privacy.client_dp import CLIENT_CLIPPING, UNIFORM_WEIGHT, client_dp_mod
 from fedrobust.privacy.ledger import sample_rate, steps_per_epoch
 from fedrobust.recipe import recipe_config
-from fedrobust.scenario import AdversarialTrainingConfig, Scenario, parse_scenario
+from fedrobust.scenario import Scenario, parse_scenario
 
 NODE = 5
 
@@ -125,18 +124,6 @@ def test_user_level_dp_clips_the_update_on_the_client_and_weights_it_one() -> No
     norm = np.sqrt(sum(float(((g - s) ** 2).sum()) for g, s in zip(got, sent, strict=True)))
     assert norm == pytest.approx(0.1, rel=1e-4)  # lr 0.5 moves far more: clipped to 0.1
     assert reply.content.metric_records["metrics"][UNIFORM_WEIGHT] == 1
-
-
-def test_adversarial_plugins_follow_the_method_and_its_warm_up() -> None:
-    cfg = AdversarialTrainingConfig(method="pgd_at", start_round=3, norm="l2")
-    assert adversarial_plugins(cfg, 2, 10, 0) == ()
-    (plugin,) = adversarial_plugins(cfg, 3, 10, 0)
-    assert isinstance(plugin, AdversarialExamples) and plugin.attack == "pgdl2"
-    (fast,) = adversarial_plugins(AdversarialTrainingConfig(method="fgsm_rs", eps=0.2), 1, 10, 0)
-    assert fast.attack == "ffgsm" and fast.alpha == 0.25  # 1.25 eps (Wong et al.)
-    (trades,) = adversarial_plugins(AdversarialTrainingConfig(method="trades"), 1, 10, 0)
-    assert isinstance(trades, Trades)
-    assert adversarial_plugins(AdversarialTrainingConfig(), 5, 10, 0) == ()
 
 
 def test_a_node_with_a_data_path_trains_and_reports_on_its_own_file(tmp_path) -> None:

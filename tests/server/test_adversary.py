@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from fedrobust.robust.malicious import malicious_clients
+from fedrobust.robust.server import collude
 from fedrobust.robust.updates import flat_delta
 from fedrobust.scenario import parse_scenario
-from server.adversary import collude
 from tests.server.test_replies import GLOBAL, reply
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from flwr.app import ConfigRecord, Message, RecordDict
 
+from fedrobust.federation.discovery import rejoin_clients
 from fedrobust.models.registry import InputSpec
 from fedrobust.scenario import parse_scenario
-from server.loop import rejoin_clients
 
 SC = parse_scenario(
     {"name": "r", "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 3}}}

@@ -17,7 +17,7 @@ from flwr.app import (
     RecordDict,
 )
 
-from server.replies import screen_replies
+from fedrobust.federation.screening import screen_replies
 from tests.server.flower_messages import offline_error, sent_messages
 
 

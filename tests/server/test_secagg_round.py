@@ -1,7 +1,7 @@
 """SecAgg+ rounds on the message API, with the real ClientApp handlers in-process.
 
 A fake grid delivers each message to ``clients.client_app.secagg`` with the node's own
-Context, as Flower would; the server side is ``server.secagg.secagg_round``.
+Context, as Flower would; the server side is ``fedrobust.secagg.transport.secagg_round``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from fedrobust.robust.updates import flat_delta
 from fedrobust.scenario import Scenario, parse_scenario
 from fedrobust.secagg import error_bounds, resolve_params
 from fedrobust.secagg.records import to_records
-from server.secagg import secagg_round
+from fedrobust.secagg.transport import secagg_round
 from tests.server.flower_messages import offline_error, sent_messages
 
 NUM_CLIENTS = 6
@@ -117,16 +117,14 @@ def test_the_strategy_gets_only_the_weighted_mean_of_the_survivors(
     grid = FakeGrid(secagg)
     outcome = secagg_round(grid, sc, 1, instructions(sc, arrays, sorted(grid.contexts)), arrays,
                            max_weight=max(w for _, w in plain.values()))  # fmt: skip
-    survivors = outcome.contributors
+    survivors = [m.metadata.src_node_id for m in outcome.contributors]
+    secure = outcome.figures["secure_aggregation"]
     expected_count = (
         NUM_CLIENTS - round(fraction * NUM_CLIENTS) if stage != "unmask" else NUM_CLIENTS
     )
     assert len(survivors) == expected_count
-    assert outcome.figures["failure"] is None
-    assert (
-        outcome.figures["dropouts"].get(stage, 0) == NUM_CLIENTS - len(survivors)
-        or stage == "unmask"
-    )
+    assert secure["failure"] is None
+    assert secure["dropouts"].get(stage, 0) == NUM_CLIENTS - len(survivors) or stage == "unmask"
     # what the strategy is given: k identical replies, none of them anyone's own update
     given = [flat_delta(r.content.array_records["arrays"], arrays) for r in outcome.replies]
     assert len(given) == len(survivors)
@@ -152,8 +150,9 @@ def test_too_few_survivors_give_no_aggregate_and_a_reason() -> None:
     outcome = secagg_round(grid, sc, 1, instructions(sc, arrays, sorted(grid.contexts)), arrays,
                            max_weight=500.0)  # fmt: skip
     assert outcome.replies == []
-    assert "collect_masked_vectors" in outcome.figures["failure"]
-    assert "below reconstruction_threshold=3" in outcome.figures["failure"]
+    failure = outcome.figures["secure_aggregation"]["failure"]
+    assert "collect_masked_vectors" in failure
+    assert "below reconstruction_threshold=3" in failure
     assert outcome.dropped == {"simulated_dropout": 4}
 
 
@@ -164,14 +163,15 @@ def test_values_outside_the_clipping_range_are_clipped_and_counted() -> None:
     outcome = secagg_round(grid, sc, 1, instructions(sc, arrays, sorted(grid.contexts)), arrays,
                            max_weight=500.0)  # fmt: skip
     given = flat_delta(outcome.replies[0].content.array_records["arrays"], arrays)
-    assert outcome.figures["clipped"] > 0
+    assert outcome.figures["secure_aggregation"]["clipped"] > 0
     assert np.abs(given).max() <= 0.001 + 1e-6
 
 
 def test_an_offline_node_counts_once_as_offline_in_a_secagg_stage() -> None:
 
+    from fedrobust.federation.server_hooks import RoundOutcome
     from fedrobust.secagg import Stage
-    from server.secagg import SecAggOutcome, _collect
+    from fedrobust.secagg.transport import _collect
 
     sent = sent_messages([100, 101], "train.secagg")
     answer = Message(content=to_records({"stage": "setup"}), reply_to=sent[0])
@@ -182,8 +182,7 @@ def test_an_offline_node_counts_once_as_offline_in_a_secagg_stage() -> None:
         def send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
             return [answer, offline]
 
-    outcome = SecAggOutcome()
-    rng = np.random.default_rng(0)
-    replies = _collect(Grid(), sent, 5.0, outcome, Stage.SETUP, rng, scenario())  # type: ignore[arg-type]
-    assert list(replies) == [100]
-    assert outcome.dropped == {"offline": 1}  # not also a "timeout"
+    outcome = RoundOutcome()
+    replies = _collect(Grid(), sent, 5.0, outcome, Stage.SETUP, {100: 0, 101: 1})  # type: ignore[arg-type]
+    assert [m.metadata.src_node_id for m in replies] == [100]
+    assert outcome.dropped == {"offline": 1}  # not also a "no_reply"

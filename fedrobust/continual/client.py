@@ -1,0 +1,140 @@
+"""The client's continual-learning hook: this round's task, its data and method plugins.
+
+The client keeps, in ``context.state``, the task it last trained, its replay buffer,
+its EWC penalty (Fisher and anchor) and, for LwF, the global model at the start of the
+current task. When a new task begins (the client may have sat out the previous task's
+last rounds) the finished tasks are closed first: their data joins the buffer, their
+Fisher (at the global model now received) is folded into EWC, and that model becomes
+LwF's teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+from torch import nn
+
+from fedrobust.continual import EWC, LwF, Replay, ReservoirBuffer, TaskMask, fisher_diagonal
+from fedrobust.continual.ewc import snapshot
+from fedrobust.continual.federated import (
+    client_offset,
+    schedule,
+    task_classes,
+    task_data,
+    task_model,
+)
+from fedrobust.federation.client_hooks import ClientHook, ClientJob, LocalPlan
+from fedrobust.federation.records import Record
+from fedrobust.models.build import build_model
+from fedrobust.scenario import ContinualConfig, Scenario
+from fedrobust.train import TrainPlugin
+
+CL_TASK = "continual-task"  # the task this client last trained
+CL_BUFFER = "continual-replay"
+CL_EWC = "continual-ewc"
+CL_OLD = "continual-lwf-model"  # the global model at the start of the current task
+
+
+class ContinualHook(ClientHook):
+    """``continual``: train the round's task with replay, EWC and LwF."""
+
+    state_keys = (CL_TASK, CL_BUFFER, CL_EWC, CL_OLD)
+
+    def __init__(self, cfg: ContinualConfig) -> None:
+        self.cfg = cfg
+        self.records: dict[str, Record] = {}
+
+    @classmethod
+    def create(cls, scenario: Scenario) -> ContinualHook | None:
+        return cls(scenario.continual) if scenario.continual is not None else None
+
+    def load_state_dict(self, state: Mapping[str, Record]) -> None:
+        self.records = dict(state)
+
+    def state_dict(self) -> dict[str, Record]:
+        return dict(self.records)
+
+    def plan(self, job: ClientJob, model: nn.Module, plan: LocalPlan) -> LocalPlan:
+        cl, seed = self.cfg, job.scenario.seed
+        task = schedule(cl).task(job.rnd, client_offset(job.scenario, job.partition))
+        self._advance(job, task, model, plan)
+        first, last = self._plugins(job, task)
+        x, y = task_data(cl, seed, plan.x, plan.y, task)
+        return replace(plan, x=x, y=y, first=(*first, *plan.first), last=(*plan.last, *last))
+
+    def _advance(self, job: ClientJob, task: int, model: nn.Module, plan: LocalPlan) -> None:
+        """Close the tasks this client finished since it last trained."""
+        cl, seed = self.cfg, job.scenario.seed
+        record = self.records.get(CL_TASK)
+        last = int(record["task"]) if record is not None else -1  # type: ignore[arg-type]
+        if task <= last:
+            return
+        methods = cl.methods()
+        finished = range(max(last, 0), task)  # the last trained one and any skipped
+        if "replay" in methods and len(finished):
+            buffer = self._buffer(seed)
+            for t in finished:
+                xt, yt = task_data(cl, seed, plan.x, plan.y, t)
+                buffer.add(torch.as_tensor(xt), torch.as_tensor(yt))
+            self.records[CL_BUFFER] = ArrayRecord(buffer.state_dict())
+        if "ewc" in methods and len(finished):
+            ewc = self._ewc()
+            for t in finished:
+                xt, yt = task_data(cl, seed, plan.x, plan.y, t)
+                if len(yt) == 0:
+                    continue
+                fisher = fisher_diagonal(task_model(cl, model, t), xt, yt,
+                                         samples=cl.ewc.fisher_samples, seed=job.seed)  # fmt: skip
+                if ewc is None:
+                    ewc = EWC(fisher, snapshot(model), cl.ewc.lambda_)
+                else:
+                    ewc.consolidate(fisher, snapshot(model), cl.ewc.online)
+            if ewc is not None:
+                self.records[CL_EWC] = ArrayRecord(ewc.state_dict())
+        if "lwf" in methods and task > 0:
+            self.records[CL_OLD] = ArrayRecord(model.state_dict())
+        self.records[CL_TASK] = ConfigRecord({"task": task})
+
+    def _buffer(self, seed: int) -> ReservoirBuffer:
+        """This client's replay buffer (empty before its first task ends)."""
+        buffer = ReservoirBuffer(self.cfg.replay.buffer_size, seed)
+        record = self.records.get(CL_BUFFER)
+        if record is not None:
+            buffer.load_state_dict(record.to_torch_state_dict())  # type: ignore[union-attr]
+        return buffer
+
+    def _ewc(self) -> EWC | None:
+        """This client's EWC penalty (``None`` before its first task ends)."""
+        record = self.records.get(CL_EWC)
+        if record is None:
+            return None
+        ewc = EWC([], [], self.cfg.ewc.lambda_)
+        ewc.load_state_dict(record.to_torch_state_dict())  # type: ignore[union-attr]
+        return ewc
+
+    def _plugins(
+        self, job: ClientJob, task: int
+    ) -> tuple[tuple[TrainPlugin, ...], tuple[TrainPlugin, ...]]:
+        """Plugins before the round's others (task head, replay) and after them (EWC, LwF)."""
+        cl = self.cfg
+        first: list[TrainPlugin] = []
+        last: list[TrainPlugin] = []
+        methods = cl.methods()
+        if cl.setting == "task_incremental":
+            first.append(TaskMask(task_classes(cl, task) or []))
+        if "replay" in methods:
+            buffer = self._buffer(job.scenario.seed)
+            if len(buffer):
+                first.append(Replay(buffer, cl.replay.ratio, job.seed))
+        if "ewc" in methods and (ewc := self._ewc()) is not None:
+            last.append(ewc)
+        record = self.records.get(CL_OLD)
+        if "lwf" in methods and task > 0 and record is not None:
+            old = build_model(job.scenario.model, job.spec)
+            old.load_state_dict(record.to_torch_state_dict())  # type: ignore[union-attr]
+            seen = None if cl.tasks is None else [c for g in cl.tasks[:task] for c in g]
+            last.append(LwF(old, cl.lwf.temperature, cl.lwf.alpha, classes=seen))
+        return tuple(first), tuple(last)

@@ -1,0 +1,139 @@
+"""One client's local round, shared by the plain ``train`` handler and SecAgg+'s
+training stage: data, hooks, training, validation, the reply's weights and metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
+
+from fedrobust.data import ClientData
+from fedrobust.data.device import load_device_data
+from fedrobust.federation.client_hooks import ClientHook, ClientJob, LocalPlan, Refusal
+from fedrobust.federation.records import Record
+from fedrobust.federation.registry import client_hooks
+from fedrobust.models.build import build_model
+from fedrobust.models.registry import InputSpec
+from fedrobust.privacy.canaries import scenario_federation
+from fedrobust.recipe import read_recipe
+from fedrobust.scenario import Scenario
+from fedrobust.seeds import client_seed
+from fedrobust.train import Augment, L1Penalty, ProximalTerm, evaluate, local_train, round_lr
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """A local round's outcome: the weights and metrics to send, or a refusal."""
+
+    weights: ArrayRecord | None = None
+    metrics: MetricRecord | None = None
+    refusal: Refusal | None = None
+
+
+def partition_id(context: Context) -> int:
+    """This node's partition id from its node_config."""
+    if "partition-id" not in context.node_config:
+        raise ValueError("node_config has no 'partition-id'")
+    return int(context.node_config["partition-id"])
+
+
+def load_client_data(scenario: Scenario, spec: InputSpec, context: Context) -> ClientData:
+    """This node's data: its npz (``data-path``) or its share of ``scenario.data``."""
+    pid = partition_id(context)
+    expected = scenario.data.partition.num_clients
+    declared = int(context.node_config.get("num-partitions", expected))
+    if declared != expected:
+        raise ValueError(
+            f"node_config num-partitions={declared} but the scenario has {expected} clients"
+        )
+    if not 0 <= pid < expected:
+        raise ValueError(f"partition-id {pid} outside 0..{expected - 1}")
+    if "data-path" in context.node_config:
+        if scenario.privacy.audit is not None:
+            raise ValueError("privacy.audit plants canaries in simulated partitions only")
+        path = Path(str(context.node_config["data-path"])).expanduser()
+        return load_device_data(path, spec, scenario.data.val_fraction, scenario.seed + pid)
+    return scenario_federation(scenario).clients[pid]
+
+
+def base_plan(job: ClientJob, x: object, y: object) -> LocalPlan:
+    """The plan before any hook: the data, augmentation, FedProx's and L1's terms."""
+    scenario = job.scenario
+    batch = (Augment(scenario.data.augment, job.seed),) if scenario.data.augment else ()
+    terms = []
+    if "proximal-mu" in job.config:
+        terms.append(ProximalTerm(float(job.config["proximal-mu"])))  # type: ignore[arg-type]
+    if scenario.train.l1 > 0:
+        terms.append(L1Penalty(scenario.train.l1))
+    return LocalPlan(x=x, y=y, batch=batch, terms=tuple(terms))  # type: ignore[arg-type]
+
+
+def local_round(content: RecordDict, context: Context) -> LocalResult:
+    """Train the received global model on this client's data with the round's recipe.
+
+    Parameters
+    ----------
+    content : RecordDict
+        The message's records: ``arrays`` (the global model) and ``config`` (the recipe).
+    context : Context
+        The ClientApp's context: ``node_config`` (identity, data) and ``state`` (what
+        the hooks keep between rounds).
+    """
+    config = content.config_records["config"]
+    scenario, spec = read_recipe(config)
+    rnd = int(config["server-round"])  # type: ignore[arg-type]
+    torch.set_num_threads(scenario.simulation.cpus_per_client)
+    data = load_client_data(scenario, spec, context)
+    pid = partition_id(context)
+    job = ClientJob(scenario, spec, config, rnd, pid, client_seed(scenario.seed, rnd, pid))
+    hooks = client_hooks(scenario)
+    for hook in hooks:
+        hook.load_state_dict(_held(context, hook))
+    for hook in hooks:
+        if (refusal := hook.refuse(job, len(data.y_train))) is not None:
+            return LocalResult(refusal=refusal)
+
+    global_arrays = content.array_records["arrays"]
+    model = build_model(scenario.model, spec)
+    model.load_state_dict(global_arrays.to_torch_state_dict())
+    plan = base_plan(job, data.x_train, data.y_train)
+    for hook in hooks:
+        plan = hook.plan(job, model, plan)
+    train = scenario.train
+    result = local_train(
+        model, plan.x, plan.y, train=train, num_classes=spec.num_classes, seed=job.seed,
+        lr=round_lr(train.lr_schedule, train.optimizer.lr, rnd, train.rounds),
+        plugins=plan.plugins(), dp=plan.dp, rnd=rnd,
+    )  # fmt: skip
+    val = evaluate(model, data.x_val, data.y_val, spec.num_classes)
+    metrics: dict[str, float | int] = {
+        "num-examples": result.num_examples,
+        "steps": result.steps,
+        "train-loss": result.loss,
+        "train-accuracy": result.accuracy,
+        "val-loss": val.loss,
+        "val-accuracy": val.accuracy,
+    }
+    weights = ArrayRecord(model.state_dict())
+    for hook in hooks:
+        metrics = hook.metrics(job, result, metrics)
+        weights = hook.reply(job, weights, global_arrays)
+    for hook in hooks:
+        _keep(context, hook)
+    return LocalResult(weights=weights, metrics=MetricRecord(metrics))  # type: ignore[arg-type]
+
+
+def _held(context: Context, hook: ClientHook) -> dict[str, Record]:
+    """The records of ``hook.state_keys`` this client holds in ``context.state``."""
+    return {key: context.state[key] for key in hook.state_keys if key in context.state}
+
+
+def _keep(context: Context, hook: ClientHook) -> None:
+    """Store the records ``hook`` keeps for the next round in ``context.state``."""
+    for key, record in hook.state_dict().items():
+        if key not in hook.state_keys:
+            raise KeyError(f"{type(hook).__name__} keeps '{key}', not in its state_keys")
+        context.state[key] = record

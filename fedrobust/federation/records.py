@@ -1,0 +1,47 @@
+"""Messages are copied, never rebuilt: every record travels on, the named ones replaced.
+
+A feature may add a record to a message (a control variate, a canary flag, ...). Code
+that rebuilt a message from a fixed list of keys would drop it silently; these helpers
+keep every record and replace only what the caller names.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+Record = ArrayRecord | ConfigRecord | MetricRecord
+
+
+def replace_records(
+    content: RecordDict, drop: tuple[str, ...] = (), **records: Record
+) -> RecordDict:
+    """A new RecordDict with every record of ``content`` but those named in ``drop``
+    (a transport's own), those named in ``records`` replaced (or added)."""
+    out = RecordDict()
+    for key, record in content.items():
+        if key not in drop:
+            out[key] = record
+    for key, record in records.items():
+        out[key] = record
+    return out
+
+
+def with_records(msg: Message, drop: tuple[str, ...] = (), **records: Record) -> Message:
+    """A shallow copy of ``msg`` (same metadata) whose content has ``records`` replaced
+    and those named in ``drop`` removed."""
+    out = copy.copy(msg)
+    out.content = replace_records(msg.content, drop, **records)
+    return out
+
+
+def to_node(msg: Message, **records: Record) -> Message:
+    """A new message of ``msg``'s type to ``msg``'s destination, ``records`` replaced
+    (Flower's strategies address one shared RecordDict to every node; per-client
+    settings need a message of their own)."""
+    return Message(
+        content=replace_records(msg.content, **records),
+        message_type=msg.metadata.message_type,
+        dst_node_id=msg.metadata.dst_node_id,
+    )

@@ -1,0 +1,53 @@
+"""The hooks of every feature, in the order they run. A new feature adds one line here.
+
+Order matters where hooks compose. Client: the malicious client poisons its data
+before the continual hook cuts out the round's task; adversarial examples follow
+augmentation. Server: the colluding attacker rewrites replies before the defence sees
+them; early stopping restores the best model before the others measure the model the
+run keeps; the audit reads the epsilon the privacy hook reports.
+"""
+
+from __future__ import annotations
+
+from fedrobust.adversarial.client import AdversarialTrainingHook
+from fedrobust.adversarial.server import RobustEvaluationHook
+from fedrobust.continual.client import ContinualHook
+from fedrobust.continual.server import ContinualMetricsHook
+from fedrobust.federation.client_hooks import ClientHook
+from fedrobust.federation.server_hooks import ServerHook, ServerSetup
+from fedrobust.privacy.client import ClientLevelDPHook, DPSGDHook
+from fedrobust.privacy.server import AuditHook, PrivacyHook
+from fedrobust.robust.client import MaliciousHook
+from fedrobust.robust.server import AttackMetricsHook, CollusionHook, DefenseHook
+from fedrobust.scenario import Scenario
+from fedrobust.train.early_stopping import EarlyStoppingHook
+
+CLIENT_HOOKS: tuple[type[ClientHook], ...] = (
+    DPSGDHook,
+    ClientLevelDPHook,
+    MaliciousHook,
+    AdversarialTrainingHook,
+    ContinualHook,
+)
+
+
+def client_hooks(scenario: Scenario) -> list[ClientHook]:
+    """The client hooks ``scenario`` uses, in registry order."""
+    return [hook for cls in CLIENT_HOOKS if (hook := cls.create(scenario)) is not None]
+
+
+SERVER_HOOKS: tuple[type[ServerHook], ...] = (
+    EarlyStoppingHook,
+    PrivacyHook,
+    CollusionHook,
+    DefenseHook,
+    AttackMetricsHook,
+    RobustEvaluationHook,
+    ContinualMetricsHook,
+    AuditHook,
+)
+
+
+def server_hooks(setup: ServerSetup) -> list[ServerHook]:
+    """The server hooks ``setup.scenario`` uses, in registry order."""
+    return [hook for cls in SERVER_HOOKS if (hook := cls.create(setup)) is not None]

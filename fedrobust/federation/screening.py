@@ -1,0 +1,143 @@
+"""Screen client replies before any strategy sees them: one function, every transport.
+
+Flower aborts a whole run on one inconsistent reply and checks neither shapes nor
+finiteness. Here each reply is checked (the plain round's against the global model,
+a SecAgg+ stage's by its stage's decoder); a bad one is dropped with a counted reason
+and the round goes on with the rest. The reasons are one vocabulary for both
+transports: ``offline``, ``client_error``, ``unexpected_sender``, a refusal's reason,
+``duplicate_reply``, ``no_reply`` and the payload checks' own (``missing_records``,
+``wrong_keys``, ``wrong_shape``, ``wrong_dtype``, ``non_finite``,
+``bad_num_examples``, ``malformed``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.common.constant import ErrorCode
+
+# Reasons a client may give for declining a round (ConfigRecord "status", key "refused").
+REFUSALS = ("budget_exhausted",)
+
+
+def error_reason(msg: Message) -> str:
+    """Why an error reply carries no result: ``offline`` when the SuperLink answers for a
+    node that went away (deployments), else ``client_error``."""
+    return "offline" if msg.error.code == ErrorCode.NODE_UNAVAILABLE else "client_error"
+
+
+def replying_node(msg: Message, sent: Mapping[str, int]) -> int:
+    """The node a reply speaks for.
+
+    An error the SuperLink sends for an offline node comes from the SuperLink itself;
+    ``sent`` (message id -> destination node of the messages sent) names the node.
+    """
+    if msg.has_error():
+        return sent.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
+    return msg.metadata.src_node_id
+
+
+def refusal_reason(msg: Message) -> str | None:
+    """The reason a reply declines the round, or ``None`` when it does not."""
+    status = msg.content.config_records.get("status")
+    if status is None or "refused" not in status:
+        return None
+    reason = str(status["refused"])
+    return reason if reason in REFUSALS else "refused"
+
+
+def metrics_problem(msg: Message) -> str | None:
+    """Why a training reply's metrics are unusable, or ``None``."""
+    metrics = msg.content.metric_records.get("metrics")
+    if not isinstance(metrics, MetricRecord):
+        return "missing_records"
+    num_examples = metrics.get("num-examples")
+    if not isinstance(num_examples, int) or isinstance(num_examples, bool) or num_examples <= 0:
+        return "bad_num_examples"
+    return None
+
+
+def weights_problem(msg: Message, expected: ArrayRecord) -> str | None:
+    """Why a training reply's weights cannot be aggregated with ``expected``'s, or ``None``."""
+    arrays = msg.content.array_records.get("arrays")
+    if not isinstance(arrays, ArrayRecord) or "metrics" not in msg.content.metric_records:
+        return "missing_records"
+    if list(arrays.keys()) != list(expected.keys()):
+        return "wrong_keys"
+    for key, array in arrays.items():
+        want = expected[key]
+        if tuple(array.shape) != tuple(want.shape):
+            return "wrong_shape"
+        if array.dtype != want.dtype:
+            return "wrong_dtype"
+        values = array.numpy()
+        if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
+            return "non_finite"
+    return metrics_problem(msg)
+
+
+def screen(
+    replies: Iterable[Message],
+    sampled: Mapping[int, int],
+    sent: Iterable[Message],
+    payload: Callable[[Message], str | None],
+) -> tuple[list[Message], Counter[str], set[int]]:
+    """Split replies into sound ones and the reasons for dropping the others.
+
+    Parameters
+    ----------
+    replies : Iterable[Message]
+        What came back.
+    sampled : Mapping[int, int]
+        Node id -> partition id of the nodes asked.
+    sent : Iterable[Message]
+        The messages sent: an error the SuperLink sends on behalf of an offline node
+        counts for that node instead of as a missing reply.
+    payload : callable
+        The transport's content check: a reason, or ``None`` for a sound reply.
+
+    Returns
+    -------
+    The sound replies, one per node, ordered by partition id (so aggregation sums in
+    the same order every run); the drop reasons (sampled nodes that sent nothing count
+    as ``no_reply``); the nodes that declined the round (counted under their reason too).
+    """
+    accepted: dict[int, Message] = {}
+    dropped: Counter[str] = Counter()
+    refused: set[int] = set()
+    node_of = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
+    answered: set[int] = set()
+    for msg in replies:
+        answered.add(replying_node(msg, node_of))
+        if msg.has_error():
+            problem: str | None = error_reason(msg)
+        elif msg.metadata.src_node_id not in sampled:
+            problem = "unexpected_sender"
+        elif (problem := refusal_reason(msg)) is not None:
+            refused.add(msg.metadata.src_node_id)
+        elif msg.metadata.src_node_id in accepted:
+            problem = "duplicate_reply"
+        else:
+            problem = payload(msg)
+        if problem is None:
+            accepted[msg.metadata.src_node_id] = msg
+        else:
+            dropped[problem] += 1
+    missing = len(set(sampled) - answered)
+    if missing:
+        dropped["no_reply"] += missing
+    ordered = [accepted[node] for node in sorted(accepted, key=sampled.__getitem__)]
+    return ordered, dropped, refused
+
+
+def screen_replies(
+    replies: Iterable[Message],
+    expected: ArrayRecord,
+    sampled: Mapping[int, int],
+    sent: Iterable[Message] = (),
+) -> tuple[list[Message], Counter[str], set[int]]:
+    """:func:`screen` for plain training replies, checked against the global ``expected``."""
+    return screen(replies, sampled, sent, lambda msg: weights_problem(msg, expected))

@@ -1,0 +1,48 @@
+"""How a round's training messages reach the clients and come back: plainly, or through
+SecAgg+. Both return a :class:`RoundOutcome` screened by the same function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flwr.app import ArrayRecord, Message
+from flwr.serverapp import Grid
+
+from fedrobust.federation.screening import screen_replies
+from fedrobust.federation.server_hooks import RoundOutcome
+from fedrobust.scenario import Scenario
+from fedrobust.secagg.transport import secagg_round
+
+Transport = Callable[[Grid, int, list[Message], ArrayRecord, dict[int, int]], RoundOutcome]
+
+
+def build_transport(scenario: Scenario, sizes: dict[int, int]) -> Transport:
+    """SecAgg+ when ``privacy.secure_aggregation`` is on, else plain rounds.
+
+    ``sizes`` (training examples per client) bound SecAgg+'s weights: example counts,
+    or 1 each under client-level DP.
+    """
+    if not scenario.secagg_enabled():
+        return lambda grid, rnd, messages, arrays, sampled: plain_round(
+            grid, messages, arrays, sampled, scenario.simulation.timeout
+        )
+    max_weight = 1.0 if scenario.privacy.dp.mode == "client" else max(sizes.values(), default=1)
+    return lambda grid, rnd, messages, arrays, sampled: secagg_round(
+        grid, scenario, rnd, messages, arrays, max_weight, sampled
+    )
+
+
+def plain_round(
+    grid: Grid,
+    messages: list[Message],
+    arrays: ArrayRecord,
+    sampled: dict[int, int],
+    timeout: float,
+) -> RoundOutcome:
+    """Send the training messages, wait up to ``timeout`` seconds, screen the replies."""
+    replies = grid.send_and_receive(messages, timeout=timeout)
+    accepted, dropped, refused = screen_replies(replies, arrays, sampled, sent=messages)
+    return RoundOutcome(
+        replies=accepted, contributors=accepted, trained=accepted, dropped=dropped,
+        refused=refused,
+    )  # fmt: skip

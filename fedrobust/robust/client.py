@@ -1,0 +1,41 @@
+"""The malicious client's hook: data poisoning before training, update poisoning after.
+
+Colluding attacks (ALIE, IPM, min-max) train honestly here; the server-side
+:mod:`fedrobust.robust.server` stands in for their collusion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from flwr.app import ArrayRecord
+from torch import nn
+
+from fedrobust.federation.client_hooks import ClientHook, ClientJob, LocalPlan
+from fedrobust.robust.malicious import attacking
+from fedrobust.robust.poisoning import poison_data, poison_update
+from fedrobust.robust.updates import apply_delta, flat_delta
+from fedrobust.scenario import Scenario
+
+
+class MaliciousHook(ClientHook):
+    """``attack``: this client poisons its data (label_flip, backdoor) and its update
+    (sign_flip, gaussian, scaling, backdoor's boost) in the rounds it attacks."""
+
+    @classmethod
+    def create(cls, scenario: Scenario) -> MaliciousHook | None:
+        return cls() if scenario.attack.kind != "none" else None
+
+    def plan(self, job: ClientJob, model: nn.Module, plan: LocalPlan) -> LocalPlan:
+        if not attacking(job.scenario, job.partition, job.rnd):
+            return plan
+        x, y = poison_data(job.scenario.attack, plan.x, plan.y, job.spec.num_classes, job.seed)
+        return replace(plan, x=x, y=y)
+
+    def reply(
+        self, job: ClientJob, weights: ArrayRecord, global_arrays: ArrayRecord
+    ) -> ArrayRecord:
+        if not attacking(job.scenario, job.partition, job.rnd):
+            return weights
+        delta = flat_delta(weights, global_arrays)
+        return apply_delta(global_arrays, poison_update(job.scenario.attack, delta, job.seed))
