@@ -62,9 +62,7 @@ def train(msg: Message, context: Context) -> Message:
     result = local_round(msg.content, context)
     if result.refusal is not None:
         return refusal(msg, result.refusal)
-    assert result.weights is not None and result.metrics is not None
-    content = RecordDict({"arrays": result.weights, "metrics": result.metrics})
-    return Message(content=content, reply_to=msg)
+    return Message(content=result.content(), reply_to=msg)
 
 
 @app.train("secagg")
@@ -74,8 +72,9 @@ def secagg(msg: Message, context: Context) -> Message:
     setup and share_keys exchange keys and Shamir shares; collect_masked_vectors carries
     the round's recipe: the client runs the same local round as :func:`train`, takes its
     update (weights minus global weights; clipped to the round's norm under client-level
-    DP) and sends it only masked, with its training metrics; unmask sends the shares
-    that remove the masks. The protocol state lives in ``context.state`` between stages.
+    DP) and sends it only masked, with its training metrics (a hook's own records are
+    not sent: they would leave the client unmasked); unmask sends the shares that remove
+    the masks. The protocol state lives in ``context.state`` between stages.
     """
     stage_msg = from_records(msg.content)
     stage = str(stage_msg["stage"])
@@ -108,7 +107,7 @@ def secagg(msg: Message, context: Context) -> Message:
 
 def _secagg_update(msg: Message, result: LocalResult) -> tuple[list[np.ndarray], float]:
     """The update to mask and its weight, from a local round's weights and metrics."""
-    assert result.weights is not None and result.metrics is not None
+    assert result.metrics is not None
     global_arrays = msg.content.array_records["arrays"]
     keys = float_keys(global_arrays)
     new = [result.weights[k].numpy().astype(np.float64) for k in keys]

@@ -29,11 +29,17 @@ class Stream(IntEnum):
     CLIENT_DP_NOISE = 3  # Flower's client-level noise, reproducible runs only
     MALICIOUS = 5  # which clients attack
     POISON_DATA = 6  # label flips and triggers
-    POISON_NOISE = 7  # gaussian update noise; (7, 1): canaries; data: long-tail order
+    POISON_NOISE = 7  # gaussian update noise (of a client's round seed)
+    LONG_TAIL = 7  # the long tail's class order (of the scenario seed)
+    CANARIES = 7  # with 1: canary images, labels and membership
     FLTRUST_ROOT = 8  # FLTrust's root set
     SECAGG_DROPOUT = 9  # simulated SecAgg+ dropouts (with the round)
     CONTINUAL_OFFSET = 10  # a client's task offset (with the client id)
     HOLDOUT = 11  # a device's validation split; the robust-evaluation subset
+
+
+# Tags shared by two names draw from different seeds or different extra ints, so their
+# streams differ; they keep the values runs have always used.
 
 
 def stream(seed: int, tag: Stream, *more: int) -> np.random.Generator:

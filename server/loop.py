@@ -25,6 +25,7 @@ from flwr.serverapp.strategy import Strategy
 from fedrobust.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedrobust.config.checks import check_with_data
 from fedrobust.federation.discovery import discover_clients, rejoin_clients
+from fedrobust.federation.records import for_strategy
 from fedrobust.federation.registry import server_hooks
 from fedrobust.federation.server_hooks import RoundView, ServerHook, ServerSetup
 from fedrobust.federation.transport import Transport, build_transport
@@ -174,6 +175,7 @@ def _train_round(
     for hook in hooks:
         replies, figures = hook.transform(rnd, replies, arrays, sampled, model)
         extra.update(figures)
+    replies = [for_strategy(msg) for msg in replies]
     new_arrays = strategy.aggregate_train(rnd, replies)[0] if replies else None
     clients = [_client_figures(msg, sampled) for msg in outcome.contributors]
     train = scenario.train

@@ -12,6 +12,7 @@ from torch import nn
 from torchattacks.attack import Attack
 
 from fedrobust.attacks import create_attack
+from fedrobust.seeds import Stream, stream
 
 
 def attack_key(name: str, eps: float) -> str:
@@ -26,7 +27,7 @@ def attack_subset(num_examples: int, num_samples: int | None, seed: int) -> np.n
     """
     if num_samples is None or num_samples >= num_examples:
         return np.arange(num_examples)
-    chosen = np.random.default_rng([seed, 11]).permutation(num_examples)[:num_samples]
+    chosen = stream(seed, Stream.HOLDOUT).permutation(num_examples)[:num_samples]
     return np.sort(chosen)
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from fedrobust.continual.config import ContinualConfig
 from fedrobust.continual.tasks import MaskedHead, TaskSchedule, class_split, domain_transform
 from fedrobust.scenario import Scenario
+from fedrobust.seeds import Stream, stream
 from fedrobust.train import evaluate
 
 
@@ -30,7 +31,7 @@ def client_offset(scenario: Scenario, partition_id: int) -> int:
     cfg = scenario.continual
     if cfg is None or cfg.schedule == "together":
         return 0
-    rng = np.random.default_rng([scenario.seed, 10, partition_id])
+    rng = stream(scenario.seed, Stream.CONTINUAL_OFFSET, partition_id)
     return int(rng.integers(0, cfg.rounds_per_task))
 
 

@@ -18,6 +18,7 @@ from fedrobust.data.federated import ClientData, Federation
 from fedrobust.data.sources import scale_inputs
 from fedrobust.errors import FedrobustError
 from fedrobust.models.registry import InputSpec
+from fedrobust.seeds import Stream, stream
 
 TRAIN_KEYS = ("x", "y")
 VAL_KEYS = ("x_val", "y_val")
@@ -81,7 +82,7 @@ def load_device_data(path: Path, spec: InputSpec, val_fraction: float, seed: int
     if VAL_KEYS[0] in arrays:
         x_val, y_val = _checked(arrays["x_val"], arrays["y_val"], spec, where, "x_val", "y_val")
     else:
-        order = np.random.default_rng([seed, 11]).permutation(len(y))
+        order = stream(seed, Stream.HOLDOUT).permutation(len(y))
         n_val = int(len(y) * val_fraction) if len(y) > 1 else 0
         val, train = order[:n_val], np.sort(order[n_val:])
         x, y, x_val, y_val = x[train], y[train], x[val], y[val]

@@ -23,6 +23,7 @@ from fedrobust.data.sources import Source, load_source
 from fedrobust.data.transforms import apply_imbalance, apply_label_noise, apply_limited
 from fedrobust.errors import FedrobustError
 from fedrobust.models import InputSpec
+from fedrobust.seeds import Stream, stream
 
 
 @dataclass
@@ -94,10 +95,6 @@ class Federation:
         }
 
 
-def _rng(seed: int, *stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *stream])
-
-
 def _held_out_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(len(y))
     counts = np.bincount(y)
@@ -127,10 +124,10 @@ def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
     k = source.num_classes
     pool, test = _held_out_split(source.y, cfg.test_fraction, seed)
     parts = partition_indices(source.y[pool], cfg.partition, seed)
-    tail_order = _rng(seed, 7).permutation(k)
+    tail_order = stream(seed, Stream.LONG_TAIL).permutation(k)
     clients = []
     for cid, part in enumerate(parts):
-        rng = _rng(seed, 1, cid)
+        rng = stream(seed, Stream.PARTITION, cid)
         rows = pool[rng.permutation(part)]
         n_val = int(len(rows) * cfg.val_fraction) if len(rows) > 1 else 0
         val, train = rows[:n_val], np.sort(rows[n_val:])

@@ -9,7 +9,9 @@ order, at fixed points; each hook takes values and returns values:
 2. :meth:`~ClientHook.plan`: change the :class:`LocalPlan`: the data (poisoning, a
    continual task), the loop plugins (adversarial examples, replay, EWC), DP-SGD;
 3. :meth:`~ClientHook.metrics`: add to the reply's metrics after training;
-4. :meth:`~ClientHook.reply`: change the weights sent (update poisoning).
+4. :meth:`~ClientHook.reply`: change the records sent: the weights (update poisoning),
+   or records of the feature's own (a control variate's delta); the ``metrics`` record
+   is :meth:`~ClientHook.metrics`'s.
 
 What a hook keeps between rounds lives in Flower's ``context.state`` under the record
 names it declares in ``state_keys``; the local round loads them with
@@ -23,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from torch import nn
 
 from fedrobust.federation.records import Record
@@ -45,6 +47,9 @@ class ClientJob:
         Input shape and number of classes.
     config : ConfigRecord
         The message's config record (per-client settings such as DP's sigma).
+    content : RecordDict
+        Every record of the message (a feature's own records travel beside ``arrays``
+        and ``config``).
     rnd : int
         The server round.
     partition : int
@@ -56,6 +61,7 @@ class ClientJob:
     scenario: Scenario
     spec: InputSpec
     config: ConfigRecord
+    content: RecordDict
     rnd: int
     partition: int
     seed: int
@@ -125,7 +131,8 @@ class ClientHook:
         return metrics
 
     def reply(
-        self, job: ClientJob, weights: ArrayRecord, global_arrays: ArrayRecord
-    ) -> ArrayRecord:
-        """Change the weights the client sends."""
-        return weights
+        self, job: ClientJob, records: dict[str, Record], global_arrays: ArrayRecord
+    ) -> dict[str, Record]:
+        """Change the records the client sends: ``arrays`` (the trained weights) and any
+        record of a feature's own."""
+        return records

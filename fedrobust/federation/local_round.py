@@ -4,7 +4,7 @@ training stage: data, hooks, training, validation, the reply's weights and metri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,7 +13,7 @@ from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
 from fedrobust.data import ClientData
 from fedrobust.data.device import load_device_data
 from fedrobust.federation.client_hooks import ClientHook, ClientJob, LocalPlan, Refusal
-from fedrobust.federation.records import Record
+from fedrobust.federation.records import Record, replace_records
 from fedrobust.federation.registry import client_hooks
 from fedrobust.models.build import build_model
 from fedrobust.models.registry import InputSpec
@@ -26,11 +26,22 @@ from fedrobust.train import Augment, L1Penalty, ProximalTerm, evaluate, local_tr
 
 @dataclass(frozen=True)
 class LocalResult:
-    """A local round's outcome: the weights and metrics to send, or a refusal."""
+    """A local round's outcome: the records to send (``arrays``, the trained weights,
+    and any a hook added) and the metrics; or a refusal."""
 
-    weights: ArrayRecord | None = None
+    records: dict[str, Record] = field(default_factory=dict)
     metrics: MetricRecord | None = None
     refusal: Refusal | None = None
+
+    @property
+    def weights(self) -> ArrayRecord:
+        """The trained weights."""
+        return self.records["arrays"]  # type: ignore[return-value]
+
+    def content(self) -> RecordDict:
+        """The reply's records: every record to send, and ``metrics``."""
+        assert self.metrics is not None
+        return replace_records(RecordDict(), **self.records, metrics=self.metrics)
 
 
 def partition_id(context: Context) -> int:
@@ -88,7 +99,7 @@ def local_round(content: RecordDict, context: Context) -> LocalResult:
     torch.set_num_threads(scenario.simulation.cpus_per_client)
     data = load_client_data(scenario, spec, context)
     pid = partition_id(context)
-    job = ClientJob(scenario, spec, config, rnd, pid, client_seed(scenario.seed, rnd, pid))
+    job = ClientJob(scenario, spec, config, content, rnd, pid, client_seed(scenario.seed, rnd, pid))
     hooks = client_hooks(scenario)
     for hook in hooks:
         hook.load_state_dict(_held(context, hook))
@@ -117,13 +128,13 @@ def local_round(content: RecordDict, context: Context) -> LocalResult:
         "val-loss": val.loss,
         "val-accuracy": val.accuracy,
     }
-    weights = ArrayRecord(model.state_dict())
+    records: dict[str, Record] = {"arrays": ArrayRecord(model.state_dict())}
     for hook in hooks:
         metrics = hook.metrics(job, result, metrics)
-        weights = hook.reply(job, weights, global_arrays)
+        records = hook.reply(job, records, global_arrays)
     for hook in hooks:
         _keep(context, hook)
-    return LocalResult(weights=weights, metrics=MetricRecord(metrics))  # type: ignore[arg-type]
+    return LocalResult(records=records, metrics=MetricRecord(metrics))  # type: ignore[arg-type]
 
 
 def _held(context: Context, hook: ClientHook) -> dict[str, Record]:

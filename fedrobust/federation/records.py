@@ -45,3 +45,16 @@ def to_node(msg: Message, **records: Record) -> Message:
         message_type=msg.metadata.message_type,
         dst_node_id=msg.metadata.dst_node_id,
     )
+
+
+STRATEGY_RECORDS = ("arrays", "metrics")
+
+
+def for_strategy(msg: Message) -> Message:
+    """A reply as Flower's strategies take it: ``arrays`` and ``metrics`` alone.
+
+    Flower's ``aggregate_train`` refuses a reply with a second ArrayRecord or
+    MetricRecord; a feature's own records have reached every server hook before this.
+    """
+    others = tuple(key for key in msg.content.keys() if key not in STRATEGY_RECORDS)
+    return with_records(msg, drop=others) if others else msg

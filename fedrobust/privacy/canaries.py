@@ -22,6 +22,7 @@ from torch import nn
 from fedrobust.data import Federation, build_federation
 from fedrobust.privacy.audit import audit_from_scores
 from fedrobust.scenario import Scenario
+from fedrobust.seeds import Stream, stream
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def make_canaries(scenario: Scenario, fed: Federation) -> Canaries:
     cfg = scenario.privacy.audit
     if cfg is None:
         raise ValueError("the scenario has no privacy.audit section")
-    rng = np.random.default_rng([scenario.seed, 7, 1])
+    rng = stream(scenario.seed, Stream.CANARIES, 1)
     m = cfg.canaries
     x = rng.random((m, *fed.spec.shape), dtype=np.float32)
     y = rng.integers(0, fed.spec.num_classes, m)

@@ -12,6 +12,7 @@ from flwr.app import ArrayRecord
 from torch import nn
 
 from fedrobust.federation.client_hooks import ClientHook, ClientJob, LocalPlan
+from fedrobust.federation.records import Record
 from fedrobust.robust.malicious import attacking
 from fedrobust.robust.poisoning import poison_data, poison_update
 from fedrobust.robust.updates import apply_delta, flat_delta
@@ -33,9 +34,10 @@ class MaliciousHook(ClientHook):
         return replace(plan, x=x, y=y)
 
     def reply(
-        self, job: ClientJob, weights: ArrayRecord, global_arrays: ArrayRecord
-    ) -> ArrayRecord:
+        self, job: ClientJob, records: dict[str, Record], global_arrays: ArrayRecord
+    ) -> dict[str, Record]:
         if not attacking(job.scenario, job.partition, job.rnd):
-            return weights
-        delta = flat_delta(weights, global_arrays)
-        return apply_delta(global_arrays, poison_update(job.scenario.attack, delta, job.seed))
+            return records
+        delta = flat_delta(records["arrays"], global_arrays)  # type: ignore[arg-type]
+        poisoned = poison_update(job.scenario.attack, delta, job.seed)
+        return {**records, "arrays": apply_delta(global_arrays, poisoned)}

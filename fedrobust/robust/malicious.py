@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from fedrobust.scenario import Scenario
+from fedrobust.seeds import Stream, stream
 
 
 def malicious_clients(scenario: Scenario) -> frozenset[int]:
@@ -17,7 +16,7 @@ def malicious_clients(scenario: Scenario) -> frozenset[int]:
     count = scenario.attack.num_malicious(n)
     if count == 0:
         return frozenset()
-    rng = np.random.default_rng([scenario.seed, 5])
+    rng = stream(scenario.seed, Stream.MALICIOUS)
     return frozenset(int(pid) for pid in rng.choice(n, size=count, replace=False))
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fedrobust.robust.config import AttackConfig
+from fedrobust.seeds import Stream, stream
 
 
 def check_classes(cfg: AttackConfig, num_classes: int) -> None:
@@ -56,7 +57,7 @@ def backdoor_data(
     cfg: AttackConfig, x: np.ndarray, y: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stamp and relabel a seeded ``poison_fraction`` of the examples as ``target_class``."""
-    rng = np.random.default_rng([seed, 6])
+    rng = stream(seed, Stream.POISON_DATA)
     count = int(round(cfg.poison_fraction * len(y)))
     chosen = rng.choice(len(y), size=count, replace=False)
     x, y = np.array(x, copy=True), np.array(y, copy=True)
@@ -85,7 +86,7 @@ def poison_update(cfg: AttackConfig, delta: np.ndarray, seed: int) -> np.ndarray
     if cfg.kind == "sign_flip":
         return -cfg.update_scale() * delta
     if cfg.kind == "gaussian":
-        return np.random.default_rng([seed, 7]).normal(0.0, cfg.noise_std, size=delta.shape)
+        return stream(seed, Stream.POISON_NOISE).normal(0.0, cfg.noise_std, size=delta.shape)
     if cfg.kind in ("scaling", "backdoor"):
         return cfg.update_scale() * delta
     return delta

@@ -11,7 +11,7 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideAdaptiveClippin
 
 from fedrobust.privacy.client_dp import UNIFORM_WEIGHT, ServerSideAdaptiveClipping
 from fedrobust.scenario import parse_scenario
-from server.strategies import build_strategy
+from fedrobust.strategy.registry import build_strategy
 
 SIZE = 200_000  # enough values to read the noise's standard deviation to ~0.3 %
 

@@ -24,17 +24,11 @@ def rule(name: str, num_malicious: int = 0, **options: object):
 
 def test_every_named_rule_is_registered_and_unknown_names_fail() -> None:
     assert DEFENSES.names() == sorted(
-        ["bulyan", "centered_clip", "fedavg", "fltrust", "krum", "median", "multikrum",
+        ["bulyan", "centered_clip", "fltrust", "krum", "median", "multikrum",
          "norm_bound", "trimmed_mean"]
     )  # fmt: skip
     with pytest.raises(FedrobustError, match="defense.name.*unknown defense 'nope'"):
         DEFENSES.get("nope")
-
-
-def test_fedavg_is_the_example_weighted_mean() -> None:
-    out = rule("fedavg").combine(updates(np.array([[0.0], [3.0]]), [1, 2]))
-    assert out.delta == pytest.approx([2.0])
-    assert out.flagged == []
 
 
 def test_krum_picks_the_centre_of_the_benign_cluster() -> None:

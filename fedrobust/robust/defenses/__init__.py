@@ -2,13 +2,13 @@
 
 ``create_defense(cfg, num_malicious)`` builds the rule ``defense.name`` names. Rules that
 Flower ships on its message API (Krum's selection, Bulyan, median, trimmed mean) are
-Flower's, not rewritten.
+Flower's, not rewritten. ``defense.name: fedavg`` (the default) is no rule: the server
+builds no defence and the strategy's own mean aggregates.
 """
 
 from fedrobust.robust.defenses import (  # noqa: F401 - registration side effects
     bulyan,
     centered_clip,
-    fedavg,
     fltrust,
     krum,
     median,

@@ -16,6 +16,7 @@ from torch import nn
 from fedrobust.data import Federation
 from fedrobust.robust.defenses.base import Combined, Defense, Updates, register_defense
 from fedrobust.robust.updates import flat_delta
+from fedrobust.seeds import Stream, stream
 from fedrobust.train import local_train
 from fedrobust.train.config import TrainConfig
 
@@ -51,7 +52,7 @@ def root_set(fed: Federation, size: int, seed: int) -> tuple[np.ndarray, np.ndar
     y = np.concatenate([c.y_val for c in fed.clients])
     if len(y) == 0:
         raise ValueError("defense.root_samples: the clients hold no validation data to draw from")
-    rng = np.random.default_rng([seed, 8])
+    rng = stream(seed, Stream.FLTRUST_ROOT)
     chosen = rng.choice(len(y), size=min(size, len(y)), replace=False)
     return x[chosen], y[chosen]
 

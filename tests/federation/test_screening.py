@@ -18,7 +18,7 @@ from flwr.app import (
 )
 
 from fedrobust.federation.screening import screen_replies
-from tests.server.flower_messages import offline_error, sent_messages
+from tests.flower_messages import offline_error, sent_messages
 
 
 def record(arrays: dict[str, np.ndarray]) -> ArrayRecord:

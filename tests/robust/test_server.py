@@ -9,7 +9,7 @@ from fedrobust.robust.malicious import malicious_clients
 from fedrobust.robust.server import collude
 from fedrobust.robust.updates import flat_delta
 from fedrobust.scenario import parse_scenario
-from tests.server.test_replies import GLOBAL, reply
+from tests.federation.test_screening import GLOBAL, reply
 
 
 @pytest.mark.parametrize("kind", ["ipm", "alie", "minmax"])

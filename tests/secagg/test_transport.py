@@ -23,7 +23,7 @@ from fedrobust.scenario import Scenario, parse_scenario
 from fedrobust.secagg import error_bounds, resolve_params
 from fedrobust.secagg.records import to_records
 from fedrobust.secagg.transport import secagg_round
-from tests.server.flower_messages import offline_error, sent_messages
+from tests.flower_messages import offline_error, sent_messages
 
 NUM_CLIENTS = 6
 
