@@ -23,7 +23,7 @@ from typing import Any
 from fedrobust.errors import FedrobustError
 from fedrobust.report.html import Section, embed_image, html_table, write_page
 from fedrobust.report.plots import plot_matrix
-from fedrobust.robust.config import ATTACK_FIELDS, DEFENSE_FIELDS
+from fedrobust.robust.config import ATTACK_FIELDS, defense_options, known_defenses
 from fedrobust.rundir import REPORT_FILE, RunDir
 from fedrobust.scenario import Scenario, parse_scenario
 
@@ -65,9 +65,9 @@ def build_cells(base: Scenario, attacks: list[str], defenses: list[str]) -> list
             known = ", ".join(k for k in ATTACK_FIELDS if k != NO_ATTACK)
             raise FedrobustError("--attacks", f"unknown attack '{name}'; known: {known}")
     for name in defenses:
-        if name not in DEFENSE_FIELDS:
+        if name not in known_defenses():
             raise FedrobustError("--defenses", f"unknown defense '{name}'; known: "
-                                 + ", ".join(DEFENSE_FIELDS))  # fmt: skip
+                                 + ", ".join(known_defenses()))  # fmt: skip
     raw = base.model_dump(mode="json")
     attack_set = base.attack.model_dump(mode="json", exclude_unset=True)
     defense_set = base.defense.model_dump(mode="json", exclude_unset=True)
@@ -80,7 +80,7 @@ def build_cells(base: Scenario, attacks: list[str], defenses: list[str]) -> list
             if attack != NO_ATTACK:
                 keep = ATTACK_FIELDS[attack] | {"fraction", "count", "start_round"}
                 doc["attack"].update({k: v for k, v in attack_set.items() if k in keep})
-            keep = DEFENSE_FIELDS[defense]
+            keep = defense_options(defense)
             doc["defense"] = {
                 "name": defense,
                 **{k: v for k, v in defense_set.items() if k in keep},

@@ -1,6 +1,6 @@
 """A named registry (Opacus-style ``register_*`` / ``create_*``) that fails loudly.
 
-Models, losses and, in later features, attacks and aggregators each keep one.
+Models, losses, strategies and defences each keep one.
 """
 
 from __future__ import annotations

@@ -67,7 +67,6 @@ from fedrobust.privacy.config import (
 from fedrobust.robust.config import (
     ATTACK_FIELDS,
     COLLUDING_ATTACKS,
-    DEFENSE_FIELDS,
     AttackConfig,
     DefenseConfig,
 )
@@ -91,7 +90,6 @@ __all__ = [
     "BUNDLED_DATASETS",
     "COLLUDING_ATTACKS",
     "CONTINUAL_METHODS",
-    "DEFENSE_FIELDS",
     "DP_FIELDS",
     "LOSS_FIELDS",
     "PARTITION_COMMON",

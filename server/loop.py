@@ -38,7 +38,7 @@ from fedrobust.report.metrics import RunRecorder
 from fedrobust.rundir import RunDir
 from fedrobust.sampling import round_clients
 from fedrobust.scenario import Scenario
-from fedrobust.strategy.registry import build_strategy, load_strategy_state, strategy_state
+from fedrobust.strategy.build import build_strategy, load_strategy_state, strategy_state
 from fedrobust.train import EvalResult, evaluate, round_lr
 
 log = logging.getLogger("fedrobust.server")

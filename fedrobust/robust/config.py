@@ -112,18 +112,22 @@ class AttackConfig(Section):
 
 #: ``defense.name`` for no defence: the strategy's own mean, no rule from the registry.
 NO_DEFENSE = "fedavg"
-# Which DefenseConfig fields each registered rule (fedrobust.robust.defenses) reads.
-DEFENSE_FIELDS: dict[str, set[str]] = {
-    "fedavg": set(),
-    "krum": {"num_malicious"},
-    "multikrum": {"num_malicious", "num_selected"},
-    "bulyan": {"num_malicious"},
-    "median": set(),
-    "trimmed_mean": {"beta"},
-    "norm_bound": {"clip_norm"},
-    "centered_clip": {"tau", "iterations"},
-    "fltrust": {"root_samples", "root_epochs"},
-}
+
+
+def known_defenses() -> list[str]:
+    """``defense.name`` values: no defence, then the registered rules (sorted)."""
+    from fedrobust.robust.defenses import DEFENSES
+
+    return [NO_DEFENSE, *DEFENSES.names()]
+
+
+def defense_options(name: str) -> set[str]:
+    """The ``defense`` fields the rule ``name`` reads (from its registered class)."""
+    if name == NO_DEFENSE:
+        return set()
+    from fedrobust.robust.defenses import DEFENSES
+
+    return set(DEFENSES.get(name).options)
 
 
 class DefenseConfig(Section):
@@ -173,12 +177,10 @@ class DefenseConfig(Section):
     @field_validator("name")
     @classmethod
     def _registered(cls, value: str) -> str:
-        from fedrobust.robust.defenses import DEFENSES
-
-        return check_registered(value, "defense", sorted({NO_DEFENSE, *DEFENSES.names()}))
+        return check_registered(value, "defense", sorted(known_defenses()))
 
     def applicable(self) -> set[str]:
-        return DEFENSE_FIELDS.get(self.name, set()) | {"name"}
+        return defense_options(self.name) | {"name"}
 
     @model_validator(mode="after")
     def _fields_fit_name(self) -> DefenseConfig:

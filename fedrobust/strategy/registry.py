@@ -12,20 +12,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import numpy as np
-import torch
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, Strategy
 
 from fedrobust.registry import Registry
 
-if TYPE_CHECKING:
-    from fedrobust.scenario import Scenario
-    from fedrobust.strategy.config import StrategyConfig
+
+class StrategyOptions(Protocol):
+    """What a builder reads of the ``strategy`` section
+    (:class:`fedrobust.strategy.config.StrategyConfig`, which validates against this
+    registry)."""
+
+    name: str
+    proximal_mu: float
+    server_lr: float | None
+    beta_1: float
+    beta_2: float
+    tau: float
+    server_momentum: float
+
 
 #: ``builder(cfg, common)``: the strategy for ``cfg``, given the options every strategy shares.
-StrategyBuilder = Callable[["StrategyConfig", dict[str, Any]], Strategy]
+StrategyBuilder = Callable[[StrategyOptions, dict[str, Any]], Strategy]
 
 
 @dataclass(frozen=True)
@@ -60,16 +69,16 @@ def strategy_options(name: str) -> set[str]:
 
 
 @register_strategy("fedavg", set())
-def _fedavg(cfg: StrategyConfig, common: dict[str, Any]) -> Strategy:
+def _fedavg(cfg: StrategyOptions, common: dict[str, Any]) -> Strategy:
     return FedAvg(**common)
 
 
 @register_strategy("fedprox", {"proximal_mu"})
-def _fedprox(cfg: StrategyConfig, common: dict[str, Any]) -> Strategy:
+def _fedprox(cfg: StrategyOptions, common: dict[str, Any]) -> Strategy:
     return FedProx(**common, proximal_mu=cfg.proximal_mu)
 
 
-def _adaptive_options(cfg: StrategyConfig) -> dict[str, Any]:
+def _adaptive_options(cfg: StrategyOptions) -> dict[str, Any]:
     options: dict[str, Any] = {"beta_1": cfg.beta_1, "beta_2": cfg.beta_2, "tau": cfg.tau}
     if cfg.server_lr is not None:
         options["eta"] = cfg.server_lr
@@ -77,17 +86,17 @@ def _adaptive_options(cfg: StrategyConfig) -> dict[str, Any]:
 
 
 @register_strategy("fedadam", {"server_lr", "beta_1", "beta_2", "tau"})
-def _fedadam(cfg: StrategyConfig, common: dict[str, Any]) -> Strategy:
+def _fedadam(cfg: StrategyOptions, common: dict[str, Any]) -> Strategy:
     return FedAdam(**common, **_adaptive_options(cfg))
 
 
 @register_strategy("fedyogi", {"server_lr", "beta_1", "beta_2", "tau"})
-def _fedyogi(cfg: StrategyConfig, common: dict[str, Any]) -> Strategy:
+def _fedyogi(cfg: StrategyOptions, common: dict[str, Any]) -> Strategy:
     return FedYogi(**common, **_adaptive_options(cfg))
 
 
 @register_strategy("fedavgm", {"server_lr", "server_momentum"})
-def _fedavgm(cfg: StrategyConfig, common: dict[str, Any]) -> Strategy:
+def _fedavgm(cfg: StrategyOptions, common: dict[str, Any]) -> Strategy:
     return FedAvgM(
         **common,
         server_learning_rate=cfg.server_lr if cfg.server_lr is not None else 1.0,
@@ -95,20 +104,7 @@ def _fedavgm(cfg: StrategyConfig, common: dict[str, Any]) -> Strategy:
     )
 
 
-def build_strategy(scenario: Scenario) -> Strategy:
-    """The scenario's server strategy, wrapped for user-level DP when it asks for it."""
-    # Here, not at the top: StrategyConfig's validator imports this module while
-    # fedrobust.scenario is still loading, and client_dp imports fedrobust.scenario.
-    from fedrobust.privacy.client_dp import UNIFORM_WEIGHT, wrap_client_dp
-
-    if scenario.privacy.dp.mode != "client":
-        return base_strategy(scenario.strategy)
-    # DP-FedAvg's noise assumes an unweighted average: clients report weight 1
-    inner = base_strategy(scenario.strategy, weighted_by_key=UNIFORM_WEIGHT)
-    return wrap_client_dp(inner, scenario)
-
-
-def base_strategy(cfg: StrategyConfig, weighted_by_key: str = "num-examples") -> Strategy:
+def base_strategy(cfg: StrategyOptions, weighted_by_key: str = "num-examples") -> Strategy:
     """The registered strategy ``cfg.name`` (fedavg | fedprox | fedadam | fedyogi | fedavgm).
 
     Raises
@@ -125,35 +121,3 @@ def base_strategy(cfg: StrategyConfig, weighted_by_key: str = "num-examples") ->
         "min_available_nodes": 1,
     }
     return STRATEGIES.get(cfg.name).build(cfg, common)
-
-
-def strategy_state(strategy: Strategy) -> dict[str, Any]:
-    """The state a strategy carries from round to round, as tensors (checkpointable).
-
-    FedAdam/FedYogi keep moments ``m_t`` and ``v_t``; FedAvgM keeps ``momentum_vector``.
-    FedAvg and FedProx keep nothing; adaptive DP clipping keeps its clipping norm.
-    ``current_arrays`` is not saved: each strategy resets it from the global model in
-    ``configure_train``.
-    """
-    state: dict[str, Any] = {}
-    if hasattr(strategy, "target_clipped_quantile"):  # adaptive clipping wrappers
-        state["clipping_norm"] = float(strategy.clipping_norm)  # type: ignore[attr-defined]
-    for name in ("m_t", "v_t"):
-        value = getattr(strategy, name, None)
-        if value is not None:
-            state[name] = {k: torch.from_numpy(np.array(v)) for k, v in value.items()}
-    momentum = getattr(strategy, "momentum_vector", None)
-    if momentum is not None:
-        state["momentum_vector"] = [torch.from_numpy(np.array(v)) for v in momentum]
-    return state
-
-
-def load_strategy_state(strategy: Strategy, state: dict[str, Any]) -> None:
-    """Restore what :func:`strategy_state` saved into a freshly built strategy."""
-    if "clipping_norm" in state:
-        strategy.clipping_norm = float(state["clipping_norm"])  # type: ignore[attr-defined]
-    for name in ("m_t", "v_t"):
-        if name in state:
-            setattr(strategy, name, {k: v.numpy() for k, v in state[name].items()})
-    if "momentum_vector" in state:
-        strategy.momentum_vector = [v.numpy() for v in state["momentum_vector"]]  # type: ignore[attr-defined]

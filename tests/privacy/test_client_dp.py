@@ -11,7 +11,7 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideAdaptiveClippin
 
 from fedrobust.privacy.client_dp import UNIFORM_WEIGHT, ServerSideAdaptiveClipping
 from fedrobust.scenario import parse_scenario
-from fedrobust.strategy.registry import build_strategy
+from fedrobust.strategy.build import build_strategy
 
 SIZE = 200_000  # enough values to read the noise's standard deviation to ~0.3 %
 
@@ -37,6 +37,8 @@ def noise_std(cls: type, sigma: float, norm: float, clients: int) -> tuple[float
         num_sampled_clients=clients, initial_clipping_norm=norm, clipped_count_stddev=10.0,
     )  # fmt: skip
     strategy.current_arrays = ArrayRecord({"w": Array(np.zeros(SIZE, np.float64))})
+    strategy.reproducible = True  # ours: noise from (seed 0, round); Flower's: np.random
+    strategy.seed = 0
     np.random.seed(0)
     out, _ = strategy.aggregate_train(1, [reply(n, 100.0) for n in range(1, clients + 1)])
     values = out["w"].numpy()

@@ -9,12 +9,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from fedrobust.registry import Registry
-from fedrobust.robust.config import DefenseConfig
 
 
 @dataclass(frozen=True)
@@ -58,23 +57,40 @@ class Combined:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+class DefenseOptions(Protocol):
+    """What the rules read of the ``defense`` section
+    (:class:`fedrobust.robust.config.DefenseConfig`, which validates against this
+    registry)."""
+
+    name: str
+    num_selected: int | None
+    beta: float
+    clip_norm: float | None
+    tau: float | None
+    iterations: int
+    root_samples: int
+    root_epochs: int
+
+
 class Defense(ABC):
     """Combines client updates; ``needs_reference`` asks the server for its root update.
 
     Parameters
     ----------
-    cfg : DefenseConfig
+    cfg : DefenseOptions
         The scenario's ``defense`` section.
     num_malicious : int
         Attackers the rule assumes (``Scenario.defense_num_malicious()``).
     """
 
+    #: The ``defense`` fields the rule reads (others are refused for it).
+    options: frozenset[str] = frozenset()
     needs_reference: bool = False
     #: Whether the rule keeps or drops whole clients (so flagged vs true attackers has a
     #: precision and recall); coordinate-wise rules mix every client into every value.
     selects_clients: bool = True
 
-    def __init__(self, cfg: DefenseConfig, num_malicious: int = 0) -> None:
+    def __init__(self, cfg: DefenseOptions, num_malicious: int = 0) -> None:
         self.cfg = cfg
         self.num_malicious = num_malicious
 
@@ -103,6 +119,6 @@ def register_defense(name: str) -> Callable[[type[Defense]], type[Defense]]:
     return DEFENSES.register(name)
 
 
-def create_defense(cfg: DefenseConfig, num_malicious: int = 0) -> Defense:
+def create_defense(cfg: DefenseOptions, num_malicious: int = 0) -> Defense:
     """The defence ``cfg.name`` names; an unknown name lists the known ones."""
     return DEFENSES.get(cfg.name)(cfg, num_malicious)

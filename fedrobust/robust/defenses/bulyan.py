@@ -20,6 +20,8 @@ from fedrobust.robust.defenses.base import Combined, Defense, Updates, register_
 class Bulyan(Defense):
     """Multi-Krum selection, then a trimmed mean around the coordinate-wise median."""
 
+    options = frozenset({"num_malicious"})
+
     def combine(self, updates: Updates) -> Combined:
         n, f = len(updates.ids), self.num_malicious
         if n < 4 * f + 3:

@@ -19,6 +19,8 @@ from fedrobust.robust.defenses.base import Combined, Defense, Updates, register_
 class CenteredClip(Defense):
     """Iterative clipping around a centre that carries over between rounds."""
 
+    options = frozenset({"tau", "iterations"})
+
     def __init__(self, cfg: Any, num_malicious: int = 0) -> None:
         super().__init__(cfg, num_malicious)
         self.center: np.ndarray | None = None

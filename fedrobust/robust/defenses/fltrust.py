@@ -25,6 +25,8 @@ from fedrobust.train.config import TrainConfig
 class FLTrust(Defense):
     """Trust-weighted, norm-matched average against the server's root update."""
 
+    options = frozenset({"root_samples", "root_epochs"})
+
     needs_reference = True
 
     def combine(self, updates: Updates) -> Combined:

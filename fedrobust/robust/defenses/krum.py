@@ -22,6 +22,8 @@ from fedrobust.robust.defenses.base import (
 class MultiKrum(Defense):
     """Keeps the ``num_selected`` updates closest to their ``n - f - 2`` neighbours."""
 
+    options = frozenset({"num_malicious", "num_selected"})
+
     def selected(self, n: int) -> int:
         """How many updates the rule keeps out of ``n``."""
         wanted = self.cfg.num_selected or n - self.num_malicious
@@ -40,6 +42,8 @@ class MultiKrum(Defense):
 @register_defense("krum")
 class Krum(MultiKrum):
     """Keeps the single update closest to its ``n - f - 2`` neighbours."""
+
+    options = frozenset({"num_malicious"})
 
     def selected(self, n: int) -> int:
         return 1

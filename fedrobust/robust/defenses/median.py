@@ -15,6 +15,8 @@ from fedrobust.robust.defenses.base import Combined, Defense, Updates, register_
 class Median(Defense):
     """The median of every coordinate over the round's updates."""
 
+    options = frozenset(set())
+
     selects_clients = False
 
     def combine(self, updates: Updates) -> Combined:

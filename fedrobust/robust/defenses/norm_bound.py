@@ -21,6 +21,8 @@ from fedrobust.robust.defenses.base import (
 class NormBound(Defense):
     """Clips update norms; flags the clients it clipped."""
 
+    options = frozenset({"clip_norm"})
+
     def combine(self, updates: Updates) -> Combined:
         norms = np.linalg.norm(updates.deltas, axis=1)
         bound = self.cfg.clip_norm if self.cfg.clip_norm is not None else float(np.median(norms))

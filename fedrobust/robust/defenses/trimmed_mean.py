@@ -16,6 +16,8 @@ class TrimmedMean(Defense):
     """Drops the ``beta`` share of largest and smallest values per coordinate, averages
     the rest."""
 
+    options = frozenset({"beta"})
+
     selects_clients = False
 
     def combine(self, updates: Updates) -> Combined:
