@@ -102,6 +102,8 @@ class ClientHook:
     """Base of the client hooks: every method returns what it was given."""
 
     state_keys: tuple[str, ...] = ()
+    #: Records of its own the hook adds to replies (the server refuses undeclared ones).
+    reply_records: tuple[str, ...] = ()
 
     @classmethod
     def create(cls, scenario: Scenario) -> ClientHook | None:

@@ -95,7 +95,27 @@ def _ask_partitions(
                     f"node {reply.metadata.src_node_id} failed: {reply.error.reason}"
                 )
             continue
-        info = reply.content.config_records["info"]
-        size = int(info["num-train"]) if "num-train" in info else None  # type: ignore[arg-type]
-        answers[reply.metadata.src_node_id] = (int(info["partition-id"]), size)  # type: ignore[arg-type]
+        answer = read_identity(reply, scenario.data.partition.num_clients)
+        if answer is None:
+            if strict:
+                raise RuntimeError(
+                    f"node {reply.metadata.src_node_id} answered the query malformed"
+                )
+            continue
+        answers[reply.metadata.src_node_id] = answer
     return answers
+
+
+def read_identity(reply: Message, num_clients: int) -> tuple[int, int | None] | None:
+    """(partition id, training-set size or None) of a query reply; ``None`` when the
+    reply is malformed (a partition id outside 0..num_clients-1, a size that is not a
+    positive integer)."""
+    info = reply.content.config_records.get("info")
+    if info is None:
+        return None
+    pid, size = info.get("partition-id"), info.get("num-train")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid < num_clients:
+        return None
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+        return None
+    return pid, size

@@ -48,13 +48,19 @@ def to_node(msg: Message, **records: Record) -> Message:
 
 
 STRATEGY_RECORDS = ("arrays", "metrics")
+# The metrics Flower's strategies weight by (``weighted_by_key``): example counts, or
+# client-level DP's uniform weight.
+STRATEGY_METRICS = ("num-examples", "dp-weight")
 
 
 def for_strategy(msg: Message) -> Message:
-    """A reply as Flower's strategies take it: ``arrays`` and ``metrics`` alone.
+    """A reply as Flower's strategies take it: ``arrays`` and the weighting metrics alone.
 
-    Flower's ``aggregate_train`` refuses a reply with a second ArrayRecord or
-    MetricRecord; a feature's own records have reached every server hook before this.
+    Flower's ``aggregate_train`` refuses (and aborts the round on) a reply with a second
+    ArrayRecord or MetricRecord, or metrics whose keys differ between replies; a
+    feature's own records and metrics have reached every server hook before this.
     """
+    metrics = msg.content.metric_records["metrics"]
+    weights = MetricRecord({k: metrics[k] for k in STRATEGY_METRICS if k in metrics})
     others = tuple(key for key in msg.content.keys() if key not in STRATEGY_RECORDS)
-    return with_records(msg, drop=others) if others else msg
+    return with_records(msg, drop=others, metrics=weights)

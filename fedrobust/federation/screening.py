@@ -6,8 +6,9 @@ a SecAgg+ stage's by its stage's decoder); a bad one is dropped with a counted r
 and the round goes on with the rest. The reasons are one vocabulary for both
 transports: ``offline``, ``client_error``, ``unexpected_sender``, a refusal's reason,
 ``duplicate_reply``, ``no_reply`` and the payload checks' own (``missing_records``,
-``wrong_keys``, ``wrong_shape``, ``wrong_dtype``, ``non_finite``,
-``bad_num_examples``, ``malformed``).
+``unexpected_records``, ``wrong_keys``, ``wrong_stype``, ``wrong_shape``,
+``wrong_dtype``, ``oversized``, ``malformed``, ``wrong_payload``, ``non_finite``,
+``bad_metrics``, ``bad_num_examples``). Nothing a single client sends raises here.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
-from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, Message, MetricRecord
 from flwr.common.constant import ErrorCode
 
 # Reasons a client may give for declining a round (ConfigRecord "status", key "refused").
-REFUSALS = ("budget_exhausted",)
+REFUSALS = ("budget_exhausted", "policy")
+# The records every training reply holds; a scenario's client hooks may declare more.
+STRATEGY_KEYS = frozenset({"arrays", "metrics"})
+# Bytes a serialised array may carry beyond its values (numpy's .npy header).
+MAX_HEADER_SLACK = 512
 
 
 def error_reason(msg: Message) -> str:
@@ -49,34 +54,76 @@ def refusal_reason(msg: Message) -> str | None:
     return reason if reason in REFUSALS else "refused"
 
 
-def metrics_problem(msg: Message) -> str | None:
-    """Why a training reply's metrics are unusable, or ``None``."""
+def metrics_problem(msg: Message, cap: int | None = None) -> str | None:
+    """Why a training reply's metrics are unusable, or ``None``.
+
+    ``metrics`` must be a MetricRecord of scalar numbers (no lists) whose
+    ``num-examples`` is a positive integer, at most ``cap`` (the training examples the
+    client declared at discovery) when given.
+    """
     metrics = msg.content.metric_records.get("metrics")
     if not isinstance(metrics, MetricRecord):
         return "missing_records"
+    for value in metrics.values():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "bad_metrics"
     num_examples = metrics.get("num-examples")
-    if not isinstance(num_examples, int) or isinstance(num_examples, bool) or num_examples <= 0:
+    if not isinstance(num_examples, int) or num_examples <= 0:
+        return "bad_num_examples"
+    if cap is not None and num_examples > cap:
         return "bad_num_examples"
     return None
 
 
-def weights_problem(msg: Message, expected: ArrayRecord) -> str | None:
-    """Why a training reply's weights cannot be aggregated with ``expected``'s, or ``None``."""
-    arrays = msg.content.array_records.get("arrays")
-    if not isinstance(arrays, ArrayRecord) or "metrics" not in msg.content.metric_records:
+def array_problem(array: object, want: Array) -> str | None:
+    """Why one array of a reply does not match the global model's ``want``, or ``None``.
+
+    The declared shape and dtype are checked, then the payload's size before it is
+    deserialised, then the deserialised array itself (a declared shape can lie).
+    """
+    if not isinstance(array, Array) or array.stype != want.stype:
+        return "wrong_stype"
+    if tuple(array.shape) != tuple(want.shape):
+        return "wrong_shape"
+    if array.dtype != want.dtype:
+        return "wrong_dtype"
+    if len(array.data) > len(want.data) + MAX_HEADER_SLACK:
+        return "oversized"
+    try:
+        values = array.numpy()
+    except Exception:  # noqa: BLE001 - any payload numpy cannot read is malformed
+        return "malformed"
+    if values.shape != tuple(want.shape) or values.dtype != np.dtype(want.dtype):
+        return "wrong_payload"
+    if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
+        return "non_finite"
+    return None
+
+
+def weights_problem(
+    msg: Message,
+    expected: ArrayRecord,
+    cap: int | None = None,
+    records: frozenset[str] = STRATEGY_KEYS,
+) -> str | None:
+    """Why a training reply cannot be aggregated with ``expected``'s weights, or ``None``.
+
+    The reply holds exactly ``records`` (``arrays``, ``metrics`` and the records the
+    scenario's client hooks declare; at most those, at least the first two).
+    """
+    content = msg.content
+    names = set(content.keys())
+    if not STRATEGY_KEYS <= names or not isinstance(content.get("arrays"), ArrayRecord):
         return "missing_records"
+    if names - records:
+        return "unexpected_records"
+    arrays = content.array_records["arrays"]
     if list(arrays.keys()) != list(expected.keys()):
         return "wrong_keys"
     for key, array in arrays.items():
-        want = expected[key]
-        if tuple(array.shape) != tuple(want.shape):
-            return "wrong_shape"
-        if array.dtype != want.dtype:
-            return "wrong_dtype"
-        values = array.numpy()
-        if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
-            return "non_finite"
-    return metrics_problem(msg)
+        if (problem := array_problem(array, expected[key])) is not None:
+            return problem
+    return metrics_problem(msg, cap)
 
 
 def screen(
@@ -121,7 +168,10 @@ def screen(
         elif msg.metadata.src_node_id in accepted:
             problem = "duplicate_reply"
         else:
-            problem = payload(msg)
+            try:
+                problem = payload(msg)
+            except Exception:  # noqa: BLE001 - a hostile reply never stops the round
+                problem = "malformed"
         if problem is None:
             accepted[msg.metadata.src_node_id] = msg
         else:
@@ -138,6 +188,19 @@ def screen_replies(
     expected: ArrayRecord,
     sampled: Mapping[int, int],
     sent: Iterable[Message] = (),
+    *,
+    caps: Mapping[int, int] | None = None,
+    records: frozenset[str] = STRATEGY_KEYS,
 ) -> tuple[list[Message], Counter[str], set[int]]:
-    """:func:`screen` for plain training replies, checked against the global ``expected``."""
-    return screen(replies, sampled, sent, lambda msg: weights_problem(msg, expected))
+    """:func:`screen` for plain training replies, checked against the global ``expected``.
+
+    ``caps`` (partition id -> training examples declared at discovery) bounds each
+    client's ``num-examples``; ``records`` names the records a reply may hold.
+    """
+    caps = caps or {}
+
+    def payload(msg: Message) -> str | None:
+        cap = caps.get(sampled[msg.metadata.src_node_id])
+        return weights_problem(msg, expected, cap, records)
+
+    return screen(replies, sampled, sent, payload)

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from flwr.app import ArrayRecord, Message
 from flwr.serverapp import Grid
 
-from fedrobust.federation.screening import screen_replies
+from fedrobust.federation.registry import client_hooks
+from fedrobust.federation.screening import STRATEGY_KEYS, screen_replies
 from fedrobust.federation.server_hooks import RoundOutcome
 from fedrobust.scenario import Scenario
 from fedrobust.secagg.transport import secagg_round
@@ -23,8 +24,9 @@ def build_transport(scenario: Scenario, sizes: dict[int, int]) -> Transport:
     or 1 each under client-level DP.
     """
     if not scenario.secagg_enabled():
+        records = STRATEGY_KEYS.union(*(h.reply_records for h in client_hooks(scenario)))
         return lambda grid, rnd, messages, arrays, sampled: plain_round(
-            grid, messages, arrays, sampled, scenario.simulation.timeout
+            grid, messages, arrays, sampled, scenario.simulation.timeout, sizes, records
         )
     max_weight = 1.0 if scenario.privacy.dp.mode == "client" else max(sizes.values(), default=1)
     return lambda grid, rnd, messages, arrays, sampled: secagg_round(
@@ -38,10 +40,16 @@ def plain_round(
     arrays: ArrayRecord,
     sampled: dict[int, int],
     timeout: float,
+    caps: dict[int, int] | None = None,
+    records: frozenset[str] = STRATEGY_KEYS,
 ) -> RoundOutcome:
-    """Send the training messages, wait up to ``timeout`` seconds, screen the replies."""
+    """Send the training messages, wait up to ``timeout`` seconds, screen the replies
+    (``caps``: each client's declared training examples; ``records``: those a reply
+    may hold)."""
     replies = grid.send_and_receive(messages, timeout=timeout)
-    accepted, dropped, refused = screen_replies(replies, arrays, sampled, sent=messages)
+    accepted, dropped, refused = screen_replies(
+        replies, arrays, sampled, sent=messages, caps=caps, records=records
+    )
     return RoundOutcome(
         replies=accepted, contributors=accepted, trained=accepted, dropped=dropped,
         refused=refused,

@@ -116,14 +116,7 @@ class RunPrivacy:
                 planned = entry = self.plans[client].entry(rnd)
                 reply = accepted.get(client)
                 if reply is not None:
-                    metrics = reply.content.metric_records["metrics"]
-                    if "dp-steps" in metrics:
-                        entry = LedgerEntry(
-                            float(metrics["dp-noise-multiplier"]),  # type: ignore[arg-type]
-                            float(metrics["dp-sample-rate"]),  # type: ignore[arg-type]
-                            int(metrics["dp-steps"]),  # type: ignore[arg-type]
-                            rnd,
-                        )
+                    entry = reported_entry(reply, rnd) or planned
                     if entry != planned:
                         log.warning("client %d reported %s, planned %s", client, entry, planned)
                 self.ledger.add(client, entry)
@@ -180,6 +173,21 @@ class RunPrivacy:
         """Restore :meth:`state_dict`'s output."""
         self.ledger.load_state_dict(state["ledger"])
         self.releases = [LedgerEntry.from_dict(e) for e in state["releases"]]
+
+
+def reported_entry(reply: Message, rnd: int) -> LedgerEntry | None:
+    """The release a client's reply reports (its accountant's), or ``None`` when the
+    reply reports none or an implausible one (the plan stands in then)."""
+    metrics = reply.content.metric_records["metrics"]
+    try:
+        sigma = float(metrics["dp-noise-multiplier"])  # type: ignore[arg-type]
+        rate = float(metrics["dp-sample-rate"])  # type: ignore[arg-type]
+        steps = metrics["dp-steps"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (sigma > 0 and 0 < rate <= 1 and isinstance(steps, int) and steps >= 0):
+        return None
+    return LedgerEntry(sigma, rate, steps, rnd)
 
 
 def check_privacy(scenario: Scenario, train_sizes: dict[int, int]) -> str:

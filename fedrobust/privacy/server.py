@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flwr.app import Message
+from flwr.app import ArrayRecord, Message, MetricRecord
 from torch import nn
 
-from fedrobust.federation.records import to_node
+from fedrobust.federation.records import to_node, with_records
 from fedrobust.federation.server_hooks import RoundView, ServerHook, ServerSetup
 from fedrobust.privacy.accounting import RunPrivacy
 from fedrobust.privacy.canaries import audit_model
+from fedrobust.privacy.client_dp import UNIFORM_WEIGHT
 from fedrobust.scenario import Scenario
 
 log = logging.getLogger("fedrobust.privacy")
@@ -39,6 +40,24 @@ class PrivacyHook(ServerHook):
             config = self.privacy.client_config(sampled[msg.metadata.dst_node_id], shared)
             out.append(to_node(msg, config=config))
         return out
+
+    def transform(
+        self,
+        rnd: int,
+        replies: list[Message],
+        arrays: ArrayRecord,
+        sampled: dict[int, int],
+        model: nn.Module,
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """Client-level DP: every reply weighs 1, whatever the client claims (the noise
+        is calibrated for an unweighted mean)."""
+        if self.privacy.dp.mode != "client":
+            return replies, {}
+        uniform = []
+        for msg in replies:
+            metrics = MetricRecord({**msg.content.metric_records["metrics"], UNIFORM_WEIGHT: 1})
+            uniform.append(with_records(msg, metrics=metrics))
+        return uniform, {}
 
     def observe(self, view: RoundView, figures: dict[str, Any], model: nn.Module) -> dict[str, Any]:
         by_client = {view.partition(m): m for m in view.outcome.trained}

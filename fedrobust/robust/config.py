@@ -18,6 +18,7 @@ ATTACK_FIELDS: dict[str, set[str]] = {
     "alie": {"z"},
     "ipm": {"epsilon"},
     "minmax": {"deviation"},
+    "malformed": {"malformations"},
 }
 # The kinds run by the colluding attacker component on the server (fedrobust.robust.collusion);
 # the others run inside the malicious ClientApps on their own data.
@@ -33,7 +34,8 @@ class AttackConfig(Section):
         none | label_flip | sign_flip | gaussian | scaling | backdoor (data or update
         poisoning on the malicious clients) | alie (Baruch et al. 2019) | ipm (Xie et al.
         2020) | minmax (Shejwalkar & Houmansadr 2021): colluding attackers who know the
-        round's benign updates.
+        round's benign updates | malformed: the chaos client, replies the server must
+        drop (``fedrobust.robust.malformed``).
     fraction : float
         Share of the clients that are malicious (default 0.2 when ``count`` is unset).
     count : int
@@ -64,6 +66,9 @@ class AttackConfig(Section):
         ipm: the update sent is ``-epsilon * mean(benign updates)``.
     deviation : str
         minmax: perturbation direction, std | unit_vec | sign.
+    malformations : list[str]
+        malformed (the chaos client, ``fedrobust.robust.malformed``): the classes of bad
+        reply the malicious clients cycle through, round by round (default: all).
     """
 
     kind: Literal[tuple(ATTACK_FIELDS)] = "none"  # type: ignore[valid-type]
@@ -80,6 +85,7 @@ class AttackConfig(Section):
     z: Annotated[float, Field(gt=0)] | None = None
     epsilon: Annotated[float, Field(gt=0)] = 0.5
     deviation: Literal["std", "unit_vec", "sign"] = "std"
+    malformations: list[str] | None = None
 
     def applicable(self) -> set[str]:
         common = {"kind"} if self.kind == "none" else {"kind", "fraction", "count", "start_round"}
@@ -90,6 +96,15 @@ class AttackConfig(Section):
         self.check_applicable(f"attack.kind '{self.kind}'")
         if self.fraction is not None and self.count is not None:
             raise field_error("count", "give fraction or count, not both")
+        if self.malformations is not None:
+            from fedrobust.robust.malformed import MALFORMATIONS
+
+            unknown = sorted(set(self.malformations) - set(MALFORMATIONS))
+            known = ", ".join(MALFORMATIONS)
+            if unknown:
+                raise field_error("malformations", f"unknown {unknown}; known: {known}")
+            if not self.malformations:
+                raise field_error("malformations", f"name at least one of: {known}")
         for src, dst in (self.flip_map or {}).items():
             if src < 0 or dst < 0:
                 raise field_error("flip_map", f"class ids must be >= 0 (got {src}: {dst})")

@@ -64,6 +64,7 @@ class CountingClient(ClientHook):
     with the server's figure it received, in a record of its own."""
 
     state_keys = ("toy-count",)
+    reply_records = ("toy",)
 
     def __init__(self) -> None:
         self.count = 0
