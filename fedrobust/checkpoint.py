@@ -5,7 +5,10 @@ state (e.g. FedAdam moments), the server's RNG state and the scenario digest. It
 written atomically (temp file + rename) after every round and read back with
 ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts only, never
 arbitrary pickled objects. Client-side randomness needs no state: it is derived from
-(seed, round, client).
+(seed, round, client). The final model (``model.pt``, :func:`save_model`) is written the
+same way. A fresh run removes an older run's checkpoint before its first round
+(``fedrobust.rundir.discard_checkpoint``), so ``--resume`` never continues someone else's
+state.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import torch
 
 from fedrobust.errors import FedrobustError
-from fedrobust.rundir import RunDir
+from fedrobust.rundir import RunDir, fsync_dir
 
 FORMAT_VERSION = 1
 
@@ -52,9 +55,28 @@ class Checkpoint:
     torch_rng: torch.Tensor
 
 
+def save_atomic(payload: Any, path: Path) -> Path:
+    """``torch.save`` ``payload`` to ``path`` so that a crash leaves the old file or the new.
+
+    Writes a temporary file beside ``path``, flushes it to disk, renames it over ``path``
+    and flushes the directory, so the rename itself survives a power loss.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
 def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
     """Write ``ckpt`` to ``run_dir/checkpoint.pt`` atomically."""
-    path = RunDir(run_dir).checkpoint
     payload = {
         "format": FORMAT_VERSION,
         "round": ckpt.round,
@@ -64,17 +86,12 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
         "extra": ckpt.extra,
         "torch_rng": ckpt.torch_rng,
     }
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_atomic(payload, RunDir(run_dir).checkpoint)
+
+
+def save_model(run_dir: Path, state_dict: dict[str, torch.Tensor]) -> Path:
+    """Write the final global model's state dict to ``run_dir/model.pt`` atomically."""
+    return save_atomic(state_dict, RunDir(run_dir).model)
 
 
 def load_checkpoint(run_dir: Path, digest: str | None = None) -> Checkpoint:
@@ -89,19 +106,44 @@ def load_checkpoint(run_dir: Path, digest: str | None = None) -> Checkpoint:
     try:
         raw = torch.load(path, weights_only=True)
     except Exception as exc:  # corrupt file, foreign pickle
-        raise FedrobustError(str(path), f"unreadable checkpoint ({exc})") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise FedrobustError(str(path), f"unreadable checkpoint ({first})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_VERSION:
         raise FedrobustError(str(path), "not a fedrobust checkpoint (or another format version)")
-    if digest is not None and raw["digest"] != digest:
+    try:
+        ckpt = Checkpoint(
+            round=raw["round"],
+            digest=raw["digest"],
+            model=raw["model"],
+            strategy=raw["strategy"],
+            extra=raw["extra"],
+            torch_rng=raw["torch_rng"],
+        )
+    except KeyError as exc:
+        raise FedrobustError(str(path), f"malformed checkpoint (no {exc.args[0]!r})") from None
+    problem = _malformed(ckpt)
+    if problem:
+        raise FedrobustError(str(path), f"malformed checkpoint ({problem})")
+    if digest is not None and ckpt.digest != digest:
         raise FedrobustError(
             str(path),
             "was written by a different scenario; only train.rounds may change on --resume",
         )
-    return Checkpoint(
-        round=int(raw["round"]),
-        digest=str(raw["digest"]),
-        model=raw["model"],
-        strategy=raw["strategy"],
-        extra=raw["extra"],
-        torch_rng=raw["torch_rng"],
-    )
+    return ckpt
+
+
+def _malformed(ckpt: Checkpoint) -> str | None:
+    """What is wrong with the fields of a loaded checkpoint, or None."""
+    if type(ckpt.round) is not int or ckpt.round < 0:
+        return f"round is {ckpt.round!r}"
+    if not isinstance(ckpt.digest, str):
+        return "digest is not a string"
+    if not isinstance(ckpt.model, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt.model.items()
+    ):
+        return "model is not a state dict"
+    if not isinstance(ckpt.strategy, dict) or not isinstance(ckpt.extra, dict):
+        return "strategy or extra is not a dict"
+    if not isinstance(ckpt.torch_rng, torch.Tensor):
+        return "torch_rng is not a tensor"
+    return None

@@ -3,7 +3,9 @@
 Shared by the simulation (``fedrobust.simulation``) and the local deployment
 (``fedrobust.deploy.local``): both start a SuperLink on a free port with a private
 ``FLWR_HOME``, launch the app with ``flwr run ... --stream``, print each round as it
-lands in metrics.json, and stop every process they started.
+lands in metrics.json, and stop every process they started. Every process is started
+with ``fedrobust.lifetime`` (``die_with_parent``, the run's environment marker), so none
+outlives the CLI, even when the CLI is SIGKILLed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fedrobust.rundir import RunDir
+from fedrobust.lifetime import die_with_parent
+from fedrobust.rundir import RunDir, discard_checkpoint
 from fedrobust.scenario import Scenario, scenario_to_yaml
 
 APP_DIR = Path(__file__).resolve().parents[1]
@@ -167,7 +170,7 @@ def follow_flwr_run(
         with log_path.open("ab") as sink:
             client = subprocess.Popen(
                 [str(BIN_DIR / "flwr"), "run", *args], stdout=sink, stderr=subprocess.STDOUT,
-                env=env, cwd=cwd, start_new_session=True,
+                env=env, cwd=cwd, start_new_session=True, preexec_fn=die_with_parent,
             )  # fmt: skip
         while client.poll() is None and keep_waiting():
             if superlink.poll() is not None:
@@ -206,6 +209,7 @@ class RunWatch:
         Overrides of ``train.rounds`` and ``seed``.
     resume : bool
         Continue from ``run_dir/checkpoint.pt``; earlier rounds stay in metrics.json.
+        Without it, an older run's checkpoint.pt and metrics.json are removed first.
     on_round : callable, optional
         Called with each round's figures as soon as metrics.json has them.
     """
@@ -225,7 +229,8 @@ class RunWatch:
         self.run_dir = run_dir
         self.metrics_path = RunDir(run_dir).metrics
         old = read_json(self.metrics_path) if resume else None
-        if not resume:
+        if not resume:  # a fresh run: nothing of an older one may be resumed later
+            discard_checkpoint(run_dir)
             self.metrics_path.unlink(missing_ok=True)
         self.token = uuid.uuid4().hex
         RunDir(run_dir).scenario.write_text(scenario_to_yaml(scenario), encoding="utf-8")

@@ -3,7 +3,8 @@
 A run directory holds what one run of a scenario writes::
 
     metrics.json      the figures, rewritten after every round (fedrobust.report.metrics)
-    checkpoint.pt     what --resume continues from (fedrobust.checkpoint)
+    checkpoint.pt     what --resume continues from (fedrobust.checkpoint); removed when
+                      a fresh (not resumed) run starts in the directory
     model.pt          the final global model's state dict
     report.html       the report; its plots (*.png) sit beside it
     scenario.yaml     the scenario as run (overrides applied)
@@ -16,6 +17,7 @@ A run directory holds what one run of a scenario writes::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +113,25 @@ class RunDir:
     def export(self) -> Path:
         """``export/``: exported models and their table (the default)."""
         return self.path / EXPORT_DIR
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the renames and removals in ``directory`` durable (a no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def discard_checkpoint(run_dir: Path) -> None:
+    """Remove ``run_dir/checkpoint.pt``, durably: a fresh run never resumes an older one."""
+    path = RunDir(run_dir).checkpoint
+    if path.exists() or path.is_symlink():
+        path.unlink()
+        fsync_dir(run_dir)

@@ -24,10 +24,10 @@ from fedrobust.launch import (
     flower_env,
     follow_flwr_run,
     free_port,
-    read_json,
     stop_process,
     wait_healthy,
 )
+from fedrobust.lifetime import Lifetime, die_with_parent
 from fedrobust.rundir import RunDir
 from fedrobust.scenario import Scenario
 
@@ -57,7 +57,9 @@ def launch_flower_app(
     Starts ``flower-superlink --simulation`` on a free loopback port with its own
     ``FLWR_HOME`` (``run_dir/.flwr``), then ``flwr run APP local --stream``; calls
     ``keep_waiting()`` twice a second until it returns False or ``flwr run`` exits; then
-    stops every process it started. Logs go to ``run_dir/logs/``.
+    stops every process it started. Logs go to ``run_dir/logs/``. A
+    :class:`~fedrobust.lifetime.Lifetime` ties every process of the run (SuperExec and
+    Ray included) to this one: they die with it, also when it is SIGKILLed.
 
     Parameters
     ----------
@@ -86,7 +88,8 @@ def launch_flower_app(
         f'address = "127.0.0.1:{port}"\ninsecure = true\n',
         encoding="utf-8",
     )
-    env = flower_env(flwr_home)
+    lifetime = Lifetime()
+    env = lifetime.env(flower_env(flwr_home))
     superlink: subprocess.Popen[bytes] | None = None
     superlink_log = layout.superlink_log
     try:
@@ -95,7 +98,7 @@ def launch_flower_app(
                 [str(BIN_DIR / "flower-superlink"), "--insecure", "--simulation",
                  "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(port)],
                 stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=run_dir,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent,
             )  # fmt: skip
         wait_healthy(f"http://127.0.0.1:{port}/health", superlink, superlink_log)
         layout.flwr_log.unlink(missing_ok=True)
@@ -106,6 +109,7 @@ def launch_flower_app(
         )  # fmt: skip
     finally:
         stop_process(superlink)
+        lifetime.close()
         shutil.rmtree(flwr_home, ignore_errors=True)
 
 
@@ -160,8 +164,17 @@ def check_app_dir() -> None:
 
 
 def check_resumable(run_dir: Path, scenario: Scenario) -> int:
-    """Rounds already done in ``run_dir``; refuses a missing checkpoint or another scenario."""
+    """Rounds already done in ``run_dir``.
+
+    Raises
+    ------
+    FedrobustError
+        Naming the file or field: a continual scenario, a missing or malformed checkpoint
+        or metrics.json, a checkpoint of another scenario or ahead of metrics.json (not
+        this run's), a run that stopped early or already did ``train.rounds`` rounds.
+    """
     from fedrobust.checkpoint import load_checkpoint
+    from fedrobust.report.metrics import read_metrics
 
     if scenario.continual is not None:
         raise FedrobustError(
@@ -170,10 +183,13 @@ def check_resumable(run_dir: Path, scenario: Scenario) -> int:
             "and task history live in the simulation's memory, which a new one starts without",
         )
     ckpt = load_checkpoint(run_dir, scenario.resume_digest())
-    metrics = RunDir(run_dir).metrics
-    doc = read_json(metrics)
-    if doc is None:
-        raise FedrobustError(str(metrics), "missing or unreadable; cannot resume")
+    doc = read_metrics(run_dir)
+    if ckpt.round > len(doc["rounds"]):  # metrics.json is written before the checkpoint
+        raise FedrobustError(
+            str(RunDir(run_dir).checkpoint),
+            f"holds round {ckpt.round} but metrics.json only {len(doc['rounds'])} rounds: "
+            "it is not this run's checkpoint; cannot resume",
+        )
     if doc["status"] == "completed" and (doc.get("final") or {}).get("stopped_early"):
         raise FedrobustError(str(run_dir), "the run stopped early and is done; nothing to resume")
     if ckpt.round >= scenario.train.rounds:

@@ -10,7 +10,9 @@ loopback so it can be tried and tested in one command:
 4. ``flower-supernode`` per node, with its private key, the CA and its ``node_config``;
 5. ``flwr run APP fedrobust --stream``.
 
-:class:`LocalFederation` owns every process it starts and stops them all on exit.
+:class:`LocalFederation` owns every process it starts and stops them all on exit; its
+:class:`~fedrobust.lifetime.Lifetime` kills them (SuperExec and apps included) when the
+process that started them dies, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from fedrobust.launch import (
     stop_process,
     wait_healthy,
 )
+from fedrobust.lifetime import Lifetime, die_with_parent
 from fedrobust.rundir import FLWR_LOG, LOGS_DIR, SUPERLINK_LOG, RunDir
 from fedrobust.scenario import Scenario
 
@@ -164,7 +167,8 @@ class LocalFederation:
         self.credentials = create_credentials(
             self.directory, num_nodes, ["127.0.0.1", "localhost"], self.port
         )
-        self.env = flower_env(self.credentials.flwr_home)
+        self.lifetime = Lifetime()
+        self.env = self.lifetime.env(flower_env(self.credentials.flwr_home))
         self.superlink: subprocess.Popen[bytes] | None = None
         self.nodes: dict[int, subprocess.Popen[bytes]] = {}
         self._extra: list[subprocess.Popen[bytes]] = []
@@ -180,7 +184,7 @@ class LocalFederation:
         with (self.logs / log_name).open("ab") as sink:
             return subprocess.Popen(
                 args, stdout=sink, stderr=subprocess.STDOUT, env=self.env,
-                cwd=self.directory, start_new_session=True,
+                cwd=self.directory, start_new_session=True, preexec_fn=die_with_parent,
             )  # fmt: skip
 
     def start_superlink(self) -> None:
@@ -313,6 +317,7 @@ class LocalFederation:
         self._extra.clear()
         stop_process(self.superlink)
         self.superlink = None
+        self.lifetime.close()
         shutil.rmtree(self.credentials.flwr_home / "apps", ignore_errors=True)
 
 

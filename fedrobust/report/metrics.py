@@ -18,15 +18,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fedrobust.errors import FedrobustError
 from fedrobust.rundir import METRICS_FILE as METRICS_FILE  # re-exported for callers
-from fedrobust.rundir import RunDir
+from fedrobust.rundir import RunDir, discard_checkpoint, fsync_dir
 
+STATUSES = ("running", "completed", "failed")
 # Figures that measure time, not learning: they differ between identical runs.
 TIMING_KEYS = frozenset({"seconds", "wall_seconds", "train_seconds"})
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write ``payload`` as JSON to ``path`` so readers never see a partial file."""
+    """Write ``payload`` as JSON to ``path`` so readers never see a partial file.
+
+    Temporary file, flushed to disk, renamed over ``path``; the directory is flushed too,
+    so the rename survives a power loss.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -38,6 +44,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def _finite(value: Any) -> Any:
@@ -52,12 +59,47 @@ def _finite(value: Any) -> Any:
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
-    """Load ``run_dir/metrics.json``."""
-    return json.loads(RunDir(run_dir).metrics.read_text(encoding="utf-8"))
+    """Load ``run_dir/metrics.json``.
+
+    Raises
+    ------
+    FedrobustError
+        Naming the file, when it is missing, not JSON, or not a fedrobust metrics document
+        (an object with a known ``status``, a ``scenario`` object and a list of ``rounds``
+        objects).
+    """
+    path = RunDir(run_dir).metrics
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FedrobustError(str(path), "no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FedrobustError(str(path), f"unreadable metrics ({exc})") from None
+    problem = _malformed(doc)
+    if problem:
+        raise FedrobustError(str(path), f"malformed metrics ({problem})")
+    return doc
+
+
+def _malformed(doc: Any) -> str | None:
+    """What makes ``doc`` no fedrobust metrics document, or None."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    if doc.get("status") not in STATUSES:
+        return f"status is {doc.get('status')!r}, not one of {', '.join(STATUSES)}"
+    if not isinstance(doc.get("scenario"), dict):
+        return "no scenario object"
+    rounds = doc.get("rounds")
+    if not isinstance(rounds, list) or not all(isinstance(row, dict) for row in rounds):
+        return "rounds is not a list of objects"
+    return None
 
 
 class RunRecorder:
     """Collects a run's figures and rewrites metrics.json after each change.
+
+    A fresh recorder starts a fresh run: it removes the run directory's checkpoint.pt
+    first, so an older run's state can never be resumed under this run's metrics.
 
     Parameters
     ----------
@@ -68,6 +110,7 @@ class RunRecorder:
     """
 
     def __init__(self, run_dir: Path, scenario: dict[str, Any], token: str = "") -> None:
+        discard_checkpoint(run_dir)
         self.path = RunDir(run_dir).metrics
         self.started = time.monotonic()
         self.doc: dict[str, Any] = {
