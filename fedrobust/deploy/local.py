@@ -54,7 +54,8 @@ class Credentials:
     Parameters
     ----------
     certs : ServerCerts
-        CA certificate, SuperLink certificate and key (``DIR/certs``).
+        SuperLink certificate and key and a copy of the CA certificate (``DIR/certs``);
+        the CA's key stays in ``DIR/ca`` (keep it off the SuperLink's host).
     nodes : list[NodeKeys]
         One OpenSSH key pair per SuperNode (``DIR/keys/node-<i>``).
     flwr_home : Path
@@ -75,7 +76,8 @@ def create_credentials(directory: Path, num_nodes: int, hosts: list[str], port: 
     Parameters
     ----------
     directory : Path
-        Gets ``certs/``, ``keys/`` and ``flwr/config.toml``.
+        Gets ``ca/`` (the CA's certificate and private key), ``certs/`` (the SuperLink's
+        certificate and key, a copy of ``ca.crt``), ``keys/`` and ``flwr/config.toml``.
     num_nodes : int
         Key pairs ``keys/node-0`` .. ``keys/node-<num_nodes-1>``.
     hosts : list[str]
@@ -84,7 +86,7 @@ def create_credentials(directory: Path, num_nodes: int, hosts: list[str], port: 
         The SuperLink's port (Fleet, Control and Runtime APIs share it).
     """
     directory = directory.resolve()
-    certs = create_server_cert(directory / "certs", hosts)
+    certs = create_server_cert(directory / "certs", hosts, ca_dir=directory / "ca")
     nodes = [create_node_keys(directory / "keys", f"node-{i}") for i in range(num_nodes)]
     flwr_home = directory / "flwr"
     flwr_home.mkdir(parents=True, exist_ok=True)
