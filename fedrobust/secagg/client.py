@@ -5,6 +5,12 @@ agree the *masking* seeds. The client Shamir-shares its private-mask seed ``b`` 
 ``sk2`` with its share group; at unmask it reveals, per group member, the share of ``b`` (member
 survived: its private mask must come off) or of ``sk2`` (member dropped: its pairwise masks with
 the survivors must come off), never both for the same member.
+
+A neighbour whose public key is unusable (does not parse, wrong curve) is left out at
+share_keys, as if it had dropped; one whose ciphertext does not decrypt (or is addressed
+wrongly) leaves this client without its shares, but the pairwise mask stays, since both sides
+agree on it from the public keys alone. Neither raises: one bad neighbour must not stop the
+honest ones.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from cryptography.fernet import InvalidToken
+from cryptography.hazmat.primitives.asymmetric import ec
 from flwr.common.secure_aggregation.crypto.shamir import create_shares
 from flwr.common.secure_aggregation.crypto.symmetric_encryption import (
     decrypt,
@@ -27,7 +34,6 @@ from flwr.common.secure_aggregation.secaggplus_utils import (
 )
 from flwr.supercore.primitives.asymmetric import (
     bytes_to_private_key,
-    bytes_to_public_key,
     generate_key_pairs,
     private_key_to_bytes,
     public_key_to_bytes,
@@ -35,7 +41,8 @@ from flwr.supercore.primitives.asymmetric import (
 from numpy.typing import NDArray
 
 from fedrobust.secagg.config import SecAggParams, Stage, resolve_params
-from fedrobust.secagg.encoding import add_masks, encode_update, masks
+from fedrobust.secagg.encoding import add_masks, encode_update, masks, seed_commitment
+from fedrobust.secagg.keys import load_peer_key
 
 _PREVIOUS_STAGE: dict[Stage, str] = {
     Stage.SETUP: "",
@@ -66,22 +73,23 @@ class SecAggClient:
         The round's resolved parameters (e.g. ``SecAggParams.from_dict(setup_message)``); the
         setup message must carry the same.
     seed_bytes : bytes, optional
-        The private-mask seed ``b`` (length a multiple of 4, at least 16); 32 bytes from
-        ``os.urandom`` when omitted.
+        The private-mask seed ``b`` (at least 16 bytes); 32 bytes from ``os.urandom`` when
+        omitted.
 
     Notes
     -----
     The state holds the client's secret keys and the shares it was sent, as Flower's own
     ``secaggplus_mod`` does; they are erased once :meth:`unmask` has answered. The ClientApp must
     save the state after every stage: the stage order it records is what stops a second
-    :meth:`unmask` (with other survivor/dropped lists) from revealing both secrets of a member.
+    :meth:`unmask` (with other survivor/dropped lists) from revealing both secrets of a member,
+    and what :meth:`expect` checks before the ClientApp trains for collect_masked_vectors.
     """
 
     def __init__(self, node_id: int, params: SecAggParams, seed_bytes: bytes | None = None) -> None:
         if seed_bytes is None:
             seed_bytes = os.urandom(32)
-        if len(seed_bytes) < 16 or len(seed_bytes) % 4 != 0:
-            raise ValueError("seed_bytes: need at least 16 bytes, a multiple of 4")
+        if len(seed_bytes) < 16:
+            raise ValueError("seed_bytes: need at least 16 bytes")
         self.node_id = int(node_id)
         self.params = params
         #: The last stage completed ("" before setup).
@@ -97,7 +105,9 @@ class SecAggClient:
         self._group: list[int] = []
         self._group_pk1: list[bytes] = []
         self._group_pk2: list[bytes] = []
-        # Neighbours whose shares arrived: this client's pairwise-mask partners.
+        # Members left out at share_keys: their public keys are unusable.
+        self._excluded: list[int] = []
+        # Neighbours that exchanged shares with this client: its pairwise-mask partners.
         self._partners: list[int] = []
         # Owner node id -> share of its b / of its sk2 (own shares included).
         self._b_shares: dict[int, bytes] = {}
@@ -127,6 +137,7 @@ class SecAggClient:
             "group": list(self._group),
             "group_pk1": list(self._group_pk1),
             "group_pk2": list(self._group_pk2),
+            "excluded": list(self._excluded),
             "partners": list(self._partners),
             "share_owners": owners,
             "b_shares": [self._b_shares[owner] for owner in owners],
@@ -168,6 +179,7 @@ class SecAggClient:
         client._group = [int(v) for v in state["group"]]
         client._group_pk1 = [bytes(v) for v in state["group_pk1"]]
         client._group_pk2 = [bytes(v) for v in state["group_pk2"]]
+        client._excluded = [int(v) for v in state["excluded"]]
         client._partners = [int(v) for v in state["partners"]]
         owners = [int(v) for v in state["share_owners"]]
         client._b_shares = dict(zip(owners, state["b_shares"], strict=True))
@@ -176,12 +188,39 @@ class SecAggClient:
 
     # ----------------------------------------------------------------- stages
 
+    def expect(self, stage: Stage | str) -> None:
+        """Refuse ``stage`` unless it is the next one of this client's round.
+
+        The order is setup -> share_keys -> collect_masked_vectors -> unmask, each once. The
+        ClientApp calls this before it trains for collect_masked_vectors, so a replayed or
+        out-of-order message costs no training (and no privacy budget).
+
+        Parameters
+        ----------
+        stage : Stage | str
+            The stage a message asks for.
+
+        Raises
+        ------
+        ValueError
+            When ``stage`` is unknown or not the next one (its message starts with
+            ``"stage:"``).
+        """
+        try:
+            wanted = Stage(str(stage))
+        except ValueError:
+            raise ValueError(f"stage: unknown SecAgg+ stage {stage!r}") from None
+        if self.stage != _PREVIOUS_STAGE[wanted]:
+            done = self.stage or "nothing"
+            raise ValueError(
+                f"stage: node {self.node_id} cannot run {wanted.value!r} after {done!r} "
+                "(replayed or out-of-order SecAgg+ message)"
+            )
+
     def _enter(self, stage: Stage, message: Mapping[str, Any]) -> None:
         if message.get("stage") != stage:
             raise ValueError(f"stage: expected a {stage!r} message, got {message.get('stage')!r}")
-        if self.stage != _PREVIOUS_STAGE[stage]:
-            done = self.stage or "nothing"
-            raise ValueError(f"stage: node {self.node_id} cannot run {stage!r} after {done!r}")
+        self.expect(stage)
 
     def setup(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """Stage 1: check the parameters and create the two key pairs.
@@ -194,7 +233,9 @@ class SecAggClient:
         Returns
         -------
         dict[str, Any]
-            ``{"pk1": bytes, "pk2": bytes}``: the encryption and the masking public key (PEM).
+            ``{"pk1": bytes, "pk2": bytes, "b_commitment": bytes}``: the encryption and the
+            masking public key (PEM), and the commitment to the mask seed
+            (:func:`~.encoding.seed_commitment`) the server checks the rebuilt seed against.
         """
         self._enter(Stage.SETUP, message)
         sent = SecAggParams.from_dict(dict(message))
@@ -211,7 +252,7 @@ class SecAggClient:
         self._sk1, self._pk1 = private_key_to_bytes(sk1), public_key_to_bytes(pk1)
         self._sk2, self._pk2 = private_key_to_bytes(sk2), public_key_to_bytes(pk2)
         self.stage = Stage.SETUP
-        return {"pk1": self._pk1, "pk2": self._pk2}
+        return {"pk1": self._pk1, "pk2": self._pk2, "b_commitment": seed_commitment(self._seed)}
 
     def share_keys(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """Stage 2: Shamir-share ``b`` and ``sk2`` over the group; encrypt each member's pair.
@@ -227,7 +268,8 @@ class SecAggClient:
         -------
         dict[str, Any]
             ``{"destinations": list[int], "ciphertexts": list[bytes]}``: one ciphertext per
-            other group member, encrypted with ``ECDH(sk1, pk1_v)``.
+            other group member, encrypted with ``ECDH(sk1, pk1_v)``; a member whose ``pk1`` or
+            ``pk2`` is unusable gets none (it is treated as dropped).
         """
         self._enter(Stage.SHARE_KEYS, message)
         group = [int(v) for v in message["node_ids"]]
@@ -256,18 +298,24 @@ class SecAggClient:
         sk1 = bytes_to_private_key(self._sk1)
         destinations: list[int] = []
         ciphertexts: list[bytes] = []
+        excluded: list[int] = []
         for index, dst in enumerate(group):
             if dst == self.node_id:
                 self._b_shares[dst] = b_shares[index]
                 self._sk2_shares[dst] = sk2_shares[index]
                 continue
-            key = generate_shared_key(sk1, bytes_to_public_key(pk1s[index]))
+            pk1 = load_peer_key(pk1s[index])
+            if pk1 is None or load_peer_key(pk2s[index]) is None:
+                excluded.append(dst)  # unusable keys: as if it had dropped at setup
+                continue
+            key = generate_shared_key(sk1, pk1)
             plaintext = share_keys_plaintext_concat(
                 self.node_id, dst, b_shares[index], sk2_shares[index]
             )
             destinations.append(dst)
             ciphertexts.append(encrypt(key, plaintext))
         self._group, self._group_pk1, self._group_pk2 = group, pk1s, pk2s
+        self._excluded = excluded
         self.stage = Stage.SHARE_KEYS
         return {"destinations": destinations, "ciphertexts": ciphertexts}
 
@@ -281,14 +329,18 @@ class SecAggClient:
 
         The update is clipped to ``clipping_range``, scaled by the quantised weight, quantised
         (see :func:`~.encoding.encode_update`), then masked with ``PRG(b)`` plus, for every
-        partner ``v`` (a member whose ciphertext arrived), ``+PRG(ECDH(sk2, pk2_v))`` if this
-        node id is the larger, ``-`` otherwise; all modulo ``modulus_range``.
+        partner ``v`` (a source: a member this client and that sent each other ciphertexts),
+        ``+PRG(ECDH(sk2, pk2_v))`` if this node id is the larger, ``-`` otherwise; all modulo
+        ``modulus_range``. A ciphertext that does not decrypt, or names other nodes, leaves
+        this client without that partner's shares (it answers ``b""`` for them at unmask);
+        the pairwise mask stays, since the partner adds it too.
 
         Parameters
         ----------
         message : Mapping[str, Any]
             ``{"stage": "collect_masked_vectors", "sources": list[int],
-            "ciphertexts": list[bytes]}``: the ciphertexts addressed to this client.
+            "ciphertexts": list[bytes]}``: the ciphertexts addressed to this client by the
+            members it sent one to.
         update : Sequence[NDArray[np.floating]]
             The client's update (finite float arrays).
         weight : float
@@ -313,9 +365,15 @@ class SecAggClient:
                 f"collect_masked_vectors: sources {sorted(set(sources) - others)} are not "
                 f"neighbours of node {self.node_id}"
             )
-        if len(sources) + 1 < threshold:
+        # Members left out at share_keys got no ciphertext from this client: not partners.
+        received = [
+            (src, ciphertext)
+            for src, ciphertext in zip(sources, ciphertexts, strict=True)
+            if src not in self._excluded
+        ]
+        if len(received) + 1 < threshold:
             raise ValueError(
-                f"collect_masked_vectors: {len(sources) + 1} live group members, below "
+                f"collect_masked_vectors: {len(received) + 1} live group members, below "
                 f"reconstruction_threshold={threshold}"
             )
         num_values = sum(int(np.size(array)) for array in update)
@@ -323,35 +381,43 @@ class SecAggClient:
             raise ValueError(f"update: {num_values} values, the server expects {self.num_values}")
 
         sk1 = bytes_to_private_key(self._sk1)
-        for src, ciphertext in zip(sources, ciphertexts, strict=True):
-            pk1 = self._group_pk1[self._group.index(src)]
-            try:
-                plaintext = decrypt(generate_shared_key(sk1, bytes_to_public_key(pk1)), ciphertext)
-            except InvalidToken:
-                raise ValueError(
-                    f"collect_masked_vectors: the ciphertext from node {src} does not decrypt"
-                ) from None
-            actual_src, dst, b_share, sk2_share = share_keys_plaintext_separate(plaintext)
-            if actual_src != src or dst != self.node_id:
-                raise ValueError(
-                    f"collect_masked_vectors: ciphertext {actual_src}->{dst} delivered as "
-                    f"{src}->{self.node_id}"
-                )
-            self._b_shares[src] = b_share
-            self._sk2_shares[src] = sk2_share
+        partners: dict[int, ec.EllipticCurvePublicKey] = {}
+        for src, ciphertext in received:
+            index = self._group.index(src)
+            pk1 = load_peer_key(self._group_pk1[index])
+            pk2 = load_peer_key(self._group_pk2[index])
+            if pk1 is None or pk2 is None:  # checked at share_keys; kept for safety
+                continue
+            partners[src] = pk2
+            shares = self._open(sk1, pk1, src, ciphertext)
+            if shares is not None:
+                self._b_shares[src], self._sk2_shares[src] = shares
 
         vectors, _ = encode_update(update, weight, self.params)
         shapes = [vector.shape for vector in vectors]
         add_masks(vectors, masks(self._seed, self.params, shapes), 1, self.params)
         sk2 = bytes_to_private_key(self._sk2)
-        for partner in sorted(sources):
-            pk2 = self._group_pk2[self._group.index(partner)]
-            seed = generate_shared_key(sk2, bytes_to_public_key(pk2))
+        for partner in sorted(partners):
+            seed = generate_shared_key(sk2, partners[partner])
             sign = 1 if self.node_id > partner else -1
             add_masks(vectors, masks(seed, self.params, shapes), sign, self.params)
-        self._partners = sorted(sources)
+        self._partners = sorted(partners)
         self.stage = Stage.COLLECT_MASKED_VECTORS
         return {"masked_vectors": vectors}
+
+    def _open(
+        self, sk1: ec.EllipticCurvePrivateKey, pk1: ec.EllipticCurvePublicKey, src: int,
+        ciphertext: bytes,
+    ) -> tuple[bytes, bytes] | None:  # fmt: skip
+        """The shares ``src`` sent in ``ciphertext``, or ``None`` when it is unusable."""
+        try:
+            plaintext = decrypt(generate_shared_key(sk1, pk1), ciphertext)
+            actual_src, dst, b_share, sk2_share = share_keys_plaintext_separate(plaintext)
+        except (InvalidToken, ValueError, TypeError, IndexError):
+            return None
+        if actual_src != src or dst != self.node_id:
+            return None
+        return b_share, sk2_share
 
     def unmask(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """Stage 4: reveal ``b`` shares of surviving members and ``sk2`` shares of dropped ones.
@@ -371,7 +437,8 @@ class SecAggClient:
         -------
         dict[str, Any]
             ``{"survivor_ids": list[int], "b_shares": list[bytes], "dropped_ids": list[int],
-            "sk2_shares": list[bytes]}``, shares aligned with the ids.
+            "sk2_shares": list[bytes]}``, shares aligned with the ids; ``b""`` for a partner
+            whose ciphertext did not open (this client holds none of its shares).
         """
         self._enter(Stage.UNMASK, message)
         survivors = [int(v) for v in message["survivors"]]
@@ -390,9 +457,9 @@ class SecAggClient:
             )
         reply = {
             "survivor_ids": survivors,
-            "b_shares": [self._b_shares[v] for v in survivors],
+            "b_shares": [self._b_shares.get(v, b"") for v in survivors],
             "dropped_ids": dropped,
-            "sk2_shares": [self._sk2_shares[v] for v in dropped],
+            "sk2_shares": [self._sk2_shares.get(v, b"") for v in dropped],
         }
         self._erase_secrets()
         self.stage = Stage.UNMASK

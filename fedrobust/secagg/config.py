@@ -56,8 +56,9 @@ class SecAggParams:
     reconstruction_threshold : int | float
         Shares needed to rebuild a secret, ``2 <= t <= num_shares``; a float in ``(0, 1]`` is a
         fraction of ``num_shares`` (rounded up, at least 2). Every share group must keep ``t``
-        live members through the round. ``t > num_shares / 2`` is recommended: then no two
-        disjoint subsets of a group can both reach ``t``.
+        live members through the round. Must exceed ``num_shares / 2`` (then no two disjoint
+        subsets of a group can both reach ``t``: a server cannot collect the shares of ``b``
+        from one half and those of ``sk2`` from the other) unless ``allow_low_threshold``.
     clipping_range : float
         Update values are clipped to ``[-clipping_range, clipping_range]`` before quantisation.
     quantization_range : int
@@ -68,6 +69,8 @@ class SecAggParams:
         ``num_clients * max(quantization_range, num_values)`` so the sum cannot wrap.
     max_weight : float
         Largest client weight; a client with a larger weight refuses to mask.
+    allow_low_threshold : bool
+        Accept ``reconstruction_threshold <= num_shares / 2`` (default false).
     """
 
     num_shares: int | float
@@ -76,6 +79,7 @@ class SecAggParams:
     quantization_range: int = 2**22
     modulus_range: int = 2**32
     max_weight: float = 1000.0
+    allow_low_threshold: bool = False
 
     def to_dict(self) -> dict[str, int | float]:
         """Return the parameters as a flat dict (fits a Flower ``ConfigRecord``).
@@ -196,7 +200,7 @@ def _resolve_num_shares(value: int | float, num_clients: int) -> int:
     return shares
 
 
-def _resolve_threshold(value: int | float, num_shares: int) -> int:
+def _resolve_threshold(value: int | float, num_shares: int, allow_low: bool) -> int:
     if _is_float(value):
         if not 0.0 < value <= 1.0:
             raise ValueError(f"reconstruction_threshold: a fraction must be in (0, 1], got {value}")
@@ -208,6 +212,13 @@ def _resolve_threshold(value: int | float, num_shares: int) -> int:
     if not 2 <= threshold <= num_shares:
         raise ValueError(
             f"reconstruction_threshold: must be in [2, num_shares={num_shares}], got {threshold}"
+        )
+    if 2 * threshold <= num_shares and not allow_low:
+        raise ValueError(
+            f"reconstruction_threshold: {threshold} is not more than half of num_shares="
+            f"{num_shares}: two disjoint halves of a share group could then each rebuild a "
+            f"secret (the mask seed from one, the masking key from the other), which unmasks "
+            f"a client; use more than {num_shares // 2}, or set allow_low_threshold: true"
         )
     return threshold
 
@@ -242,7 +253,10 @@ def resolve_params(params: SecAggParams, num_clients: int, num_values: int = 0) 
     if not _is_int(num_clients) or num_clients < 1:
         raise ValueError(f"num_clients: must be a positive int, got {num_clients!r}")
     num_shares = _resolve_num_shares(params.num_shares, num_clients)
-    threshold = _resolve_threshold(params.reconstruction_threshold, num_shares)
+    allow_low = params.allow_low_threshold
+    if not isinstance(allow_low, bool):
+        raise ValueError(f"allow_low_threshold: must be a bool, got {allow_low!r}")
+    threshold = _resolve_threshold(params.reconstruction_threshold, num_shares, allow_low)
 
     c = params.clipping_range
     if not isinstance(c, int | float) or isinstance(c, bool) or not (math.isfinite(c) and c > 0):
@@ -310,7 +324,9 @@ class SecAggConfig(Section):
         than the clients per round.
     reconstruction_threshold : int or float
         Shares needed to rebuild a dropped client's secret, 2 <= t <= num_shares; a float
-        is a share of ``num_shares``. Above half of ``num_shares`` is recommended.
+        is a share of ``num_shares``. Must be more than half of ``num_shares`` (else two
+        disjoint halves of a group could rebuild both secrets of a client and unmask it),
+        unless ``allow_low_threshold``.
     clipping_range : float
         Update values (weights minus global weights) are clipped to +-clipping_range and
         counted before masking.
@@ -325,6 +341,10 @@ class SecAggConfig(Section):
         Seconds the server waits for the replies of each stage; late clients drop out.
     simulate_dropout : SecAggDropout
         For testing: clients whose replies are discarded at one stage.
+    allow_low_threshold : bool
+        Accept a ``reconstruction_threshold`` of half of ``num_shares`` or less (more
+        dropouts tolerated, weaker privacy against a server that lies about who dropped).
+        Default false.
     """
 
     enabled: bool = True
@@ -336,6 +356,7 @@ class SecAggConfig(Section):
     max_weight: Annotated[float, Field(gt=0)] | None = None
     timeout: Annotated[float, Field(gt=0, le=86400)] = 120.0
     simulate_dropout: SecAggDropout | None = None
+    allow_low_threshold: bool = False
 
     def params(self, max_weight: float) -> SecAggParams:
         """The protocol parameters (``max_weight`` when the section leaves it unset)."""
@@ -346,4 +367,5 @@ class SecAggConfig(Section):
             quantization_range=self.quantization_range,
             modulus_range=self.modulus_range,
             max_weight=self.max_weight or max_weight,
+            allow_low_threshold=self.allow_low_threshold,
         )

@@ -2,15 +2,20 @@
 
 See :mod:`fedrobust.secagg.config` for the encoding and :func:`~.config.error_bounds` for its
 error. Everything is vectorised: one numpy pass per array, one PRG call per seed.
+
+The masks come from SHAKE-256 (``hashlib``, an extendable-output function used as a stream):
+the whole seed (32 bytes of ``os.urandom`` for a self mask, the 32-byte HKDF output of an ECDH
+agreement for a pairwise mask) keys the stream, so guessing a mask means guessing 256 bits.
+Flower's ``pseudo_rand_gen`` is not used: it folds the seed into a 32-bit Mersenne-Twister seed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 from flwr.common.secure_aggregation.quantization import dequantize, quantize
-from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
 from numpy.typing import NDArray
 
 from fedrobust.secagg.config import SecAggParams
@@ -21,6 +26,10 @@ Shape = tuple[int, ...]
 
 #: The two one-element vectors appended to the update: quantised weight, clipped count.
 EXTRA_SHAPES: list[Shape] = [(1,), (1,)]
+#: Domain-separation prefix of the mask stream (a different use of a seed gets another).
+MASK_DOMAIN = b"fedrobust-secagg-mask-v1:"
+#: Domain-separation prefix of the commitment to a client's mask seed.
+COMMIT_DOMAIN = b"fedrobust-secagg-seed-commitment-v1:"
 
 
 def quantize_weight(weight: float, params: SecAggParams) -> int:
@@ -123,13 +132,124 @@ def decode_sum(
     return weighted_sum, total_weight, int(clipped_vector[0])
 
 
+def seed_commitment(seed: bytes) -> bytes:
+    """Return the commitment a client publishes to its mask seed ``b`` at setup.
+
+    ``SHA-256(COMMIT_DOMAIN + b)``: ``b`` is 32 uniform bytes, so the digest reveals nothing a
+    search could use, and it lets the server tell a seed rebuilt from sound shares from one a
+    corrupted share bent (as ``pk2`` does for ``sk2``).
+
+    Parameters
+    ----------
+    seed : bytes
+        The mask seed.
+
+    Returns
+    -------
+    bytes
+        The 32-byte digest.
+    """
+    return hashlib.sha256(COMMIT_DOMAIN + bytes(seed)).digest()
+
+
+def sum_range_problem(summed: IntArrays, params: SecAggParams, num_contributors: int) -> str | None:
+    """Say why an unmasked sum cannot come from ``num_contributors`` honest encodings, if so.
+
+    An honest client's ``q`` lies within one rounding step of
+    ``[(Q - w_q) / 2, (Q + w_q) / 2]`` (its update, clipped to ``[-c, c]`` and scaled by
+    ``r = w_q / Q``), its ``w_q`` in ``[0, Q]``, its clip count in ``[0, num_values]``. So with
+    ``n`` contributors and ``W_q = sum w_q``: ``0 <= W_q <= n Q``, ``0 <= clipped <= n
+    num_values``, and every summed coordinate satisfies ``|2 sum q - n Q| <= W_q + 4 n``, i.e.
+    the decoded weighted mean stays within ``clipping_range`` (plus rounding). A client that
+    masked values outside its range (a shifted sum, or values that wrapped the modulus) breaks
+    one of these unless what it added is as small as an honest client's own range allows.
+    Exact integer arithmetic: every value is below ``modulus_range <= 2**62``.
+
+    Parameters
+    ----------
+    summed : list[NDArray[np.int64]]
+        The unmasked sum (update arrays, then ``[W_q]`` and ``[clipped]``), in
+        ``[0, modulus_range)``.
+    params : SecAggParams
+        Resolved parameters.
+    num_contributors : int
+        Number of encoded updates in the sum.
+
+    Returns
+    -------
+    str | None
+        The first broken bound, or ``None`` when the sum is in range.
+    """
+    *vectors, weight_vector, clipped_vector = summed
+    n = int(num_contributors)
+    q = int(params.quantization_range)
+    num_values = sum(int(vector.size) for vector in vectors)
+    weight_q = int(weight_vector[0])
+    if not 0 <= weight_q <= n * q:
+        return (
+            f"range check: the summed quantised weight {weight_q} is outside [0, {n * q}] "
+            f"({n} contributors x quantization_range)"
+        )
+    clipped = int(clipped_vector[0])
+    if not 0 <= clipped <= n * num_values:
+        return (
+            f"range check: the summed clip count {clipped} is outside [0, {n * num_values}] "
+            f"({n} contributors x {num_values} values)"
+        )
+    limit = weight_q + 4 * n
+    for index, vector in enumerate(vectors):
+        if vector.size == 0:
+            continue
+        spread = np.abs(2 * vector - n * q)
+        worst = int(spread.max())
+        if worst > limit:
+            position = int(spread.argmax())
+            return (
+                f"range check: value {position} of array {index} decodes to a weighted sum "
+                f"beyond total_weight x clipping_range (|2 sum q - n Q| = {worst} > {limit}): "
+                "a contribution left its clipping range"
+            )
+    return None
+
+
+def prg(seed: bytes, num_values: int, modulus_range: int) -> NDArray[np.int64]:
+    """Expand ``seed`` into ``num_values`` uniform integers in ``[0, modulus_range)``.
+
+    SHAKE-256 of ``MASK_DOMAIN + seed`` is read as little-endian unsigned integers (4 bytes
+    each when ``modulus_range <= 2**32``, else 8) whose low bits are kept. ``modulus_range`` is
+    a power of two, so the low bits of a uniform integer are uniform: no rejection is needed.
+
+    Parameters
+    ----------
+    seed : bytes
+        The secret seed (at least 16 bytes); every byte of it changes the whole output.
+    num_values : int
+        How many integers.
+    modulus_range : int
+        A power of two in ``[2, 2**62]``.
+
+    Returns
+    -------
+    NDArray[np.int64]
+        The integers, one flat array.
+    """
+    if len(seed) < 16:
+        raise ValueError(f"seed: need at least 16 bytes, got {len(seed)}")
+    if modulus_range < 2 or modulus_range & (modulus_range - 1) or modulus_range > 2**62:
+        raise ValueError(f"modulus_range: must be a power of two <= 2**62, got {modulus_range}")
+    width = 4 if modulus_range <= 2**32 else 8
+    stream = hashlib.shake_256(MASK_DOMAIN + bytes(seed)).digest(width * num_values)
+    words = np.frombuffer(stream, dtype=np.dtype(f"<u{width}"))
+    return (words & np.uint64(modulus_range - 1)).astype(np.int64)
+
+
 def masks(seed: bytes, params: SecAggParams, shapes: Sequence[Shape]) -> IntArrays:
     """Return the PRG expansion of ``seed`` into one integer array per shape.
 
     Parameters
     ----------
     seed : bytes
-        A private-mask seed or an ECDH-derived shared key (length a multiple of 4).
+        A private-mask seed or an ECDH-derived shared key (at least 16 bytes).
     params : SecAggParams
         Resolved parameters (values in ``[0, modulus_range)``).
     shapes : Sequence[tuple[int, ...]]
@@ -138,9 +258,16 @@ def masks(seed: bytes, params: SecAggParams, shapes: Sequence[Shape]) -> IntArra
     Returns
     -------
     list[NDArray[np.int64]]
-        The masks, generated in one ``pseudo_rand_gen`` call.
+        The masks, cut from one :func:`prg` stream in the order of ``shapes``.
     """
-    return pseudo_rand_gen(seed, params.modulus_range, list(shapes))
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    flat = prg(seed, sum(sizes), int(params.modulus_range))
+    out: IntArrays = []
+    start = 0
+    for shape, size in zip(shapes, sizes, strict=True):
+        out.append(flat[start : start + size].reshape(shape))
+        start += size
+    return out
 
 
 def add_masks(

@@ -4,10 +4,12 @@ Survivor sets: ``S0`` the sampled clients, ``S1`` those that sent public keys (s
 those that sent share ciphertexts (share_keys), ``S3`` those whose masked vectors arrived
 (collect_masked_vectors), ``S4`` those that sent their shares (unmask). The aggregate is over
 ``S3``. A client's *group* (``share_groups``) restricted to ``S1`` is where its secrets are shared;
-``S1 \\ S2`` clients take no further part (nobody masks with them); for every ``u`` in ``S3`` the
-server rebuilds ``b_u`` and removes ``PRG(b_u)``; for every ``d`` in ``S2 \\ S3`` it rebuilds
-``sk2_d`` and removes the pairwise masks ``d`` shares with its group members in ``S3``
-(:mod:`fedrobust.secagg.unmask`).
+``S1 \\ S2`` clients take no further part (nobody masks with them). Two clients of ``S2`` are
+*partners* (they exchange shares and mask with each other) when each sent the other a
+ciphertext; a client leaves out a member whose public keys it cannot use. For every ``u`` in
+``S3`` the server rebuilds ``b_u`` and removes ``PRG(b_u)``; for every ``d`` in ``S2 \\ S3`` it
+rebuilds ``sk2_d`` and removes the pairwise masks ``d`` shares with its partners in ``S3``
+(:mod:`fedrobust.secagg.unmask`), then checks the sum's range before decoding it.
 
 The server only ever holds masked vectors, and only as a running sum: each reply's vectors are
 added and dropped.
@@ -20,12 +22,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from flwr.supercore.primitives.asymmetric import bytes_to_public_key
 from numpy.typing import NDArray
 
 from fedrobust.secagg.config import SecAggParams, Stage, resolve_params
 from fedrobust.secagg.encoding import EXTRA_SHAPES, IntArrays, add_masks
 from fedrobust.secagg.graph import share_groups
+from fedrobust.secagg.keys import load_peer_key
 from fedrobust.secagg.unmask import SecAggFailure, SecAggResult, unmask_sum
 
 Message = dict[str, Any]
@@ -39,6 +41,11 @@ def _is_bytes_list(value: object, length: int | None = None) -> bool:
         and all(isinstance(item, bytes) for item in value)
         and (length is None or len(value) == length)
     )
+
+
+def _share_index(share: bytes) -> int:
+    """The x-coordinate Flower's ``create_shares`` writes in a share's first 4 bytes."""
+    return int.from_bytes(share[:4], "little", signed=False)
 
 
 def _is_int_list(value: object) -> bool:
@@ -108,6 +115,8 @@ class SecAggServer:
         self._next = 0  # index into _STAGES of the next stage to send
         self._sent: Stage | None = None  # stage whose messages await replies
         self._public_keys: dict[int, tuple[bytes, bytes]] = {}
+        self._commitments: dict[int, bytes] = {}  # commitment to each client's mask seed
+        self._partners: dict[int, list[int]] = {}  # S2 client -> its partners (sorted)
         self._share_groups: dict[int, list[int]] = {}  # group ∩ S1, as sent at share_keys
         self._inbox: dict[int, list[tuple[int, bytes]]] = {}
         self._masked_sum: IntArrays | None = None
@@ -148,6 +157,13 @@ class SecAggServer:
         self.failure = SecAggFailure(stage, reason)
         return self.failure
 
+    def _holders(self, owner: int) -> list[int]:
+        """Who holds shares of ``owner``'s secrets: itself and its partners (its group
+        before share_keys)."""
+        if owner in self._partners:
+            return [owner, *self._partners[owner]]
+        return self.groups[owner]
+
     def _check_survivors(self, stage: Stage, owners: Sequence[int]) -> SecAggFailure | None:
         """Fail unless ``t`` clients survived ``stage`` and every owner keeps ``t`` holders."""
         alive = self.survivors[stage]
@@ -160,12 +176,13 @@ class SecAggServer:
             )
         alive_set = set(alive)
         for owner in owners:
-            holders = [v for v in self.groups[owner] if v in alive_set]
+            members = self._holders(owner)
+            holders = [v for v in members if v in alive_set]
             if len(holders) < self._threshold:
                 return self._fail(
                     stage,
                     f"{stage}: node {owner}'s share group has {len(holders)} live members of "
-                    f"{len(self.groups[owner])}, below reconstruction_threshold={self._threshold}",
+                    f"{len(members)}, below reconstruction_threshold={self._threshold}",
                 )
         return None
 
@@ -190,7 +207,10 @@ class SecAggServer:
         return {nid: dict(message) for nid in self.node_ids}
 
     def receive_setup(self, replies: Replies) -> SecAggFailure | None:
-        """Stage 1 replies: ``{"pk1": bytes, "pk2": bytes}`` per node.
+        """Stage 1 replies: ``{"pk1": bytes, "pk2": bytes, "b_commitment": bytes}`` per node.
+
+        A reply whose keys are unusable (do not parse, not on the protocol's curve) or whose
+        commitment is not 32 bytes is rejected: that client drops here.
 
         Parameters
         ----------
@@ -210,15 +230,16 @@ class SecAggServer:
             if reply is None:
                 continue
             pk1, pk2 = reply.get("pk1"), reply.get("pk2")
-            try:
-                if not (isinstance(pk1, bytes) and isinstance(pk2, bytes)):
-                    raise ValueError("pk1 and pk2 must be bytes")
-                bytes_to_public_key(pk1)
-                bytes_to_public_key(pk2)
-            except ValueError as error:
-                rejected[nid] = f"invalid public keys: {error}"
+            commitment = reply.get("b_commitment")
+            if load_peer_key(pk1) is None or load_peer_key(pk2) is None:
+                rejected[nid] = "invalid public keys: not SECP384R1 public keys in PEM"
                 continue
+            if not (isinstance(commitment, bytes) and len(commitment) == 32):
+                rejected[nid] = "b_commitment must be 32 bytes"
+                continue
+            assert isinstance(pk1, bytes) and isinstance(pk2, bytes)
             self._public_keys[nid] = (pk1, pk2)
+            self._commitments[nid] = commitment
             valid.append(nid)
         # A key sent by two clients would let one impersonate the other: drop both.
         seen: dict[bytes, list[int]] = {}
@@ -261,7 +282,9 @@ class SecAggServer:
     def receive_share_keys(self, replies: Replies) -> SecAggFailure | None:
         """Stage 2 replies: ``{"destinations": list[int], "ciphertexts": list[bytes]}``.
 
-        A reply must address every other member of the client's group exactly once.
+        A reply addresses other members of the client's group, each at most once (a client
+        leaves out a member whose public keys it cannot use). A ciphertext is delivered only
+        between partners, clients that addressed each other.
 
         Parameters
         ----------
@@ -283,22 +306,55 @@ class SecAggServer:
                 continue
             destinations = reply.get("destinations")
             ciphertexts = reply.get("ciphertexts")
-            expected = sorted(set(self._share_groups[nid]) - {nid})
-            if not (_is_int_list(destinations) and sorted(destinations) == expected):
-                rejected[nid] = f"destinations {destinations} are not the group {expected}"
+            others = set(self._share_groups[nid]) - {nid}
+            if not (
+                _is_int_list(destinations)
+                and len(set(destinations)) == len(destinations)
+                and set(destinations) <= others
+            ):
+                rejected[nid] = f"destinations {destinations} are not distinct members of "
+                rejected[nid] += f"the group {sorted(others)}"
                 continue
             if not _is_bytes_list(ciphertexts, len(destinations)):
                 rejected[nid] = "ciphertexts must be bytes, one per destination"
                 continue
             outbox[nid] = list(zip(destinations, ciphertexts, strict=True))
             valid.append(nid)
+        # A client left with fewer than t - 1 partners (its neighbours could not use its
+        # keys) could not have its secrets rebuilt: it drops here, which may leave others
+        # with too few partners in turn.
+        while True:
+            partners = self._mutual_partners(valid, outbox)
+            lonely = [nid for nid in valid if len(partners[nid]) + 1 < self._threshold]
+            if not lonely or len(valid) < self._threshold:  # (too few: the round fails)
+                break
+            for nid in lonely:
+                rejected[nid] = (
+                    f"{len(partners[nid])} partners exchanged shares with it, below "
+                    f"reconstruction_threshold - 1 = {self._threshold - 1}"
+                )
+            valid = [nid for nid in valid if nid not in lonely]
         self._record(Stage.SHARE_KEYS, valid, rejected)
+        self._partners = {nid: sorted(partners[nid]) for nid in valid}
         self._inbox = {nid: [] for nid in valid}
         for src in valid:
             for dst, ciphertext in outbox[src]:
-                if dst in self._inbox:
+                if dst in partners[src]:  # partners are in valid and addressed src back
                     self._inbox[dst].append((src, ciphertext))
         return self._check_survivors(Stage.SHARE_KEYS, valid)
+
+    @staticmethod
+    def _mutual_partners(
+        valid: Sequence[int], outbox: Mapping[int, list[tuple[int, bytes]]]
+    ) -> dict[int, set[int]]:
+        """Client -> the clients of ``valid`` it and that addressed each other a ciphertext."""
+        addressed = {src: {dst for dst, _ in outbox[src]} for src in valid}
+        return {
+            nid: {
+                other for other in addressed[nid] if other in addressed and nid in addressed[other]
+            }
+            for nid in valid
+        }
 
     # ------------------------------------------------- collect masked vectors
 
@@ -377,10 +433,9 @@ class SecAggServer:
 
     def _unmask_lists(self, nid: int) -> tuple[list[int], list[int]]:
         contributors = set(self.survivors[Stage.COLLECT_MASKED_VECTORS])
-        partners = set(self.survivors[Stage.SHARE_KEYS])
-        group = self._share_groups[nid]
-        survivors = [v for v in group if v in contributors]
-        dropped = [v for v in group if v in partners and v not in contributors]
+        holders = sorted(self._holders(nid))
+        survivors = [v for v in holders if v in contributors]
+        dropped = [v for v in holders if v not in contributors]
         return survivors, dropped
 
     def unmask_messages(self) -> dict[int, Message]:
@@ -390,7 +445,7 @@ class SecAggServer:
         -------
         dict[int, dict[str, Any]]
             Node id -> ``{"stage": "unmask", "survivors": list[int], "dropped": list[int]}``
-            (group members in ``S3``, the client included; group members in ``S2 \\ S3``).
+            (the client and its partners in ``S3``; its partners in ``S2 \\ S3``).
         """
         self._start(Stage.UNMASK)
         messages: dict[int, Message] = {}
@@ -401,6 +456,10 @@ class SecAggServer:
 
     def receive_unmask(self, replies: Replies) -> SecAggFailure | None:
         """Stage 4 replies: ``{"survivor_ids", "b_shares", "dropped_ids", "sk2_shares"}``.
+
+        An empty share means the client holds none (its partner's ciphertext did not open); a
+        share whose index is not the holder's place in the owner's group is discarded. Shares
+        whose content is wrong are caught when the secret is rebuilt (:mod:`~.unmask`).
 
         Parameters
         ----------
@@ -435,9 +494,11 @@ class SecAggServer:
                 rejected[nid] = "b_shares/sk2_shares must be bytes, one per id"
                 continue
             for owner, share in zip(survivors, b_shares, strict=True):
-                self._b_pool[owner].append(share)
+                if self._share_fits(owner, nid, share):
+                    self._b_pool[owner].append(share)
             for owner, share in zip(dropped, sk2_shares, strict=True):
-                self._sk2_pool[owner].append(share)
+                if self._share_fits(owner, nid, share):
+                    self._sk2_pool[owner].append(share)
             valid.append(nid)
         self._record(Stage.UNMASK, valid, rejected)
         if len(valid) < self._threshold:
@@ -455,6 +516,13 @@ class SecAggServer:
                         f"below reconstruction_threshold={self._threshold}",
                     )
         return None
+
+    def _share_fits(self, owner: int, holder: int, share: bytes) -> bool:
+        """Whether ``share`` can be ``holder``'s share of ``owner``'s secret: not empty, whole
+        16-byte chunks, and the x-coordinate of ``holder``'s place in ``owner``'s group."""
+        if len(share) < 20 or (len(share) - 4) % 16 != 0:
+            return False
+        return _share_index(share) == self._share_groups[owner].index(holder) + 1
 
     # -------------------------------------------------------------- aggregate
 
@@ -483,7 +551,7 @@ class SecAggServer:
         public_keys2 = {nid: keys[1] for nid, keys in self._public_keys.items()}
         result = unmask_sum(
             total, self.params, contributors, self._b_pool, self._sk2_pool,
-            public_keys2, self._share_groups,
+            public_keys2, self._commitments, self._partners,
         )  # fmt: skip
         if isinstance(result, SecAggFailure):
             self.failure = result

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 from typing import Any
 
@@ -54,7 +55,7 @@ def secagg_round(
     scenario : Scenario
         Its ``privacy.secure_aggregation`` section configures the protocol.
     rnd : int
-        The round (seeds the share groups and simulated dropouts).
+        The round (seeds simulated dropouts; the share groups only in reproducible runs).
     instructions : list[Message]
         The strategy's training messages (global arrays and per-client recipe).
     global_arrays : ArrayRecord
@@ -81,7 +82,7 @@ def secagg_round(
         cfg.params(max_weight),
         nodes,
         [tuple(global_arrays[k].shape) for k in keys],
-        rng=random.Random(f"{scenario.seed}-{rnd}"),
+        rng=graph_rng(scenario, rnd),
     )
     outcome = RoundOutcome()
     trained: dict[int, Message] = {}
@@ -139,6 +140,31 @@ def secagg_round(
     figures["seconds"] = round(time.monotonic() - started, 3)
     outcome.figures = {"secure_aggregation": figures}
     return outcome
+
+
+def graph_rng(scenario: Scenario, rnd: int) -> random.Random:
+    """The source of a round's neighbour graph (which clients share with which).
+
+    Secret by default (256 bits of the operating system's entropy): a graph derived from the
+    public seed would let anyone who knows it, the server included, predict each client's
+    neighbours and place chosen clients around a victim. Derived from the seed and the round
+    only under ``privacy.dp.reproducible`` (a run that already says ``privacy_valid: false``).
+
+    Parameters
+    ----------
+    scenario : Scenario
+        Its ``seed`` and ``privacy.dp.reproducible``.
+    rnd : int
+        The round.
+
+    Returns
+    -------
+    random.Random
+        The generator that shuffles the ring.
+    """
+    if scenario.privacy.dp.reproducible:
+        return random.Random(f"{scenario.seed}-{rnd}")
+    return random.Random(secrets.randbits(256))
 
 
 def _stage_problem(msg: Message, stage: Stage) -> str | None:

@@ -1,18 +1,24 @@
 """Unmasking a SecAgg+ round's masked sum: rebuild secrets from shares, remove masks, decode.
 
 For every contributor ``u`` (``S3``) the server rebuilds the mask seed ``b_u`` from its
-shares and removes ``PRG(b_u)``; for every ``d`` that dropped after share_keys
-(``S2 \\ S3``) it rebuilds ``sk2_d``, checks it against ``pk2_d``, and removes the pairwise
-masks ``d`` shares with its group members in ``S3``. What is left is the encoded sum, which
-:func:`~fedrobust.secagg.encoding.decode_sum` turns back into floats.
+shares, checks it against the commitment ``u`` published at setup, and removes ``PRG(b_u)``;
+for every ``d`` that dropped after share_keys (``S2 \\ S3``) it rebuilds ``sk2_d``, checks it
+against ``pk2_d``, and removes the pairwise masks ``d`` shares with its partners in ``S3``.
+A secret that fails its check (a corrupted share) is rebuilt from another subset of
+``reconstruction_threshold`` shares (:func:`reconstruct`). What is left is the encoded sum;
+it must pass :func:`~fedrobust.secagg.encoding.sum_range_problem` before
+:func:`~fedrobust.secagg.encoding.decode_sum` turns it back into floats.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from cryptography.exceptions import UnsupportedAlgorithm
 from flwr.common.secure_aggregation.crypto.shamir import combine_shares
 from flwr.common.secure_aggregation.crypto.symmetric_encryption import generate_shared_key
 from flwr.supercore.primitives.asymmetric import (
@@ -23,7 +29,17 @@ from flwr.supercore.primitives.asymmetric import (
 from numpy.typing import NDArray
 
 from fedrobust.secagg.config import ErrorBounds, SecAggParams, error_bounds
-from fedrobust.secagg.encoding import IntArrays, add_masks, decode_sum, masks
+from fedrobust.secagg.encoding import (
+    IntArrays,
+    add_masks,
+    decode_sum,
+    masks,
+    seed_commitment,
+    sum_range_problem,
+)
+
+#: Most share subsets tried per secret before the round fails.
+MAX_SUBSETS = 64
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,77 @@ class SecAggResult:
         return [array / self.total_weight for array in self.weighted_sum]
 
 
+def _subsets(num_shares: int, threshold: int) -> Iterator[tuple[int, ...]]:
+    """Subsets of ``threshold`` share positions to try, at most :data:`MAX_SUBSETS`.
+
+    First the cyclic windows ``i, i + 1, ..., i + t - 1`` (each leaves out a different run of
+    ``k - t`` shares, so one bad share is avoided by ``k - t`` of them), then seeded random
+    subsets; no subset twice.
+    """
+    if num_shares <= threshold:
+        yield tuple(range(num_shares))
+        return
+    seen: set[tuple[int, ...]] = set()
+    windows = (
+        tuple(sorted((start + offset) % num_shares for offset in range(threshold)))
+        for start in range(num_shares)
+    )
+    rng = random.Random(num_shares * 100_003 + threshold)
+    samples = (
+        tuple(sorted(rng.sample(range(num_shares), threshold))) for _ in range(4 * MAX_SUBSETS)
+    )
+    for subset in itertools.chain(windows, samples):
+        if subset in seen:
+            continue
+        seen.add(subset)
+        yield subset
+        if len(seen) >= MAX_SUBSETS:
+            return
+
+
+def reconstruct(
+    shares: Sequence[bytes], threshold: int, is_valid: Callable[[bytes], bool]
+) -> tuple[bytes | None, int]:
+    """Rebuild a Shamir-shared secret that passes ``is_valid``, retrying other share subsets.
+
+    A subset of ``threshold`` sound shares rebuilds the secret; one corrupted share in it
+    rebuilds some other value, which ``is_valid`` (the published public key or commitment)
+    rejects; then the next subset is tried.
+
+    Parameters
+    ----------
+    shares : Sequence[bytes]
+        The shares that came back (at least ``threshold``).
+    threshold : int
+        Shares needed to rebuild the secret.
+    is_valid : Callable[[bytes], bool]
+        Whether a rebuilt value is the secret.
+
+    Returns
+    -------
+    tuple[bytes | None, int]
+        The secret (``None`` when no subset tried rebuilt a valid one) and the subsets tried.
+    """
+    tried = 0
+    for subset in _subsets(len(shares), threshold):
+        tried += 1
+        try:
+            secret = combine_shares([shares[i] for i in subset])
+        except (ValueError, TypeError, IndexError):
+            continue
+        if is_valid(secret):
+            return secret, tried
+    return None, tried
+
+
+def _matches_public_key(secret: bytes, public_key: bytes) -> bool:
+    try:
+        private_key = bytes_to_private_key(secret)
+        return public_key_to_bytes(private_key.public_key()) == public_key
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+
+
 def unmask_sum(
     total: IntArrays,
     params: SecAggParams,
@@ -86,9 +173,10 @@ def unmask_sum(
     b_pool: Mapping[int, list[bytes]],
     sk2_pool: Mapping[int, list[bytes]],
     public_keys2: Mapping[int, bytes],
-    share_groups: Mapping[int, list[int]],
+    commitments: Mapping[int, bytes],
+    partners: Mapping[int, Sequence[int]],
 ) -> SecAggResult | SecAggFailure:
-    """Remove every mask from the masked sum ``total`` (in place) and decode it.
+    """Remove every mask from the masked sum ``total`` (in place), check its range and decode it.
 
     Parameters
     ----------
@@ -104,37 +192,50 @@ def unmask_sum(
         Client dropped after share_keys -> the shares of its masking key ``sk2``.
     public_keys2 : Mapping[int, bytes]
         Client -> its public masking key ``pk2`` (as sent at setup).
-    share_groups : Mapping[int, list[int]]
-        Client -> its share group restricted to ``S1`` (as sent at share_keys).
+    commitments : Mapping[int, bytes]
+        Client -> the commitment to its mask seed (as sent at setup).
+    partners : Mapping[int, Sequence[int]]
+        Client -> the clients it exchanged shares with, so masked with (``S2`` members).
 
     Returns
     -------
     SecAggResult | SecAggFailure
-        The decoded aggregate, or why a secret could not be rebuilt.
+        The decoded aggregate, or why there is none (a secret no subset of its shares
+        rebuilds, or a sum out of range).
     """
     threshold = int(params.reconstruction_threshold)
     shapes = [vector.shape for vector in total]
     for owner, shares in b_pool.items():
-        try:
-            seed = combine_shares(shares[:threshold])
-        except ValueError:
-            return SecAggFailure("aggregate", f"node {owner}'s mask seed shares do not combine")
+        committed = commitments[owner]
+        seed, tried = reconstruct(shares, threshold, lambda s, c=committed: seed_commitment(s) == c)
+        if seed is None:
+            return SecAggFailure(
+                "aggregate",
+                f"node {owner}'s mask seed b: none of {tried} subsets of {threshold} of its "
+                f"{len(shares)} shares rebuilds the seed it committed to (corrupted shares)",
+            )
         add_masks(total, masks(seed, params, shapes), -1, params)
     contributor_set = set(contributors)
     for owner, shares in sk2_pool.items():
-        try:
-            sk2 = bytes_to_private_key(combine_shares(shares[:threshold]))
-        except ValueError:
-            return SecAggFailure("aggregate", f"node {owner}'s sk2 shares do not combine")
-        if public_key_to_bytes(sk2.public_key()) != public_keys2[owner]:
-            return SecAggFailure("aggregate", f"node {owner}'s rebuilt sk2 does not match pk2")
-        for partner in share_groups[owner]:
+        pk2 = public_keys2[owner]
+        secret, tried = reconstruct(shares, threshold, lambda s, k=pk2: _matches_public_key(s, k))
+        if secret is None:
+            return SecAggFailure(
+                "aggregate",
+                f"node {owner}'s masking key sk2: none of {tried} subsets of {threshold} of its "
+                f"{len(shares)} shares rebuilds a key matching its pk2 (corrupted shares)",
+            )
+        sk2 = bytes_to_private_key(secret)
+        for partner in partners[owner]:
             if partner not in contributor_set:
                 continue
             seed = generate_shared_key(sk2, bytes_to_public_key(public_keys2[partner]))
             # The partner added +mask when its id is the larger: take off what it added.
             sign = -1 if partner > owner else 1
             add_masks(total, masks(seed, params, shapes), sign, params)
+    problem = sum_range_problem(total, params, len(contributors))
+    if problem is not None:
+        return SecAggFailure("aggregate", problem)
     weighted_sum, total_weight, clipped = decode_sum(total, params, len(contributors))
     return SecAggResult(
         weighted_sum=weighted_sum,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from flwr.app import ArrayRecord, ConfigRecord
+from flwr.supercore.primitives.asymmetric import public_key_to_bytes
 
 from fedrobust.secagg import (
     SecAggClient,
@@ -22,6 +25,7 @@ from fedrobust.secagg import (
     resolve_params,
     share_groups,
 )
+from fedrobust.secagg.encoding import masks, prg, seed_commitment
 
 SHAPES = [(3, 4), (5,), ()]
 PARAMS = SecAggParams(
@@ -34,8 +38,16 @@ PARAMS = SecAggParams(
 )
 
 
+Tamper = Callable[[Stage, int, dict], dict]
+
+
 class Run:
-    """One simulated round: clients rebuilt from a ConfigRecord-held state at every stage."""
+    """One simulated round: clients rebuilt from a ConfigRecord-held state at every stage.
+
+    ``tamper_message`` / ``tamper_reply`` (stage, node id, dict) -> dict change what a client
+    receives / sends. A client whose stage raises ``ValueError`` sends no reply (as the
+    ClientApp's error reply drops it); ``errors`` keeps what it raised.
+    """
 
     def __init__(
         self,
@@ -45,6 +57,8 @@ class Run:
         drops: Mapping[Stage, int | set[int]] | None = None,
         seed: int = 0,
         scale: float = 1.5,
+        tamper_message: Tamper | None = None,
+        tamper_reply: Tamper | None = None,
     ) -> None:
         rng = np.random.default_rng(seed)
         self.ids = sorted(int(v) for v in rng.choice(2**40, num_clients, replace=False))
@@ -54,6 +68,7 @@ class Run:
         self.states: dict[int, dict] = {}
         self.replies: dict[Stage, dict[int, dict]] = {}
         self.failure: SecAggFailure | None = None
+        self.errors: dict[int, str] = {}
         pick = random.Random(seed + 1)
         for stage in Stage:
             messages = self.server.messages()
@@ -62,7 +77,15 @@ class Run:
                 dropped = set(pick.sample(sorted(messages), dropped))
             replies = {}
             for nid, message in messages.items():
-                reply = self._client_step(stage, nid, message)
+                if tamper_message is not None:
+                    message = tamper_message(stage, nid, message)
+                try:
+                    reply = self._client_step(stage, nid, message)
+                except ValueError as error:
+                    self.errors[nid] = f"{stage}: {error}"
+                    continue
+                if tamper_reply is not None:
+                    reply = tamper_reply(stage, nid, reply)
                 if nid not in dropped:
                     replies[nid] = reply
             self.replies[stage] = replies
@@ -405,8 +428,9 @@ def test_params_resolution() -> None:
     base = PARAMS.to_dict()
     assert resolve_params(SecAggParams(**{**base, "num_shares": 0.5}), 10).num_shares == 5
     assert resolve_params(SecAggParams(**{**base, "num_shares": 0.4}), 10).num_shares == 5
-    assert resolve_params(SecAggParams(**{**base, "num_shares": 1.0}), 10).num_shares == 10
-    assert resolve_params(SecAggParams(**{**base, "num_shares": 50}), 10).num_shares == 10
+    low = {**base, "allow_low_threshold": True}  # 4 of 10 shares: below half
+    assert resolve_params(SecAggParams(**{**low, "num_shares": 1.0}), 10).num_shares == 10
+    assert resolve_params(SecAggParams(**{**low, "num_shares": 50}), 10).num_shares == 10
     even_all = SecAggParams(**{**base, "num_shares": 4, "reconstruction_threshold": 3})
     assert resolve_params(even_all, 4).num_shares == 4
     fraction = SecAggParams(**{**base, "num_shares": 5, "reconstruction_threshold": 0.5})
@@ -428,3 +452,252 @@ def test_share_groups_are_symmetric_rings() -> None:
     assert share_groups(ids, 21) == {nid: ids for nid in ids}
     with pytest.raises(ValueError, match="num_shares"):
         share_groups(ids, 6)
+
+
+# ----------------------------------------------------------------------- integrity
+
+
+def _check_aggregate(run: Run, expected_contributors: int) -> None:
+    """The round succeeded over ``expected_contributors`` clients and matches the reference."""
+    assert run.failure is None
+    result = run.server.aggregate()
+    assert isinstance(result, SecAggResult), result
+    contributors = run.server.survivors[Stage.COLLECT_MASKED_VECTORS]
+    assert len(contributors) == expected_contributors
+    weighted_sum, total_weight = run.reference(contributors)
+    assert abs(result.total_weight - total_weight) <= result.bounds.total_weight
+    assert max_abs_diff(result.weighted_sum, weighted_sum) <= result.bounds.weighted_sum
+
+
+def test_prg_uses_all_32_seed_bytes() -> None:
+    seed = bytes(range(32))
+    base = prg(seed, 64, 2**32)
+    for position in range(32):  # the last byte included: no 32-bit folding
+        other = bytearray(seed)
+        other[position] ^= 1
+        assert not np.array_equal(prg(bytes(other), 64, 2**32), base), position
+    last = seed[:-1] + bytes([seed[-1] ^ 0x80])
+    assert not np.array_equal(prg(last, 64, 2**32), base)
+    params = resolve_params(PARAMS, 10)
+    shaped = masks(seed, params, [(3, 4), (5,)])
+    assert np.array_equal(np.concatenate([m.ravel() for m in shaped]), prg(seed, 17, 2**32))
+    wide = prg(seed, 100_000, 2**40)
+    assert wide.min() >= 0 and wide.max() < 2**40
+    assert abs(float(wide.mean()) / 2**40 - 0.5) < 0.01  # uniform over the modulus
+    assert prg(seed, 8, 2**62).max() < 2**62
+
+
+@pytest.mark.parametrize(
+    ("index", "delta", "reason"),
+    [
+        (0, 2**20, "left its clipping range"),  # shifts one coordinate of the sum
+        (0, -(2**20), "left its clipping range"),
+        (-2, 11 * PARAMS.quantization_range, "quantised weight"),
+        (-1, 10**6, "clip count"),
+    ],
+)
+def test_a_contribution_out_of_range_fails_the_round(index: int, delta: int, reason: str) -> None:
+    attacker: list[int] = []
+
+    def shift(stage: Stage, nid: int, reply: dict) -> dict:
+        if stage == Stage.COLLECT_MASKED_VECTORS and not attacker:
+            attacker.append(nid)
+            vectors = [v.copy() for v in reply["masked_vectors"]]
+            flat = vectors[index].reshape(-1)
+            flat[0] = (int(flat[0]) + delta) % PARAMS.modulus_range
+            return {"masked_vectors": vectors}
+        return reply
+
+    run = Run(tamper_reply=shift)
+    assert run.failure is None  # every stage went through: the sum is what is wrong
+    result = run.server.aggregate()
+    assert isinstance(result, SecAggFailure)
+    assert result.stage == "aggregate"
+    assert "range check" in result.reason and reason in result.reason
+    assert isinstance(run.server.weighted_mean(), SecAggFailure)
+
+
+def _corrupt(share: bytes) -> bytes:
+    """Flip bits inside the second 16-byte chunk (the 4-byte index stays)."""
+    broken = bytearray(share)
+    broken[4 + 16 + 5] ^= 0xFF
+    return bytes(broken)
+
+
+def test_a_corrupted_mask_seed_share_is_retried() -> None:
+    holder: list[int] = []
+
+    def corrupt(stage: Stage, nid: int, reply: dict) -> dict:
+        # The smallest id's shares come first in every pool: the first subset fails.
+        if stage == Stage.UNMASK and (not holder or holder[0] == nid):
+            holder.append(nid)
+            return {**reply, "b_shares": [_corrupt(s) for s in reply["b_shares"]]}
+        return reply
+
+    run = Run(tamper_reply=corrupt)
+    assert holder == [min(run.ids)]
+    _check_aggregate(run, 10)
+
+
+def test_every_masking_key_share_corrupted_fails_with_a_reason() -> None:
+    corrupted: list[int] = []
+
+    def corrupt(stage: Stage, nid: int, reply: dict) -> dict:
+        if stage == Stage.UNMASK and reply["dropped_ids"]:
+            corrupted.append(nid)
+            return {**reply, "sk2_shares": [_corrupt(s) for s in reply["sk2_shares"]]}
+        return reply
+
+    run = Run(drops={Stage.COLLECT_MASKED_VECTORS: 1}, tamper_reply=corrupt)
+    assert len(corrupted) == 6  # the dropped client's partners that contributed
+    assert run.failure is None
+    result = run.server.aggregate()
+    assert isinstance(result, SecAggFailure)
+    assert "masking key sk2" in result.reason and "matching its pk2" in result.reason
+
+
+def test_a_corrupted_masking_key_share_from_one_holder_is_retried() -> None:
+    holder: list[int] = []
+
+    def corrupt(stage: Stage, nid: int, reply: dict) -> dict:
+        if stage == Stage.UNMASK and reply["dropped_ids"] and (not holder or holder[0] == nid):
+            holder.append(nid)
+            return {**reply, "sk2_shares": [_corrupt(s) for s in reply["sk2_shares"]]}
+        return reply
+
+    run = Run(drops={Stage.COLLECT_MASKED_VECTORS: 1}, tamper_reply=corrupt)
+    assert len(holder) == 1
+    _check_aggregate(run, 9)
+
+
+def test_too_many_corrupted_shares_fail_with_a_reason() -> None:
+    owner_holders: dict[str, object] = {}
+
+    def corrupt(stage: Stage, nid: int, reply: dict) -> dict:
+        if stage != Stage.UNMASK:
+            return reply
+        owner = owner_holders.setdefault("owner", reply["survivor_ids"][0])
+        bad = owner_holders.setdefault("bad", set())
+        assert isinstance(bad, set)
+        # 4 of the owner's 7 holders lie: every subset of 4 shares holds a bad one.
+        if owner in reply["survivor_ids"] and (nid in bad or len(bad) < 4):
+            bad.add(nid)
+            position = reply["survivor_ids"].index(owner)
+            shares = list(reply["b_shares"])
+            shares[position] = _corrupt(shares[position])
+            return {**reply, "b_shares": shares}
+        return reply
+
+    run = Run(tamper_reply=corrupt)
+    assert run.failure is None
+    result = run.server.aggregate()
+    assert isinstance(result, SecAggFailure)
+    assert f"node {owner_holders['owner']}'s mask seed b" in result.reason
+    assert "committed to" in result.reason
+
+
+def test_a_public_key_on_another_curve_is_rejected_at_setup() -> None:
+    other_curve = public_key_to_bytes(ec.generate_private_key(ec.SECP256R1()).public_key())
+    victim: list[int] = []
+
+    def bad_key(stage: Stage, nid: int, reply: dict) -> dict:
+        if stage == Stage.SETUP and not victim:
+            victim.append(nid)
+            return {**reply, "pk1": other_curve}
+        return reply
+
+    run = Run(tamper_reply=bad_key)
+    assert run.errors == {}
+    assert "invalid public keys" in run.server.rejected[Stage.SETUP][victim[0]]
+    _check_aggregate(run, 9)
+
+
+def test_a_garbage_public_key_from_one_neighbour_leaves_the_others_able_to_finish() -> None:
+    """The server relays a neighbour's unusable keys: its neighbours leave it out."""
+    other_curve = public_key_to_bytes(ec.generate_private_key(ec.SECP256R1()).public_key())
+    victim: list[int] = []
+
+    def garble(stage: Stage, nid: int, message: dict) -> dict:
+        if stage != Stage.SHARE_KEYS:
+            return message
+        if not victim:
+            victim.append(message["node_ids"][0])
+        if nid == victim[0] or victim[0] not in message["node_ids"]:
+            return message
+        position = message["node_ids"].index(victim[0])
+        pk1, pk2 = list(message["pk1"]), list(message["pk2"])
+        pk1[position], pk2[position] = other_curve, b"-----BEGIN PUBLIC KEY-----garbage"
+        return {**message, "pk1": pk1, "pk2": pk2}
+
+    run = Run(tamper_message=garble)
+    assert run.errors == {}  # nobody raised, the honest neighbours included
+    assert victim[0] in run.server.rejected[Stage.SHARE_KEYS]
+    _check_aggregate(run, 9)
+
+
+def test_a_garbage_ciphertext_costs_its_shares_not_the_round() -> None:
+    sent: list[tuple[int, int]] = []
+
+    def garble(stage: Stage, nid: int, reply: dict) -> dict:
+        if stage == Stage.SHARE_KEYS and not sent:
+            sent.append((nid, reply["destinations"][0]))
+            return {**reply, "ciphertexts": [b"garbage", *reply["ciphertexts"][1:]]}
+        return reply
+
+    run = Run(tamper_reply=garble)
+    assert run.errors == {}
+    ((src, dst),) = sent
+    unmask_reply = run.replies[Stage.UNMASK][dst]
+    assert unmask_reply["b_shares"][unmask_reply["survivor_ids"].index(src)] == b""
+    _check_aggregate(run, 10)
+
+
+@pytest.mark.parametrize(
+    ("num_shares", "threshold"), [(7, 3), (7, 2), (10, 5), (10, 0.5), (7, 0.4)]
+)
+def test_a_threshold_of_half_the_group_or_less_is_refused(
+    num_shares: int, threshold: int | float
+) -> None:
+    params = SecAggParams(**{**PARAMS.to_dict(), "num_shares": num_shares,
+                             "reconstruction_threshold": threshold})  # fmt: skip
+    with pytest.raises(ValueError, match="^reconstruction_threshold:.*allow_low_threshold"):
+        resolve_params(params, 10)
+    allowed = SecAggParams(**{**params.to_dict(), "allow_low_threshold": True})
+    resolved = resolve_params(allowed, 10)
+    assert 2 * int(resolved.reconstruction_threshold) <= int(resolved.num_shares)
+
+
+def test_a_replayed_stage_raises_before_training() -> None:
+    run = _run_until_unmask()
+    nid = next(iter(run.pending))
+    client = SecAggClient.from_state_dict(run.states[nid])  # collect_masked_vectors done
+    trained: list[int] = []
+
+    def client_app_collect(message: dict) -> dict:
+        """What the ClientApp's collect_masked_vectors branch does: check, then train."""
+        client.expect(message["stage"])
+        trained.append(nid)  # local_round: costs training and privacy budget
+        return client.collect_masked_vectors(message, run.updates[nid], 1.0)
+
+    replay = {"stage": "collect_masked_vectors", "sources": [], "ciphertexts": []}
+    with pytest.raises(ValueError, match="^stage: .*replayed or out-of-order"):
+        client_app_collect(replay)
+    assert trained == []
+    with pytest.raises(ValueError, match="^stage:"):
+        client.expect(Stage.SHARE_KEYS)
+    with pytest.raises(ValueError, match="unknown"):
+        client.expect("train")
+    client.expect(Stage.UNMASK)  # the next stage is fine
+    fresh = SecAggClient(nid, resolve_params(PARAMS, 10))
+    with pytest.raises(ValueError, match="^stage:"):  # collect before setup/share_keys
+        fresh.expect("collect_masked_vectors")
+    fresh.expect("setup")
+
+
+def test_the_seed_commitment_hides_and_binds_the_seed() -> None:
+    seed = bytes(range(32))
+    assert seed_commitment(seed) != seed_commitment(seed[:-1] + b"\x00")
+    assert seed_commitment(seed) != hashlib.sha256(seed).digest()  # domain-separated
+    run = Run(drops={})
+    setup = run.replies[Stage.SETUP]
+    assert all(len(reply["b_commitment"]) == 32 for reply in setup.values())

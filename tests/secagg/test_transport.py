@@ -16,13 +16,14 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from clients.client_app import secagg, train
 from fedrobust.data import build_federation
+from fedrobust.errors import FedrobustError
 from fedrobust.models.build import build_model
 from fedrobust.recipe import recipe_config
 from fedrobust.robust.updates import flat_delta
 from fedrobust.scenario import Scenario, parse_scenario
-from fedrobust.secagg import error_bounds, resolve_params
+from fedrobust.secagg import error_bounds, resolve_params, share_groups
 from fedrobust.secagg.records import to_records
-from fedrobust.secagg.transport import secagg_round
+from fedrobust.secagg.transport import graph_rng, secagg_round
 from tests.flower_messages import offline_error, sent_messages
 
 NUM_CLIENTS = 6
@@ -186,3 +187,33 @@ def test_an_offline_node_counts_once_as_offline_in_a_secagg_stage() -> None:
     replies = _collect(Grid(), sent, 5.0, outcome, Stage.SETUP, {100: 0, 101: 1})  # type: ignore[arg-type]
     assert [m.metadata.src_node_id for m in replies] == [100]
     assert outcome.dropped == {"offline": 1}  # not also a "no_reply"
+
+
+def _groups(sc: Scenario, rnd: int) -> dict[int, list[int]]:
+    return share_groups(list(range(100, 130)), 5, graph_rng(sc, rnd))
+
+
+def test_the_neighbour_graph_is_secret_by_default_and_seeded_when_reproducible() -> None:
+    sc = scenario()
+    assert not sc.privacy.dp.reproducible
+    assert _groups(sc, 1) != _groups(sc, 1)  # same seed and round, fresh secret permutation
+    dp = {"mode": "sample", "noise_multiplier": 1.0, "reproducible": True}
+    reproducible = scenario_with(dp=dp)
+    assert _groups(reproducible, 1) == _groups(reproducible, 1)
+    assert _groups(reproducible, 1) != _groups(reproducible, 2)
+
+
+def scenario_with(dp: dict, **secure: object) -> Scenario:
+    doc = scenario(**secure).model_dump(mode="json")
+    doc["privacy"]["dp"] = dp
+    return parse_scenario(doc)
+
+
+def test_a_threshold_of_half_the_group_is_refused_unless_allowed() -> None:
+    with pytest.raises(FedrobustError) as refused:
+        scenario(reconstruction_threshold=2)  # of num_shares = 5
+    assert refused.value.where == "privacy.secure_aggregation.reconstruction_threshold"
+    assert "allow_low_threshold" in str(refused.value)
+    allowed = scenario(reconstruction_threshold=2, allow_low_threshold=True)
+    assert allowed.privacy.secure_aggregation is not None
+    assert allowed.privacy.secure_aggregation.allow_low_threshold
