@@ -91,8 +91,9 @@ def secagg(msg: Message, context: Context) -> Message:
     if stage == "share_keys":
         reply = client.share_keys(stage_msg)
     elif stage == "collect_masked_vectors":
-        result = local_round(msg.content, context)
-        if result.refusal is not None:  # refused (budget): drops out here
+        client.expect(stage)  # a replayed or out-of-order message trains nothing
+        result = local_round(msg.content, context, secure=True)
+        if result.refusal is not None:  # refused (budget, policy): drops out here
             return refusal(msg, result.refusal)
         update, weight = _secagg_update(msg, result)
         reply = client.collect_masked_vectors(stage_msg, update, weight)

@@ -81,6 +81,19 @@ def _privacy(scenario: Scenario) -> None:
                 "gradient checkpointing breaks Opacus's per-sample gradients "
                 "(privacy.dp.mode: sample)",
             )
+        if scenario.train.class_weights == "balanced":
+            raise field_error(
+                "train.class_weights",
+                "balanced weights come from the client's private label counts and make "
+                "an example's gradient weigh more than the clipping norm, so the noise no "
+                "longer covers it (privacy.dp.mode: sample); use none",
+            )
+        if not dp.poisson_sampling:
+            raise field_error(
+                "privacy.dp.poisson_sampling",
+                "shuffled batches are not what the accountant assumes: the epsilon would "
+                "be an approximation, not a guarantee; use true",
+            )
     if dp.mode == "client":
         if scenario.strategy.name not in ("fedavg", "fedprox"):
             raise field_error(
@@ -179,13 +192,20 @@ def _continual(scenario: Scenario) -> None:
             "continual.method",
             "replay buffers, Fisher information and distillation targets come from the "
             "client's private data outside DP-SGD's accounting (privacy.dp.mode: "
-            "sample); use method none, or client-level DP (mode: client)",
+            "sample); use client-level DP (mode: client)",
         )
     if "replay" in cl.methods() and cl.setting == "task_incremental":
         raise field_error(
             "continual.method",
             "replay would score old examples under the current task's head; use it "
             "class- or domain-incrementally",
+        )
+    if scenario.privacy.dp.mode == "sample":
+        raise field_error(
+            "continual",
+            "each round trains on one task's subset while DP-SGD's plan and accountant "
+            "use the client's whole training set, so the printed epsilon would be "
+            "wrong (privacy.dp.mode: sample); use client-level DP (mode: client)",
         )
 
 

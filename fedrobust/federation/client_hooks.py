@@ -31,6 +31,7 @@ from torch import nn
 from fedrobust.federation.records import Record
 from fedrobust.models.registry import InputSpec
 from fedrobust.privacy.dpsgd import DPSGDRecipe
+from fedrobust.privacy.policy import ClientPolicy
 from fedrobust.scenario import Scenario
 from fedrobust.train import TrainPlugin, TrainResult
 
@@ -56,6 +57,10 @@ class ClientJob:
         This client's partition id.
     seed : int
         The seed of this client's round (:func:`fedrobust.seeds.client_seed`).
+    policy : ClientPolicy
+        The device owner's privacy policy (``node_config``).
+    secure : bool
+        Whether the update leaves the device masked (SecAgg+'s training stage).
     """
 
     scenario: Scenario
@@ -65,6 +70,8 @@ class ClientJob:
     rnd: int
     partition: int
     seed: int
+    policy: ClientPolicy = ClientPolicy()
+    secure: bool = False
 
 
 @dataclass(frozen=True)

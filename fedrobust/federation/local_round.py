@@ -18,6 +18,7 @@ from fedrobust.federation.registry import client_hooks
 from fedrobust.models.build import build_model
 from fedrobust.models.registry import InputSpec
 from fedrobust.privacy.canaries import scenario_federation
+from fedrobust.privacy.policy import ClientPolicy
 from fedrobust.recipe import read_recipe
 from fedrobust.scenario import Scenario
 from fedrobust.seeds import client_seed
@@ -82,7 +83,7 @@ def base_plan(job: ClientJob, x: object, y: object) -> LocalPlan:
     return LocalPlan(x=x, y=y, batch=batch, terms=tuple(terms))  # type: ignore[arg-type]
 
 
-def local_round(content: RecordDict, context: Context) -> LocalResult:
+def local_round(content: RecordDict, context: Context, secure: bool = False) -> LocalResult:
     """Train the received global model on this client's data with the round's recipe.
 
     Parameters
@@ -90,8 +91,10 @@ def local_round(content: RecordDict, context: Context) -> LocalResult:
     content : RecordDict
         The message's records: ``arrays`` (the global model) and ``config`` (the recipe).
     context : Context
-        The ClientApp's context: ``node_config`` (identity, data) and ``state`` (what
-        the hooks keep between rounds).
+        The ClientApp's context: ``node_config`` (identity, data, the owner's privacy
+        policy) and ``state`` (what the hooks keep between rounds).
+    secure : bool
+        The update leaves masked (SecAgg+'s training stage).
     """
     config = content.config_records["config"]
     scenario, spec = read_recipe(config)
@@ -99,7 +102,9 @@ def local_round(content: RecordDict, context: Context) -> LocalResult:
     torch.set_num_threads(scenario.simulation.cpus_per_client)
     data = load_client_data(scenario, spec, context)
     pid = partition_id(context)
-    job = ClientJob(scenario, spec, config, content, rnd, pid, client_seed(scenario.seed, rnd, pid))
+    policy = ClientPolicy.from_node_config(context.node_config)
+    seed = client_seed(scenario.seed, rnd, pid)
+    job = ClientJob(scenario, spec, config, content, rnd, pid, seed, policy, secure)
     hooks = client_hooks(scenario)
     for hook in hooks:
         hook.load_state_dict(_held(context, hook))

@@ -15,7 +15,7 @@ from fedrobust.continual.client import ContinualHook
 from fedrobust.continual.server import ContinualMetricsHook
 from fedrobust.federation.client_hooks import ClientHook
 from fedrobust.federation.server_hooks import ServerHook, ServerSetup
-from fedrobust.privacy.client import ClientLevelDPHook, DPSGDHook
+from fedrobust.privacy.client import ClientLevelDPHook, DPSGDHook, PolicyHook
 from fedrobust.privacy.server import AuditHook, PrivacyHook
 from fedrobust.robust.client import MaliciousHook
 from fedrobust.robust.server import AttackMetricsHook, CollusionHook, DefenseHook
@@ -23,6 +23,7 @@ from fedrobust.scenario import Scenario
 from fedrobust.train.early_stopping import EarlyStoppingHook
 
 CLIENT_HOOKS: tuple[type[ClientHook], ...] = (
+    PolicyHook,
     DPSGDHook,
     ClientLevelDPHook,
     MaliciousHook,

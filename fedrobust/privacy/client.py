@@ -62,8 +62,11 @@ class DPSGDHook(ClientHook):
         """This round's DP-SGD recipe, with the client's past releases."""
         history = json.loads(str(job.config.get("dp-history", "[]")))
         sent = [LedgerEntry.from_dict(e) for e in history]
-        own = self.own
-        past = own if sum(e.steps for e in own) >= sum(e.steps for e in sent) else sent
+        # the server's copy only adds the rounds this client has no entry for (its state
+        # was lost in a restart); it never replaces what the client recorded itself
+        mine = {e.round for e in self.own}
+        past = sorted([*self.own, *(e for e in sent if e.round not in mine)],
+                      key=lambda e: e.round)  # fmt: skip
         dp = self.dp
         return DPSGDRecipe(
             noise_multiplier=float(job.config["dp-noise-multiplier"]),  # type: ignore[arg-type]
@@ -79,16 +82,24 @@ class DPSGDHook(ClientHook):
 
     def refuse(self, job: ClientJob, num_train: int) -> Refusal | None:
         recipe = self.recipe = self.recipe_for(job)
-        budget = self.dp.budget
-        if budget is None:
+        policy = job.policy
+        floor = policy.min_noise_multiplier
+        if floor is not None and recipe.noise_multiplier < floor:
+            return Refusal("policy", {"noise-multiplier": recipe.noise_multiplier})
+        limits = [
+            ("budget_exhausted", self.dp.budget),
+            ("policy", policy.max_epsilon),
+        ]
+        if all(limit is None for _, limit in limits):
             return None
         rate, steps = round_steps(num_train, job.scenario.train, recipe.poisson_sampling)
         planned = LedgerEntry(recipe.noise_multiplier, rate, steps, job.rnd)
         after = epsilon([*recipe.past, planned], recipe.delta, recipe.accountant)
-        if after <= budget + 1e-9:
-            return None
-        spent = epsilon(list(recipe.past), recipe.delta, recipe.accountant)
-        return Refusal("budget_exhausted", {"epsilon": spent, "epsilon-next": after})
+        for reason, limit in limits:
+            if limit is not None and after > limit + 1e-9:
+                spent = epsilon(list(recipe.past), recipe.delta, recipe.accountant)
+                return Refusal(reason, {"epsilon": spent, "epsilon-next": after})
+        return None
 
     def plan(self, job: ClientJob, model: nn.Module, plan: LocalPlan) -> LocalPlan:
         assert self.recipe is not None
@@ -107,6 +118,24 @@ class DPSGDHook(ClientHook):
             "dp-sample-rate": result.privacy.sample_rate,
             "dp-steps": result.privacy.steps,
         }
+
+
+class PolicyHook(ClientHook):
+    """The device owner's policy (:mod:`fedrobust.privacy.policy`): refuse a round that
+    would leave the device unmasked, or without the DP-SGD the owner demands (the
+    DP-SGD hook checks sigma and epsilon against it)."""
+
+    @classmethod
+    def create(cls, scenario: Scenario) -> PolicyHook:
+        return cls()
+
+    def refuse(self, job: ClientJob, num_train: int) -> Refusal | None:
+        policy = job.policy
+        if policy.require_secagg and not job.secure:
+            return Refusal("policy")
+        if policy.needs_dp_sgd() and job.scenario.privacy.dp.mode != "sample":
+            return Refusal("policy")
+        return None
 
 
 class ClientLevelDPHook(ClientHook):

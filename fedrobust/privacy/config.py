@@ -59,7 +59,8 @@ class DPConfig(Section):
         sample, with ``noise_multiplier``: a client whose next round would take it above
         this epsilon refuses to train (default: no budget).
     delta : float
-        The delta of (epsilon, delta)-DP; must be below 1 / (smallest client training set).
+        The delta of (epsilon, delta)-DP; sample: below 1 / (largest client training
+        set); client: below 1 / (number of clients).
     max_grad_norm : float
         sample: per-example gradient clipping norm C.
     accountant : str

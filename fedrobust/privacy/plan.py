@@ -47,14 +47,19 @@ class ClientPlan:
 
 
 def check_delta(scenario: Scenario, train_sizes: dict[int, int]) -> None:
-    """Refuse a delta that is not below 1 / (smallest client training set)."""
+    """Refuse a delta that is not below 1 / n for the largest n it protects.
+
+    Sample-level DP protects each example of every client's set: delta must be below
+    1 / (largest client training set), the tightest bound. Client-level DP protects
+    clients: delta must be below 1 / (number of clients).
+    """
     dp = scenario.privacy.dp
     if dp.mode == "none" or not train_sizes:
         return
     if dp.mode == "client":
         n, unit = len(train_sizes), "number of clients"
     else:
-        n, unit = min(train_sizes.values()), "smallest client training set"
+        n, unit = max(train_sizes.values()), "largest client training set"
     if dp.delta >= 1 / n:
         raise FedrobustError(
             "privacy.dp.delta", f"{dp.delta:g} is not below 1 / ({unit} = {n}) = {1 / n:.3g}"

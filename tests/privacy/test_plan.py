@@ -42,13 +42,17 @@ def test_given_noise_multiplier_is_used_as_is() -> None:
     assert plans[0].steps_per_round == 4 and plans[0].sample_rate == 0.25
 
 
-def test_delta_not_below_one_over_the_smallest_client_is_refused() -> None:
+def test_delta_not_below_one_over_the_largest_client_is_refused() -> None:
     sc = scenario({"mode": "sample", "noise_multiplier": 1.0, "delta": 0.02})
     with pytest.raises(FedrobustError) as info:
-        check_privacy(sc, {0: 100, 1: 50, 2: 80, 3: 90, 4: 99, 5: 70})
+        check_privacy(sc, {0: 45, 1: 30, 2: 40, 3: 20, 4: 60, 5: 10})
     assert info.value.where == "privacy.dp.delta"
-    assert "50" in info.value.what
+    assert "largest client training set = 60" in info.value.what
     check_privacy(sc, {i: 40 for i in range(6)})  # 0.02 < 1 / 40: accepted
+    # one large client binds: 1e-3 is not below 1 / 100,000 whatever the small ones hold
+    big = scenario({"mode": "sample", "noise_multiplier": 1.0, "delta": 1e-3})
+    with pytest.raises(FedrobustError):
+        check_privacy(big, {0: 100_000, **{i: 20 for i in range(1, 6)}})
 
 
 def test_unreachable_target_epsilon_names_the_field() -> None:
