@@ -22,7 +22,7 @@ from flwr.app import ArrayRecord, Message
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedrobust.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fedrobust.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_model
 from fedrobust.config.checks import check_with_data
 from fedrobust.federation.discovery import discover_clients, rejoin_clients
 from fedrobust.federation.records import for_strategy
@@ -35,7 +35,6 @@ from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.recipe import recipe_config
 from fedrobust.report.html import write_report
 from fedrobust.report.metrics import RunRecorder
-from fedrobust.rundir import RunDir
 from fedrobust.sampling import round_clients
 from fedrobust.scenario import Scenario
 from fedrobust.strategy.build import build_strategy, load_strategy_state, strategy_state
@@ -135,7 +134,7 @@ def run_federation(
         totals: dict[str, Any] = {}
         for hook in hooks:
             totals.update(hook.finish(model, totals))
-        torch.save(model.state_dict(), RunDir(run_dir).model)
+        save_model(run_dir, model.state_dict())
         final = recorder.finish(totals)
         write_report(run_dir)
         return final
