@@ -126,7 +126,8 @@ def secagg_round(
     elif isinstance(mean := result.weighted_mean(), SecAggFailure):
         figures["failure"] = f"{mean.stage}: {mean.reason}"
     else:
-        contributors = list(server.survivors[Stage.COLLECT_MASKED_VECTORS])
+        # in partition order, as a plain round's replies
+        contributors = sorted(server.survivors[Stage.COLLECT_MASKED_VECTORS], key=sampled.get)
         outcome.contributors = [trained[node] for node in contributors]
         figures["clipped"] = result.clipped
         aggregate = apply_delta(global_arrays, np.concatenate([m.ravel() for m in mean]))
