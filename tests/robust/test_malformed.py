@@ -79,3 +79,27 @@ def test_a_run_with_malformed_clients_completes_every_round_and_counts_each_reas
             reasons[reason] = reasons.get(reason, 0) + n
     assert reasons == {"wrong_payload": 2, "non_finite": 2, "unexpected_records": 2}
     assert doc["rounds"][-1]["accuracy"] > doc["initial"]["accuracy"]
+
+
+@pytest.mark.usefixtures("server_identity")
+def test_under_secagg_a_malformed_client_costs_only_its_own_reply(tmp_path: Path) -> None:
+    sc = parse_scenario(
+        {
+            "name": "chaos_secagg",
+            "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 5}},
+            "model": {"name": "mlp", "hidden": [16]},
+            "train": {"rounds": 3, "batch_size": 64},
+            "attack": {"kind": "malformed", "count": 1,
+                       "malformations": ["lying_shape", "metric_type", "wrong_stype"]},
+            "privacy": {"secure_aggregation": {"num_shares": 5, "reconstruction_threshold": 3}},
+        }
+    )  # fmt: skip
+    run_federation(InProcessGrid(), sc, tmp_path)  # type: ignore[arg-type]
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert doc["status"] == "completed" and len(doc["rounds"]) == 3
+    reasons = [reason for row in doc["rounds"] for reason in row["dropped"]]
+    for row in doc["rounds"]:
+        assert row["secure_aggregation"]["failure"] is None and row["aggregated"] >= 4
+    # the server cannot see a masked update: a broken one makes the client fail on its
+    # own (client_error), bad metrics are dropped, values it could mask are clipped
+    assert set(reasons) <= {"client_error", "bad_metrics"} and reasons

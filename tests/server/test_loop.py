@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.supercore.task_identity import TaskIdentity
 from torch import nn
 
@@ -52,7 +53,11 @@ class InProcessGrid:
             msg.metadata.__dict__["_message_id"] = f"m{id(msg)}"
             node = msg.metadata.dst_node_id
             TaskIdentity.node_id = node
-            reply = handlers[msg.metadata.message_type](msg, self.contexts[node])
+            try:
+                reply = handlers[msg.metadata.message_type](msg, self.contexts[node])
+            except Exception as exc:  # as Flower does: the ClientApp's error is the reply
+                error = Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=repr(exc))
+                reply = Message(error, reply_to=msg)
             reply.metadata.__dict__["_src_node_id"] = node
             TaskIdentity.node_id = 1
             replies.append(reply)
