@@ -131,9 +131,12 @@ def run_federation(
             log.info("round %d: accuracy %.4f loss %.4f", rnd, figures["accuracy"], figures["loss"])
             if any(stop):
                 break
-        totals: dict[str, Any] = {}
+        # ``final`` describes the model the run keeps (model.pt): the last round's, unless
+        # a hook (early stopping, on validation figures) kept another; measured again here
+        totals: dict[str, Any] = {"model_round": recorder.last_round}
         for hook in hooks:
             totals.update(hook.finish(model, totals))
+        totals.update(_eval_figures(evaluate(model, fed.x_test, fed.y_test, k)))
         save_model(run_dir, model.state_dict())
         final = recorder.finish(totals)
         write_report(run_dir)
@@ -185,7 +188,9 @@ def _train_round(
         "aggregated": len(outcome.contributors) if new_arrays is not None else 0,
         "dropped": dict(sorted(outcome.dropped.items())),
         "train_loss": _weighted(clients, "train_loss"),
+        "val_loss": _weighted(clients, "val_loss"),
         "val_accuracy": _weighted(clients, "val_accuracy"),
+        "val_balanced_accuracy": _weighted(clients, "val_balanced_accuracy"),
         "clients": clients,
         **extra,
     }
@@ -227,6 +232,8 @@ def _client_figures(msg: Message, partition_of: dict[int, int]) -> dict[str, flo
         "num_examples": int(metrics["num-examples"]),  # type: ignore[arg-type]
         "train_loss": float(metrics.get("train-loss", float("nan"))),  # type: ignore[arg-type]
         "val_accuracy": float(metrics.get("val-accuracy", float("nan"))),  # type: ignore[arg-type]
+        "val_loss": float(metrics.get("val-loss", float("nan"))),  # type: ignore[arg-type]
+        "val_balanced_accuracy": float(metrics.get("val-balanced-accuracy", float("nan"))),  # type: ignore[arg-type]
     }
     if "epsilon" in metrics:  # the client's own accountant, beside the server's ledger
         figures["epsilon"] = float(metrics["epsilon"])  # type: ignore[arg-type]

@@ -245,10 +245,15 @@ def test_early_stopping_ends_an_overfitting_run_and_keeps_the_best_model(tmp_pat
     assert final["stopped_early"] is True
     assert final["rounds_completed"] < 25
     assert final["rounds_completed"] == final["best_round"] + 2  # patience 2
-    losses = [r["loss"] for r in doc["rounds"]]
-    assert final["best_loss"] == min(losses) == losses[final["best_round"] - 1]
+    val_losses = [r["val_loss"] for r in doc["rounds"]]
+    best = final["best_round"]
+    assert final["best_val_loss"] == min(val_losses) == val_losses[best - 1]  # validation only
+    assert final["model_round"] == best
+    # final describes the kept model: the best round's test figures, not the last round's
+    assert final["loss"] == doc["rounds"][best - 1]["loss"]
+    assert final["accuracy"] == doc["rounds"][best - 1]["accuracy"]
 
-    # model.pt is the best round's model: its test loss is the best loss, not the last one
+    # model.pt is the best round's model: its test loss is final's
     from fedrobust.data import build_federation
     from fedrobust.models.build import build_model
     from fedrobust.scenario import load_scenario
@@ -258,9 +263,7 @@ def test_early_stopping_ends_an_overfitting_run_and_keeps_the_best_model(tmp_pat
     fed = build_federation(scenario.data, scenario.seed)
     model = build_model(scenario.model, fed.spec)
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
-    assert evaluate(model, fed.x_test, fed.y_test).loss == pytest.approx(
-        final["best_loss"], rel=1e-6
-    )
+    assert evaluate(model, fed.x_test, fed.y_test).loss == pytest.approx(final["loss"], rel=1e-6)
 
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and "early stopping" in page

@@ -40,11 +40,11 @@ def print_summary(console: Any, scenario: Any, doc: dict[str, Any], run_dir: Pat
     from rich.table import Table
 
     final = doc["final"]
-    best = max(doc["rounds"], key=lambda r: r["accuracy"])
     table = Table(title=f"{scenario.name}: summary", show_header=False)
     table.add_row("final accuracy", f"{final['accuracy']:.4f}")
     table.add_row("final loss", f"{final['loss']:.4f}")
-    table.add_row("best accuracy", f"{best['accuracy']:.4f} (round {best['round']})")
+    if "model_round" in final:  # the figures above are this model's (model.pt)
+        table.add_row("model kept", f"round {final['model_round']} (chosen on validation data)")
     table.add_row("rounds", str(final["rounds_completed"]))
     table.add_row("dropped replies", str(sum(sum(r["dropped"].values()) for r in doc["rounds"])))
     table.add_row("wall time", f"{final['wall_seconds']:.1f} s")

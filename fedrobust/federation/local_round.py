@@ -132,6 +132,7 @@ def local_round(content: RecordDict, context: Context, secure: bool = False) -> 
         "train-accuracy": result.accuracy,
         "val-loss": val.loss,
         "val-accuracy": val.accuracy,
+        "val-balanced-accuracy": val.balanced_accuracy,
     }
     records: dict[str, Record] = {"arrays": ArrayRecord(model.state_dict())}
     for hook in hooks:

@@ -81,9 +81,8 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
         ("balanced accuracy", final.get("balanced_accuracy")),
         ("final loss", final.get("loss")),
     ]
-    if doc["rounds"]:
-        best = max(doc["rounds"], key=lambda r: r["accuracy"])
-        cards.append(("best accuracy", f"{best['accuracy']:.4f} (round {best['round']})"))
+    if "model_round" in final:  # the figures above are this model's (model.pt)
+        cards.append(("model kept", f"round {final['model_round']}"))
     if final.get("stopped_early") is not None:
         cards.append(("early stopping", f"best round {final['best_round']}"))
     if doc.get("data"):

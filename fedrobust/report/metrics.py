@@ -5,7 +5,8 @@ Layout (the contract in ARCHITECTURE.md)::
     {"status": "running" | "completed" | "failed", "error": str | null, "token": str,
      "scenario": {...}, "data": {...}, "initial": {...},
      "rounds": [{"round", "accuracy", "loss", "seconds", ...}, ...],
-     "final": {... last round's figures, "wall_seconds", "rounds_completed"}}
+     "final": {... last round's figures, "wall_seconds", "rounds_completed", then the
+               figures of the model the run keeps (model.pt), "model_round"}}
 """
 
 from __future__ import annotations
@@ -160,6 +161,12 @@ class RunRecorder:
         """Append one round's figures (must hold ``round``, ``accuracy``, ``loss``)."""
         self.doc["rounds"].append(figures)
         self._save()
+
+    @property
+    def last_round(self) -> int:
+        """The last round recorded (0 before round 1)."""
+        rounds = self.doc["rounds"]
+        return int(rounds[-1]["round"]) if rounds else 0
 
     def finish(self, totals: dict[str, Any] | None = None) -> dict[str, Any]:
         """Mark the run completed; ``final`` = last round's figures plus run totals."""

@@ -143,12 +143,15 @@ class LrScheduleConfig(Section):
 
 
 class EarlyStoppingConfig(Section):
-    """Server-side early stopping on the global test metrics.
+    """Server-side early stopping on the clients' validation results (never the test set).
 
     Parameters
     ----------
     metric : str
-        accuracy | balanced_accuracy (higher is better) | loss (lower is better).
+        accuracy | balanced_accuracy (higher is better) | loss (lower is better): of the
+        round's global model on the clients' validation splits, weighted by their
+        training examples (``val_accuracy``, ``val_balanced_accuracy``, ``val_loss`` in
+        metrics.json). The run keeps the best round's model.
     patience : int
         Rounds without an improvement of at least ``min_delta`` before stopping.
     min_delta : float

@@ -1,4 +1,9 @@
-"""Server-side early stopping on the global test metrics, keeping the best model."""
+"""Server-side early stopping on the clients' validation results, keeping the best model.
+
+Model selection reads validation figures only: ``metric: loss`` follows ``val_loss``,
+``accuracy`` ``val_accuracy``, ``balanced_accuracy`` ``val_balanced_accuracy`` (each the
+clients' figures weighted by their examples). The test set is never consulted.
+"""
 
 from __future__ import annotations
 
@@ -38,9 +43,12 @@ class EarlyStopping:
         return value > self.best_value + self.cfg.min_delta
 
     def update(self, rnd: int, figures: dict[str, Any], model: torch.nn.Module) -> bool:
-        """Record round ``rnd``; return True when the run should stop now."""
-        value = float(figures[self.cfg.metric])
-        if self._improves(value):
+        """Record round ``rnd`` (its validation figure); return True to stop now.
+
+        A round without a validation figure (no client replied) does not improve."""
+        raw = figures.get(f"val_{self.cfg.metric}")
+        value = float("nan") if raw is None else float(raw)
+        if value == value and self._improves(value):
             self.best_value, self.best_round, self.stale_rounds = value, rnd, 0
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
@@ -85,11 +93,15 @@ class EarlyStoppingHook(ServerHook):
 
     def finish(self, model: torch.nn.Module, totals: dict[str, Any]) -> dict[str, Any]:
         stopper = self.stopper
-        model.load_state_dict(stopper.best_state)
+        kept: dict[str, Any] = {}
+        if stopper.best_state:  # else no round had a validation figure: keep the last
+            model.load_state_dict(stopper.best_state)
+            kept["model_round"] = stopper.best_round
         return {
+            **kept,
             "stopped_early": self.stopped,
             "best_round": stopper.best_round,
-            f"best_{stopper.cfg.metric}": stopper.best_value,
+            f"best_val_{stopper.cfg.metric}": stopper.best_value,
         }
 
     def state_dict(self) -> dict[str, Any]:

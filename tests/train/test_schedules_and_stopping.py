@@ -36,7 +36,7 @@ def test_early_stopping_waits_patience_rounds_and_keeps_the_best_state() -> None
     for rnd, acc in enumerate(history, start=1):
         with torch.no_grad():
             model.weight.fill_(rnd)
-        stops.append(stopper.update(rnd, {"accuracy": acc}, model))
+        stops.append(stopper.update(rnd, {"val_accuracy": acc}, model))
     assert stops == [False, False, False, True]
     assert stopper.best_round == 2 and stopper.best_state["weight"].item() == 2.0
 
@@ -48,6 +48,20 @@ def test_early_stopping_waits_patience_rounds_and_keeps_the_best_state() -> None
 def test_loss_metric_stops_when_loss_stops_falling() -> None:
     stopper = EarlyStopping(EarlyStoppingConfig(metric="loss", patience=1))
     model = torch.nn.Linear(1, 1)
-    assert not stopper.update(1, {"loss": 1.0}, model)
-    assert not stopper.update(2, {"loss": 0.5}, model)
-    assert stopper.update(3, {"loss": 0.6}, model)
+    assert not stopper.update(1, {"val_loss": 1.0}, model)
+    assert not stopper.update(2, {"val_loss": 0.5}, model)
+    assert stopper.update(3, {"val_loss": 0.6}, model)
+
+
+def test_early_stopping_reads_validation_figures_never_the_test_set() -> None:
+    stopper = EarlyStopping(EarlyStoppingConfig(metric="accuracy", patience=3))
+    model = torch.nn.Linear(1, 1)
+    # test accuracy rises every round while validation accuracy peaks in round 2
+    rounds = [(0.5, 0.6), (0.6, 0.9), (0.7, 0.8), (0.8, 0.7)]
+    for rnd, (test, val) in enumerate(rounds, start=1):
+        stopper.update(rnd, {"accuracy": test, "val_accuracy": val}, model)
+    assert stopper.best_round == 2 and stopper.best_value == 0.9
+    # a round no client reported on (no validation figure) never counts as the best
+    quiet = EarlyStopping(EarlyStoppingConfig(metric="loss", patience=2))
+    assert not quiet.update(1, {"loss": 0.1, "val_loss": None}, model)
+    assert quiet.best_round == 0
