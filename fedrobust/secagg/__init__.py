@@ -12,8 +12,9 @@ the heavy ones, nor can they, importing :mod:`fedrobust.scenario`, cycle back in
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fedrobust.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from fedrobust.secagg.client import SecAggClient
@@ -61,8 +62,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
