@@ -126,6 +126,7 @@ def local_round(content: RecordDict, context: Context, secure: bool = False) -> 
     )  # fmt: skip
     val = evaluate(model, data.x_val, data.y_val, spec.num_classes)
     metrics: dict[str, float | int] = {
+        "round": rnd,  # the server drops a reply that echoes another round (a replay)
         "num-examples": result.num_examples,
         "steps": result.steps,
         "train-loss": result.loss,

@@ -8,7 +8,8 @@ transports: ``offline``, ``client_error``, ``unexpected_sender``, a refusal's re
 ``duplicate_reply``, ``no_reply`` and the payload checks' own (``missing_records``,
 ``unexpected_records``, ``wrong_keys``, ``wrong_stype``, ``wrong_shape``,
 ``wrong_dtype``, ``oversized``, ``malformed``, ``wrong_payload``, ``non_finite``,
-``bad_metrics``, ``bad_num_examples``). Nothing a single client sends raises here.
+``bad_metrics``, ``bad_num_examples``, ``stale_reply``). Nothing a single client sends
+raises here.
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def refusal_reason(msg: Message) -> str | None:
     return reason if reason in REFUSALS else "refused"
 
 
-def metrics_problem(msg: Message, cap: int | None = None) -> str | None:
+def metrics_problem(msg: Message, cap: int | None = None, rnd: int | None = None) -> str | None:
     """Why a training reply's metrics are unusable, or ``None``.
 
     ``metrics`` must be a MetricRecord of scalar numbers (no lists) whose
     ``num-examples`` is a positive integer, at most ``cap`` (the training examples the
-    client declared at discovery) when given.
+    client declared at discovery) when given, and whose ``round`` echoes ``rnd`` when
+    given (a reply replayed from an earlier round is ``stale_reply``).
     """
     metrics = msg.content.metric_records.get("metrics")
     if not isinstance(metrics, MetricRecord):
@@ -72,6 +74,8 @@ def metrics_problem(msg: Message, cap: int | None = None) -> str | None:
         return "bad_num_examples"
     if cap is not None and num_examples > cap:
         return "bad_num_examples"
+    if rnd is not None and metrics.get("round") != rnd:
+        return "stale_reply"
     return None
 
 
@@ -105,6 +109,7 @@ def weights_problem(
     expected: ArrayRecord,
     cap: int | None = None,
     records: frozenset[str] = STRATEGY_KEYS,
+    rnd: int | None = None,
 ) -> str | None:
     """Why a training reply cannot be aggregated with ``expected``'s weights, or ``None``.
 
@@ -123,7 +128,7 @@ def weights_problem(
     for key, array in arrays.items():
         if (problem := array_problem(array, expected[key])) is not None:
             return problem
-    return metrics_problem(msg, cap)
+    return metrics_problem(msg, cap, rnd)
 
 
 def screen(
@@ -191,16 +196,18 @@ def screen_replies(
     *,
     caps: Mapping[int, int] | None = None,
     records: frozenset[str] = STRATEGY_KEYS,
+    rnd: int | None = None,
 ) -> tuple[list[Message], Counter[str], set[int]]:
     """:func:`screen` for plain training replies, checked against the global ``expected``.
 
     ``caps`` (partition id -> training examples declared at discovery) bounds each
-    client's ``num-examples``; ``records`` names the records a reply may hold.
+    client's ``num-examples``; ``records`` names the records a reply may hold; ``rnd``
+    is the round each reply must echo.
     """
     caps = caps or {}
 
     def payload(msg: Message) -> str | None:
         cap = caps.get(sampled[msg.metadata.src_node_id])
-        return weights_problem(msg, expected, cap, records)
+        return weights_problem(msg, expected, cap, records, rnd)
 
     return screen(replies, sampled, sent, payload)

@@ -3,6 +3,7 @@ SecAgg+. Both return a :class:`RoundOutcome` screened by the same function."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from flwr.app import ArrayRecord, Message
@@ -14,6 +15,7 @@ from fedrobust.federation.server_hooks import RoundOutcome
 from fedrobust.scenario import Scenario
 from fedrobust.secagg.transport import secagg_round
 
+log = logging.getLogger("fedrobust.server")
 Transport = Callable[[Grid, int, list[Message], ArrayRecord, dict[int, int]], RoundOutcome]
 
 
@@ -26,12 +28,29 @@ def build_transport(scenario: Scenario, sizes: dict[int, int]) -> Transport:
     if not scenario.secagg_enabled():
         records = STRATEGY_KEYS.union(*(h.reply_records for h in client_hooks(scenario)))
         return lambda grid, rnd, messages, arrays, sampled: plain_round(
-            grid, messages, arrays, sampled, scenario.simulation.timeout, sizes, records
+            grid, messages, arrays, sampled, scenario.simulation.timeout, sizes, records, rnd
         )
-    max_weight = 1.0 if scenario.privacy.dp.mode == "client" else max(sizes.values(), default=1)
+    max_weight = 1.0 if scenario.privacy.dp.mode == "client" else secagg_max_weight(sizes)
     return lambda grid, rnd, messages, arrays, sampled: secagg_round(
         grid, scenario, rnd, messages, arrays, max_weight, sampled
     )
+
+
+def secagg_max_weight(sizes: dict[int, int], spread: float = 100.0) -> float:
+    """The largest weight SecAgg+ must encode: the largest training set the clients
+    declared at discovery, ignoring declarations above ``spread`` times the median (one
+    client claiming 10^12 examples would make the modulus too small for every round; its
+    real weight above this bound then fails only the rounds it contributes to).
+    ``privacy.secure_aggregation.max_weight`` overrides it."""
+    if not sizes:
+        return 1.0
+    values = sorted(sizes.values())
+    bound = spread * values[len(values) // 2]
+    kept = [v for v in values if v <= bound]
+    ignored = sorted(pid for pid, v in sizes.items() if v > bound)
+    if ignored:
+        log.warning("SecAgg+ max weight ignores the sizes clients %s declared", ignored)
+    return float(max(kept))
 
 
 def plain_round(
@@ -42,13 +61,14 @@ def plain_round(
     timeout: float,
     caps: dict[int, int] | None = None,
     records: frozenset[str] = STRATEGY_KEYS,
+    rnd: int | None = None,
 ) -> RoundOutcome:
     """Send the training messages, wait up to ``timeout`` seconds, screen the replies
     (``caps``: each client's declared training examples; ``records``: those a reply
-    may hold)."""
+    may hold; ``rnd``: the round each reply must echo)."""
     replies = grid.send_and_receive(messages, timeout=timeout)
     accepted, dropped, refused = screen_replies(
-        replies, arrays, sampled, sent=messages, caps=caps, records=records
+        replies, arrays, sampled, sent=messages, caps=caps, records=records, rnd=rnd
     )
     return RoundOutcome(
         replies=accepted, contributors=accepted, trained=accepted, dropped=dropped,

@@ -1,6 +1,7 @@
 """The chaos client (``attack.kind: malformed``): replies no honest client would send.
 
-Each malicious client sends, round by round, one class of bad reply, cycling through
+Each malicious client sends, round by round, one class of bad reply (``replay``: a reply
+that echoes the previous round, as a resent old reply does), cycling through
 ``attack.malformations`` (default: all). Every class but ``extra_metric`` must be
 dropped by the server's screening with its own reason; ``extra_metric`` is harmless
 (the strategy never sees a metric it does not weigh by) and is aggregated. The run
@@ -28,6 +29,7 @@ MALFORMATIONS: dict[str, str | None] = {
     "metric_type": "bad_metrics",
     "huge_num_examples": "bad_num_examples",
     "negative_num_examples": "bad_num_examples",
+    "replay": "stale_reply",
     "extra_metric": None,
 }
 
@@ -47,6 +49,8 @@ def malform_metrics(kind: str, metrics: dict[str, float | int]) -> dict[str, flo
         return {**metrics, "num-examples": -5}
     if kind == "extra_metric":
         return {**metrics, "surprise": 1.0}
+    if kind == "replay":  # what resending an earlier round's reply looks like
+        return {**metrics, "round": int(metrics["round"]) - 1}
     return metrics
 
 

@@ -102,7 +102,7 @@ def secagg_round(
             out.append(
                 Message(to_records(stage_msg, content), dst_node_id=node, message_type=MESSAGE_TYPE)
             )
-        replies = _collect(grid, out, cfg.timeout, outcome, stage, sampled)
+        replies = _collect(grid, out, cfg.timeout, outcome, stage, sampled, rnd)
         if stage == Stage.COLLECT_MASKED_VECTORS:
             trained = {m.metadata.src_node_id: m for m in replies}
         decoded = _simulate_dropout(
@@ -168,14 +168,14 @@ def graph_rng(scenario: Scenario, rnd: int) -> random.Random:
     return random.Random(secrets.randbits(256))
 
 
-def _stage_problem(msg: Message, stage: Stage) -> str | None:
+def _stage_problem(msg: Message, stage: Stage, rnd: int | None = None) -> str | None:
     """Why a stage reply is unusable: it does not decode, or (collect_masked_vectors)
-    its training metrics do not."""
+    its training metrics do not (or echo another round than ``rnd``)."""
     try:
         from_records(msg.content)
     except (KeyError, ValueError, TypeError):
         return "malformed"
-    return metrics_problem(msg) if stage == Stage.COLLECT_MASKED_VECTORS else None
+    return metrics_problem(msg, rnd=rnd) if stage == Stage.COLLECT_MASKED_VECTORS else None
 
 
 def _collect(
@@ -185,11 +185,15 @@ def _collect(
     outcome: RoundOutcome,
     stage: Stage,
     sampled: dict[int, int],
+    rnd: int | None = None,
 ) -> list[Message]:
-    """Send one stage's messages; return the sound replies, counting the others."""
+    """Send one stage's messages; return the sound replies, counting the others
+    (training replies must echo round ``rnd``)."""
     asked = {m.metadata.dst_node_id: sampled[m.metadata.dst_node_id] for m in messages}
     replies = grid.send_and_receive(messages, timeout=timeout)
-    sound, dropped, refused = screen(replies, asked, messages, lambda m: _stage_problem(m, stage))
+    sound, dropped, refused = screen(
+        replies, asked, messages, lambda m: _stage_problem(m, stage, rnd)
+    )
     outcome.dropped.update(dropped)
     outcome.refused |= refused
     return sound

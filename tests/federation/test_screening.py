@@ -29,7 +29,11 @@ GLOBAL = record({"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)
 
 
 def reply(
-    node: int, arrays: dict | None = None, num_examples: object = 10, error: bool = False
+    node: int,
+    arrays: dict | None = None,
+    num_examples: object = 10,
+    error: bool = False,
+    rnd: int | None = None,
 ) -> Message:
     md = Metadata(
         run_id=1, message_id="", src_node_id=node, dst_node_id=0, reply_to_message_id="m",
@@ -42,9 +46,8 @@ def reply(
         if arrays is not None
         else {"w": np.ones((2, 3), np.float32), "b": np.ones(3, np.float32)}
     )
-    content = RecordDict(
-        {"arrays": record(arrays), "metrics": MetricRecord({"num-examples": num_examples})}
-    )
+    metrics = {"num-examples": num_examples, **({} if rnd is None else {"round": rnd})}
+    content = RecordDict({"arrays": record(arrays), "metrics": MetricRecord(metrics)})
     return Message(metadata=md, content=content)
 
 
@@ -95,3 +98,11 @@ def test_the_superlinks_error_for_an_offline_node_counts_for_that_node_once() ->
     accepted, dropped, _ = screen_replies([reply(100), reply(101), offline], GLOBAL, sampled, sent)
     assert [m.metadata.src_node_id for m in accepted] == [100, 101]
     assert dict(dropped) == {"offline": 1}  # not also "no_reply"
+
+
+def test_a_reply_that_echoes_another_round_is_dropped_as_stale() -> None:
+    sampled = {100: 0, 101: 1}
+    accepted, dropped, _ = screen_replies([reply(100, rnd=3), reply(101, rnd=2)], GLOBAL,
+                                          sampled, rnd=3)  # fmt: skip
+    assert [m.metadata.src_node_id for m in accepted] == [100]
+    assert dict(dropped) == {"stale_reply": 1}

@@ -22,7 +22,7 @@ from tests.server.test_loop import InProcessGrid
 
 
 def malformed(node: int, kind: str) -> Message:
-    honest = reply(node)
+    honest = reply(node, rnd=1)
     records = malform_records(kind, {"arrays": honest.content.array_records["arrays"]})
     metrics = malform_metrics(kind, dict(honest.content.metric_records["metrics"]))
     content = RecordDict({**records, "metrics": MetricRecord(metrics)})  # type: ignore[arg-type]
@@ -32,9 +32,9 @@ def malformed(node: int, kind: str) -> Message:
 @pytest.mark.parametrize("kind", list(MALFORMATIONS))
 def test_each_malformed_reply_is_dropped_and_the_aggregate_is_unchanged(kind: str) -> None:
     sampled = {100: 0, 101: 1, 102: 2}
-    honest = [reply(100), reply(101)]
+    honest = [reply(100, rnd=1), reply(101, rnd=1)]
     accepted, dropped, _ = screen_replies(
-        [*honest, malformed(102, kind)], GLOBAL, sampled, caps={0: 50, 1: 50, 2: 50}
+        [*honest, malformed(102, kind)], GLOBAL, sampled, caps={0: 50, 1: 50, 2: 50}, rnd=1
     )
     reason = MALFORMATIONS[kind]
     if reason is None:  # harmless: accepted, and the strategy never sees the extra metric
@@ -66,7 +66,7 @@ def test_a_run_with_malformed_clients_completes_every_round_and_counts_each_reas
             "model": {"name": "mlp", "hidden": [16]},
             "train": {"rounds": 3, "batch_size": 64, "optimizer": {"name": "sgd", "lr": 0.1}},
             "attack": {"kind": "malformed", "count": 2,
-                       "malformations": ["lying_shape", "non_finite", "extra_record"]},
+                       "malformations": ["lying_shape", "non_finite", "replay"]},
         }
     )  # fmt: skip
     run_federation(InProcessGrid(), sc, tmp_path)  # type: ignore[arg-type]
@@ -77,7 +77,7 @@ def test_a_run_with_malformed_clients_completes_every_round_and_counts_each_reas
         assert row["aggregated"] == 3  # the honest clients
         for reason, n in row["dropped"].items():
             reasons[reason] = reasons.get(reason, 0) + n
-    assert reasons == {"wrong_payload": 2, "non_finite": 2, "unexpected_records": 2}
+    assert reasons == {"wrong_payload": 2, "non_finite": 2, "stale_reply": 2}
     assert doc["rounds"][-1]["accuracy"] > doc["initial"]["accuracy"]
 
 
