@@ -96,42 +96,59 @@ def test_clients_past_their_budget_refuse_and_the_run_goes_on(tmp_path: Path) ->
     assert 0 <= doc["final"]["robust_accuracy"]["pgd@0.1"] <= 1
 
 
-CLIENT_LEVEL = """\
-name: dp_secret
-seed: 4
-data:
-  dataset: digits
-  partition: {kind: iid, num_clients: 6}
-model: {name: mlp, hidden: [16]}
-train: {rounds: 1, fraction_train: 0.5, batch_size: 32}
-privacy:
-  dp: {mode: client, noise_multiplier: 1.0, clipping_norm: 1.0%s}
-"""
+CLIENT_LEVEL = {
+    "name": "dp_secret",
+    "seed": 4,
+    "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 5}},
+    "model": {"name": "mlp", "hidden": [16]},
+    "train": {"rounds": 1, "fraction_train": 0.6, "batch_size": 32},
+    "privacy": {"dp": {"mode": "client", "noise_multiplier": 1.0, "clipping_norm": 1.0}},
+}
 
 
+@pytest.mark.usefixtures("server_identity")
 def test_dp_noise_is_secret_by_default_and_seeded_only_when_asked(tmp_path: Path) -> None:
     import torch
 
-    def run(name: str, extra: str) -> tuple[list[torch.Tensor], dict]:
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(CLIENT_LEVEL % extra)
+    from fedrobust.scenario import parse_scenario
+    from server.loop import run_federation
+    from tests.server.test_loop import InProcessGrid
+
+    def run(name: str, reproducible: bool) -> tuple[list[torch.Tensor], dict]:
+        doc = json.loads(json.dumps(CLIENT_LEVEL))
+        doc["privacy"]["dp"]["reproducible"] = reproducible
         out = tmp_path / name
-        done = fedrobust("run", str(path), "--out", str(out))
-        assert done.returncode == 0, done.stderr
-        final = json.loads((out / "metrics.json").read_text())["final"]
-        weights = list(torch.load(out / "model.pt").values())
-        return weights, final | {"stdout": done.stdout}
+        final = run_federation(InProcessGrid(), parse_scenario(doc), out)  # type: ignore[arg-type]
+        return list(torch.load(out / "model.pt").values()), final
 
     def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
         return all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
 
-    secret_a, final_a = run("a", "")
-    seeded_a, final_s = run("s1", ", reproducible: true")
-    seeded_b, _ = run("s2", ", reproducible: true")
+    secret_a, final_a = run("a", False)
+    secret_b, _ = run("b", False)
+    seeded_a, final_s = run("s1", True)
+    seeded_b, _ = run("s2", True)
     assert same(seeded_a, seeded_b)  # research mode repeats exactly ...
+    assert not same(secret_a, secret_b)  # ... a default run does not ...
     # ... and regenerating the noise from the seed does not give what a default run drew
     assert not same(secret_a, seeded_a)
     assert final_a["privacy_valid"] is True and final_s["privacy_valid"] is False
-    assert "NOT PRIVATE" in final_s["stdout"] and "NOT PRIVATE" not in final_a["stdout"]
     # a published sample gives no amplification: the same mechanism claims more epsilon
     assert final_s["epsilon"] > final_a["epsilon"]
+
+
+def test_a_reproducible_dp_run_says_not_private_on_the_console(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from fedrobust.commands.follow import print_summary
+    from fedrobust.scenario import parse_scenario
+
+    scenario = parse_scenario(CLIENT_LEVEL)
+    final = {"accuracy": 0.5, "loss": 1.0, "rounds_completed": 1, "wall_seconds": 1.0,
+             "epsilon": 2.0, "delta": 1e-5, "dp_mode": "client", "accountant": "rdp"}  # fmt: skip
+    doc = {"final": final, "rounds": [{"dropped": {}}]}
+    for valid, shown in ((True, False), (False, True)):
+        console = Console(record=True, width=200)
+        print_summary(console, scenario, {**doc, "final": {**final, "privacy_valid": valid}},
+                      tmp_path)  # fmt: skip
+        assert ("NOT PRIVATE" in console.export_text()) is shown
