@@ -1,4 +1,4 @@
-"""The ``fedrobust`` command line: run, validate, report.
+"""The ``fedrobust`` command line: run, repeat, validate, report, ...
 
 Every input problem ends as ``error: <where>: <what>`` on stderr and exit code 2;
 a run that starts but fails exits 1 and keeps the rounds it finished. The parser is
@@ -16,6 +16,7 @@ from fedrobust.commands.deploy import cmd_credentials, cmd_deploy, cmd_split
 from fedrobust.commands.evaluate import cmd_evaluate
 from fedrobust.commands.export import cmd_export
 from fedrobust.commands.matrix import cmd_matrix
+from fedrobust.commands.repeat import cmd_repeat
 from fedrobust.commands.report import cmd_report, cmd_validate
 from fedrobust.commands.run import cmd_run
 from fedrobust.errors import FedrobustError
@@ -148,6 +149,27 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument(
         "--jobs", type=_positive, default=1, help="cells run at the same time (default 1)"
     )
+    matrix.add_argument(
+        "--seeds",
+        type=_positive,
+        default=1,
+        help="runs per cell, seeds seed..seed+N-1; tables show mean ± 95%% CI (default 1)",
+    )
+    repeat = sub.add_parser(
+        "repeat", help="run a scenario over N seeds; mean and 95%% CI of every final figure"
+    )
+    repeat.add_argument("scenario", type=Path, help="scenario YAML file")
+    repeat.add_argument(
+        "--seeds",
+        type=_positive,
+        required=True,
+        help="number of seeds: the scenario's seed, seed+1, ..., seed+N-1",
+    )
+    repeat.add_argument("--out", help="output directory (default: runs/<name>-repeat)")
+    repeat.add_argument(
+        "--jobs", type=_positive, default=1, help="seeds run at the same time (default 1)"
+    )
+    repeat.add_argument("--rounds", type=_positive, help="override train.rounds in every run")
     audit = sub.add_parser(
         "audit", help="one-run canary audit of a finished run: a lower bound on epsilon"
     )
@@ -167,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "audit": cmd_audit,
         "evaluate": cmd_evaluate,
         "matrix": cmd_matrix,
+        "repeat": cmd_repeat,
         "deploy": cmd_deploy,
         "split": cmd_split,
         "credentials": cmd_credentials,

@@ -22,9 +22,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     console = Console(highlight=False, soft_wrap=True)
     base = load_scenario(args.scenario, overrides(args))
     check_app_dir()
-    cells = build_cells(base, names(args.attacks, "--attacks"), names(args.defenses, "--defenses"))
+    seeds = args.seeds
+    cells = build_cells(
+        base, names(args.attacks, "--attacks"), names(args.defenses, "--defenses"), seeds
+    )
     out = Path(args.out or f"runs/{base.name}_matrix").expanduser().resolve()
-    console.print(f"[bold]{base.name}[/bold]: {len(cells)} runs -> {out}")
+    per_cell = f" ({seeds} seeds per cell)" if seeds > 1 else ""
+    console.print(f"[bold]{base.name}[/bold]: {len(cells)} runs{per_cell} -> {out}")
 
     def run_cell(cell: Any, cell_dir: Path) -> dict[str, Any]:
         cell_dir.mkdir(parents=True, exist_ok=True)
@@ -36,17 +40,18 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             raise RuntimeError(str(exc)) from None
 
     def on_cell(row: dict[str, Any]) -> None:
+        where = f"{row['attack']:>12} x {row['defense']:<14}"
+        if "seed" in row:
+            where += f" seed {row['seed']}"
         if "error" in row:
-            console.print(f"{row['attack']:>12} x {row['defense']:<14} failed: {row['error']}")
+            console.print(f"{where} failed: {row['error']}", markup=False)
             return
         note = ""
         if row.get("backdoor_success") is not None:
             note = f"  backdoor success {row['backdoor_success']:.3f}"
-        console.print(
-            f"{row['attack']:>12} x {row['defense']:<14} accuracy {row['accuracy']:.4f}{note}"
-        )
+        console.print(f"{where} accuracy {row['accuracy']:.4f}{note}")
 
     rows = run_matrix(cells, out, run_cell, on_cell, jobs=args.jobs)
-    console.print((out / MATRIX_MD).read_text(encoding="utf-8"))
-    console.print(f"tables: {out}/matrix.md, matrix.csv; report: {out}/{REPORT_FILE}")
-    return 1 if any("error" in r for r in rows) else 0
+    console.print((out / MATRIX_MD).read_text(encoding="utf-8"), markup=False)
+    console.print(f"tables: {out}/matrix.md, matrix.csv, matrix.json; report: {out}/{REPORT_FILE}")
+    return 1 if any("error" in r or r.get("failed_seeds") for r in rows) else 0
