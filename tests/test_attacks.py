@@ -46,7 +46,8 @@ def test_robust_accuracy_is_keyed_as_written_and_leaves_the_rng_alone() -> None:
     torch.manual_seed(5)
     state = torch.get_rng_state()
     figures = robust_accuracy(model, x, y, ["pgd", "fgsm"], [0.1, 0.3], steps=3)
-    assert set(figures) == {"pgd@0.1", "pgd@0.3", "fgsm@0.1", "fgsm@0.3"}
+    assert set(figures) == {"pgd@0.1", "pgd@0.3", "fgsm@0.1", "fgsm@0.3", "worst@0.1",
+                            "worst@0.3", "clean@subset"}  # fmt: skip
     assert attack_key("pgd", 0.1) == "pgd@0.1"
     assert torch.equal(torch.get_rng_state(), state)
     assert figures == robust_accuracy(model, x, y, ["pgd", "fgsm"], [0.1, 0.3], steps=3)

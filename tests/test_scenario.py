@@ -366,7 +366,7 @@ BAD = [
     (
         with_("defense", {"name": "krum", "num_malicious": 1}),
         "defense.num_malicious",
-        "needs at least 4 clients per round, but 3",
+        "needs at least 5 clients per round, but 3",
     ),
     (
         with_("defense", {"name": "multikrum", "num_selected": 4}),

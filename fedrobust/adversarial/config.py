@@ -35,7 +35,7 @@ class AdversarialTrainingConfig(Section):
     start_round : int
         First round with adversarial training (warm-up before it).
     norm : str
-        linf | l2 (pgd_at).
+        linf | l2 (pgd_at: ``PGD`` or ``PGDL2``).
     beta : float
         trades: weight of the robustness (KL) term.
     """
@@ -78,11 +78,15 @@ class AdversarialEvaluationConfig(Section):
     steps : int
         Iterations of iterative attacks.
     norm : str
-        linf | l2, for attacks that take a norm (APGD, AutoAttack, Square, FAB).
+        linf | l2. Every attack runs under it: attacks that take a norm (APGD, APGDT,
+        AutoAttack, FAB, Square) get it, pgd and pgdrs run as PGDL2 and PGDRSL2 under
+        l2; an attack with no variant for the norm (fgsm, bim, mifgsm, ... under l2;
+        pgdl2 under linf) is refused.
     every_n_rounds : int
         Evaluate every n rounds (and always after the last).
-    num_samples : int
-        Test examples attacked (a seeded random subset of the held-out test set).
+    num_samples : int, optional
+        Test examples attacked, a seeded random subset of the held-out test set
+        (default: the whole test set when it has at most 1,000 examples, else 1,000).
     """
 
     attacks: Annotated[list[str], Field(min_length=1)] = ["pgd", "fgsm"]
@@ -90,7 +94,7 @@ class AdversarialEvaluationConfig(Section):
     steps: Annotated[int, Field(ge=1, le=1000)] = 20
     norm: Literal["linf", "l2"] = "linf"
     every_n_rounds: Annotated[int, Field(ge=1)] = 5
-    num_samples: Annotated[int, Field(ge=1)] = 500
+    num_samples: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("attacks")
     @classmethod
@@ -103,6 +107,22 @@ class AdversarialEvaluationConfig(Section):
             except ValueError as exc:
                 raise field_error(str(i), str(exc)) from None
         return names
+
+    @model_validator(mode="after")
+    def _attacks_fit_norm(self) -> AdversarialEvaluationConfig:
+        from fedrobust.attacks import without_norm
+
+        missing = without_norm(self.attacks, self.norm)
+        if missing:
+            label = "L2" if self.norm == "l2" else "L-infinity"
+            raise field_error(
+                "norm",
+                f"'{self.norm}' does not apply to {', '.join(missing)}: torchattacks has no "
+                f"{label} variant of them; remove them from adversarial.evaluation.attacks "
+                "(attacks with both variants: pgd, pgdrs, apgd, apgdt, autoattack, fab, "
+                "square)",
+            )
+        return self
 
 
 class AdversarialConfig(Section):

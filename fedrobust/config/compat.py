@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from fedrobust.config.base import field_error
 from fedrobust.data.config import BUNDLED_DATASETS
+from fedrobust.robust.collusion import alie_z
 from fedrobust.robust.config import COLLUDING_ATTACKS, AttackConfig
 from fedrobust.secagg.config import resolve_params
 
@@ -133,17 +134,51 @@ def _poisoning(scenario: Scenario) -> None:
         )
     sampled = scenario.sampled_per_round()
     f = scenario.defense_num_malicious()
-    need = {"krum": f + 3, "multikrum": f + 3, "bulyan": 4 * f + 3}.get(defense.name)
+    # Krum / Multi-Krum: n >= 2f + 3 (Blanchard et al. 2017, https://arxiv.org/abs/1703.02757);
+    # Bulyan: n >= 4f + 3 (El Mhamdi et al. 2018, https://arxiv.org/abs/1802.07927).
+    need = {"krum": 2 * f + 3, "multikrum": 2 * f + 3, "bulyan": 4 * f + 3}.get(defense.name)
     if need is not None and sampled < need:
         raise field_error(
             "defense.num_malicious",
             f"{defense.name} tolerating {f} attackers needs at least {need} clients per "
             f"round, but {sampled} are sampled",
         )
+    if defense.name == "trimmed_mean":
+        cut = int(defense.beta * sampled)  # what Flower's trim_mean cuts per side
+        if cut < f:
+            raise field_error(
+                "defense.beta",
+                f"{defense.beta:g} cuts {cut} of the {sampled} updates per round at each "
+                f"end, fewer than the {f} attackers (attack.count / attack.fraction): a "
+                f"trimmed mean must cut at least f per side (beta * n >= f; Yin et al. "
+                f"2018); raise beta to at least {f / sampled:.3g} (below 0.5) or sample "
+                "more clients",
+            )
     if defense.name == "multikrum" and (defense.num_selected or 1) > sampled:
         raise field_error(
             "defense.num_selected", f"is larger than the {sampled} clients sampled per round"
         )
+    _alie(scenario)
+
+
+def _alie(scenario: Scenario) -> None:
+    """ALIE without a given z: Baruch et al.'s z_max must be positive for the round size."""
+    attack = scenario.attack
+    if attack.kind != "alie" or attack.z is not None:
+        return
+    n = scenario.data.partition.num_clients
+    sampled = scenario.sampled_per_round()
+    per_round = round(attack.num_malicious(n) * sampled / n)  # attackers in a typical round
+    try:
+        alie_z(sampled, per_round)
+    except ValueError as exc:
+        field = "attack.count" if "majority" in str(exc) else "attack.z"
+        raise field_error(
+            field,
+            f"alie's default z (Baruch et al. 2019, z_max from {sampled} clients per round "
+            f"of which {per_round} attack) is undefined: {exc}; set attack.z or change "
+            "attack.count / attack.fraction",
+        ) from None
 
 
 def _secagg(scenario: Scenario) -> None:

@@ -59,7 +59,10 @@ class PartitionConfig(Section):
     classes_per_client : int
         Pathological: number of classes each client holds.
     class_assignment : str
-        Pathological: random | deterministic | first-deterministic.
+        Pathological: every-class (default: a seeded assignment that gives every class
+        to some client whenever num_clients * classes_per_client >= the class count,
+        ``fedrobust.data.partition``) | random | deterministic | first-deterministic
+        (flwr-datasets' modes, which may leave classes to no client).
     shards_per_client : int
         Shard: shards each client receives.
     shard_size : int
@@ -74,7 +77,9 @@ class PartitionConfig(Section):
     min_partition_size: Annotated[int, Field(ge=0)] = 10
     self_balancing: bool = False
     classes_per_client: Annotated[int, Field(ge=1)] = 2
-    class_assignment: Literal["random", "deterministic", "first-deterministic"] = "random"
+    class_assignment: Literal["every-class", "random", "deterministic", "first-deterministic"] = (
+        "every-class"
+    )
     shards_per_client: Annotated[int, Field(ge=1)] = 2
     shard_size: Annotated[int, Field(ge=1)] | None = None
     sizes: list[Annotated[int, Field(ge=1)]] | None = None

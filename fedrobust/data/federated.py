@@ -12,6 +12,7 @@ on the training part only.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,8 @@ from fedrobust.data.transforms import apply_imbalance, apply_label_noise, apply_
 from fedrobust.errors import FedrobustError
 from fedrobust.models import InputSpec
 from fedrobust.seeds import Stream, stream
+
+log = logging.getLogger("fedrobust.data")
 
 
 @dataclass
@@ -64,12 +67,14 @@ class Federation:
     y_test: np.ndarray
     clients: list[ClientData] = field(default_factory=list)
     unassigned: int = 0
+    unused_classes: list[int] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         """Sizes, label histograms and measured noise: recorded in every run.
 
         ``unassigned`` counts pool samples no client received (a pathological or
-        size split may leave some out).
+        size split may leave some out); ``unused_classes`` lists the classes of the
+        training pool that no client received at all.
         """
         k = self.spec.num_classes
         per_client = [
@@ -91,6 +96,7 @@ class Federation:
             "train_total": total,
             "noise_rate": round(noisy / total, 6) if total else 0.0,
             "unassigned": self.unassigned,
+            "unused_classes": list(self.unused_classes),
             "clients": per_client,
         }
 
@@ -148,11 +154,38 @@ def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
                 y_val=source.y[val],
             )
         )
+    unassigned = len(pool) - sum(len(p) for p in parts)
+    given = np.concatenate(parts) if parts else np.array([], dtype=np.int64)
+    unused = sorted(set(source.y[pool].tolist()) - set(source.y[pool][given].tolist()))
+    if unassigned:
+        log.warning(unassigned_note(unassigned, len(pool), unused, cfg.partition.kind))
     return Federation(
         spec=InputSpec(shape=tuple(source.x.shape[1:]), num_classes=k),
         classes=source.classes,
         x_test=source.x[test],
         y_test=source.y[test],
         clients=clients,
-        unassigned=len(pool) - sum(len(p) for p in parts),
+        unassigned=unassigned,
+        unused_classes=[int(c) for c in unused],
+    )
+
+
+def unassigned_note(unassigned: int, pool: int, unused: list[int], kind: str) -> str:
+    """The line that says a split left training samples (and classes) to no client.
+
+    Parameters
+    ----------
+    unassigned : int
+        Pool samples no client received.
+    pool : int
+        Size of the training pool.
+    unused : list[int]
+        Classes no client received at all.
+    kind : str
+        ``data.partition.kind``, for the message.
+    """
+    names = ", ".join(map(str, unused))
+    classes = f" (every sample of class{'es' if len(unused) > 1 else ''} {names})" if unused else ""
+    return (
+        f"data.partition ({kind}): {unassigned} of {pool} training samples{classes} go to no client"
     )

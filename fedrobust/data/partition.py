@@ -1,6 +1,15 @@
-"""Split a training pool across clients with flwr-datasets partitioners."""
+"""Split a training pool across clients with flwr-datasets partitioners.
+
+The pathological split (McMahan et al. 2017, https://arxiv.org/abs/1602.05629) assigns
+every class by default (``class_assignment: every-class``): flwr-datasets' own modes can
+leave classes to no client (6 clients x 3 of 10 classes, ``first-deterministic``: classes
+6 to 9 only by chance), and then only warn. A split that still leaves samples out (fewer
+class slots than classes; ``size``) is reported by the federation (``unassigned``).
+"""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from datasets import Dataset
@@ -10,6 +19,34 @@ from fedrobust.data.config import PartitionConfig
 from fedrobust.errors import FedrobustError
 
 FIELD = "data.partition"
+
+
+class EveryClassPathologicalPartitioner(fp.PathologicalPartitioner):
+    """flwr-datasets' pathological partitioner with an assignment that uses every class.
+
+    The classes are put in a seeded random order; client ``c`` takes the
+    ``classes_per_client`` classes that follow position ``c * classes_per_client`` in
+    that order, wrapping around. The clients' class slots thus run through the order
+    back to back, so every class is held by some client as soon as
+    ``num_clients * classes_per_client >= num_classes``, and each class by
+    ``floor`` or ``ceil`` of ``num_clients * classes_per_client / num_classes`` clients.
+    Splitting a class's samples between its clients is flwr-datasets' own.
+    """
+
+    def _determine_partition_id_to_unique_labels(self) -> None:
+        labels = sorted(self.dataset.unique(self._partition_by))
+        per_client = self._num_classes_per_partition
+        if per_client > len(labels):
+            raise ValueError(
+                f"classes_per_client={per_client} is more than the {len(labels)} classes "
+                "of the training pool"
+            )
+        self._unique_labels = labels
+        order = self._rng.permutation(len(labels))
+        for pid in range(self._num_partitions):
+            self._partition_id_to_unique_labels[pid] = [
+                labels[order[(pid * per_client + i) % len(labels)]] for i in range(per_client)
+            ]
 
 
 def make_partitioner(cfg: PartitionConfig, seed: int) -> fp.Partitioner:
@@ -33,11 +70,13 @@ def make_partitioner(cfg: PartitionConfig, seed: int) -> fp.Partitioner:
             partition_sizes=cfg.sizes, partition_by=by, alpha=cfg.alpha, seed=seed
         )
     if cfg.kind == "pathological":
-        return fp.PathologicalPartitioner(
+        every = cfg.class_assignment == "every-class"
+        cls = EveryClassPathologicalPartitioner if every else fp.PathologicalPartitioner
+        return cls(
             num_partitions=n,
             partition_by=by,
             num_classes_per_partition=cfg.classes_per_client,
-            class_assignment_mode=cfg.class_assignment,
+            class_assignment_mode="deterministic" if every else cfg.class_assignment,
             seed=seed,
         )
     if cfg.kind == "shard":
@@ -86,10 +125,14 @@ def partition_indices(labels: np.ndarray, cfg: PartitionConfig, seed: int) -> li
         {"label": labels.astype(np.int64), "row": np.arange(len(labels), dtype=np.int64)}
     )
     try:
-        parts = [
-            np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64)
-            for i in range(cfg.num_clients)
-        ]
+        with warnings.catch_warnings():
+            # "Classes ... will NOT be used": the federation reports unassigned samples
+            # and classes itself (Federation.summary, a warning on the fedrobust logger)
+            warnings.filterwarnings("ignore", message="Classes: .* will NOT be used")
+            parts = [
+                np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64)
+                for i in range(cfg.num_clients)
+            ]
     except (ValueError, KeyError, IndexError) as exc:
         raise FedrobustError(FIELD, f"the '{cfg.kind}' partitioner failed: {exc}") from None
     for client, rows in enumerate(parts):

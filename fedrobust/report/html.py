@@ -111,7 +111,8 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
         sections.append(
             Section(
                 "Clients: label distribution",
-                embed_image(hist) + "<details><summary>sizes</summary>"
+                _unassigned_line(doc["data"]) + embed_image(hist)
+                + "<details><summary>sizes</summary>"
                 + html_table(["client", "train", "val", "measured noise"], sizes) + "</details>",
             )
         )  # fmt: skip
@@ -259,3 +260,16 @@ def write_report(run_dir: Path) -> Path:
     )
     title = f"fedrobust report: {doc['scenario']['name']}"
     return write_page(RunDir(run_dir).report, title, subtitle, sections)
+
+
+def _unassigned_line(data: dict[str, Any]) -> str:
+    """A warning line when the split left training samples (or whole classes) to no client."""
+    unassigned = data.get("unassigned") or 0
+    if not unassigned:
+        return ""
+    unused = data.get("unused_classes") or []
+    classes = f" (every sample of classes {', '.join(map(str, unused))})" if unused else ""
+    return (
+        f'<p class="status-failed">The split gave {unassigned} training samples{classes} to '
+        "no client: no client trained on them (data.partition).</p>"
+    )

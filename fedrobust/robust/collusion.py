@@ -20,11 +20,44 @@ def alie_z(num_clients: int, num_malicious: int) -> float:
     """Baruch et al.'s z_max: the largest shift the majority still "supports".
 
     ``s = floor(n / 2 + 1) - m`` honest clients must be out-voted;
-    ``z = Phi^-1((n - s) / n)``, floored at 0.1 when that share is not above one half.
+    ``z = Phi^-1((n - s) / n)`` (Baruch et al. 2019, https://arxiv.org/abs/1902.06156,
+    Algorithm 1).
+
+    Raises
+    ------
+    ValueError
+        When the formula gives no positive z: ``(n - s) / n <= 1/2`` (too few attackers
+        to out-vote anyone: z <= 0), or ``s <= 0`` (the attackers are a majority: no
+        finite z). The reason is in the message.
     """
     supporters = math.floor(num_clients / 2 + 1) - num_malicious
+    if supporters <= 0:
+        raise ValueError(
+            f"{num_malicious} attackers of {num_clients} are a majority, so Phi^-1 of "
+            f"(n - s) / n >= 1 has no finite z"
+        )
     share = (num_clients - supporters) / num_clients
-    return max(float(norm.ppf(share)), 0.1) if 0 < share < 1 else 0.1
+    z = float(norm.ppf(share))
+    if not z > 0:
+        raise ValueError(
+            f"z = Phi^-1({share:.3g}) = {z:.3g} <= 0: {num_malicious} attackers of "
+            f"{num_clients} are too few to out-vote the {supporters} honest clients ALIE "
+            "needs"
+        )
+    return z
+
+
+def round_alie_z(num_clients: int, num_malicious: int) -> float:
+    """The default z of one round: Baruch et al.'s z_max, or 0 (the attackers send the
+    benign mean) in a round whose sample holds too few attackers for a positive z.
+
+    The scenario's typical round is checked to give a positive z
+    (:mod:`fedrobust.config.compat`); only rounds that sample fewer attackers fall back.
+    """
+    try:
+        return alie_z(num_clients, num_malicious)
+    except ValueError:
+        return 0.0
 
 
 def alie(benign: np.ndarray, z: float) -> np.ndarray:
@@ -96,8 +129,9 @@ def colluding_update(
     if len(benign) < 2:
         raise ValueError(f"{cfg.kind} needs at least 2 benign updates, got {len(benign)}")
     if cfg.kind == "alie":
-        z = cfg.z if cfg.z is not None else alie_z(num_clients, num_malicious)
-        return alie(benign, z)
+        return alie(
+            benign, cfg.z if cfg.z is not None else round_alie_z(num_clients, num_malicious)
+        )
     if cfg.kind == "ipm":
         return ipm(benign, cfg.epsilon)
     if cfg.kind == "minmax":

@@ -160,11 +160,13 @@ class DefenseConfig(Section):
     num_malicious : int
         krum, multikrum, bulyan: attackers the rule assumes per round (default: the
         scenario's ``attack`` count, else 0); refused when too few clients are sampled
-        for the rule to tolerate them.
+        for the rule to tolerate them (krum, multikrum: n >= 2f + 3, Blanchard et al.
+        2017; bulyan: n >= 4f + 3).
     num_selected : int
         multikrum: updates averaged (default: sampled clients - num_malicious).
     beta : float
-        trimmed_mean: fraction cut at each end per coordinate.
+        trimmed_mean: fraction cut at each end per coordinate; refused unless it cuts
+        at least the scenario's attackers per side (``int(beta * n) >= f``).
     clip_norm : float
         norm_bound: largest update norm kept (default: the median norm of the round).
     tau : float
@@ -175,8 +177,9 @@ class DefenseConfig(Section):
     root_samples : int
         fltrust: size of the server's clean root set, drawn (seeded) from the clients'
         held-out validation splits.
-    root_epochs : int
-        fltrust: local epochs of the server's root update.
+    root_epochs : int, optional
+        fltrust: local epochs of the server's root update (default: the clients'
+        ``train.local_epochs``, so the root update follows the clients' recipe).
     """
 
     name: str = "fedavg"
@@ -187,7 +190,7 @@ class DefenseConfig(Section):
     tau: Annotated[float, Field(gt=0)] | None = None
     iterations: Annotated[int, Field(ge=1, le=100)] = 3
     root_samples: Annotated[int, Field(ge=1)] = 100
-    root_epochs: Annotated[int, Field(ge=1)] = 1
+    root_epochs: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("name")
     @classmethod

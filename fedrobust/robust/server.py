@@ -68,12 +68,16 @@ def defend(
     reference: np.ndarray | None = None,
 ) -> tuple[Message | None, dict[str, Any]]:
     """Combine ``replies``; return the one reply for the strategy (``None``: no aggregate)
-    and the figures for metrics.json (flagged clients and the rule's own figures)."""
+    and the figures for metrics.json: the rule's own figures, and the flagged clients
+    only for a rule that keeps or drops whole clients (``Defense.selects_clients``;
+    clipping rules report ``clipped_share`` instead)."""
     ids = [partition_of[m.metadata.src_node_id] for m in replies]
     weights = np.array([float(_metrics(m)["num-examples"]) for m in replies])  # type: ignore[arg-type]
     deltas = np.stack([flat_delta(_arrays(m), global_arrays) for m in replies])
     combined = defense.combine(Updates(ids, deltas, weights, reference))
-    figures: dict[str, Any] = {"flagged": sorted(combined.flagged), **combined.detail}
+    figures: dict[str, Any] = dict(combined.detail)
+    if defense.selects_clients:
+        figures = {"flagged": sorted(combined.flagged), **figures}
     if combined.delta is None:
         return None, figures
     reply = with_records(
@@ -82,6 +86,14 @@ def defend(
         metrics=MetricRecord({"num-examples": float(weights.sum())}),
     )
     return reply, figures
+
+
+def root_epochs(scenario: Scenario) -> int:
+    """FLTrust's root training epochs: ``defense.root_epochs``, by default the clients'
+    ``train.local_epochs`` (the root update follows the clients' recipe, as in Cao et
+    al. 2021, https://arxiv.org/abs/2012.13995)."""
+    epochs = scenario.defense.root_epochs
+    return scenario.train.local_epochs if epochs is None else epochs
 
 
 def detection(flagged: list[int], malicious: list[int]) -> dict[str, float | None]:
@@ -155,7 +167,7 @@ class DefenseHook(ServerHook):
             train = self.scenario.train
             reference = root_update(
                 model, self.root, train,
-                epochs=self.scenario.defense.root_epochs,
+                epochs=root_epochs(self.scenario),
                 num_classes=self.num_classes,
                 lr=round_lr(train.lr_schedule, train.optimizer.lr, rnd, train.rounds),
                 seed=client_seed(self.scenario.seed, rnd, -1),

@@ -9,6 +9,7 @@ from fedrobust.data import build_federation
 from fedrobust.data.config import DataConfig, PartitionConfig
 from fedrobust.data.partition import partition_indices
 from fedrobust.errors import FedrobustError
+from fedrobust.report.html import _unassigned_line
 
 LABELS = np.repeat(np.arange(10), 100)  # 1,000 samples, 100 per class
 
@@ -77,3 +78,32 @@ def test_federation_split_is_stratified_deterministic_and_disjoint() -> None:
     assert total == 1797
     other = build_federation(cfg, seed=4)
     assert not np.array_equal(other.clients[0].y_train, fed.clients[0].y_train)
+
+
+def test_pathological_split_uses_every_class_by_default() -> None:
+    # digits-like pool, 6 clients x 3 of 10 classes: flwr-datasets' modes leave classes out
+    cfg = PartitionConfig(kind="pathological", num_clients=6, classes_per_client=3)
+    assert cfg.class_assignment == "every-class"
+    for seed in range(5):
+        parts = partition_indices(LABELS, cfg, seed=seed)
+        joined = np.concatenate(parts)
+        assert len(joined) == len(LABELS) == len(set(joined.tolist()))
+        assert all(len(np.unique(LABELS[p])) == 3 for p in parts)
+
+
+def test_a_split_that_leaves_samples_out_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = DataConfig(
+        dataset="digits",
+        partition=PartitionConfig(
+            kind="pathological", num_clients=3, classes_per_client=2,
+            class_assignment="first-deterministic",
+        ),
+    )  # fmt: skip
+    with caplog.at_level("WARNING", logger="fedrobust"):
+        fed = build_federation(cfg, seed=0)
+    summary = fed.summary()
+    assert summary["unassigned"] > 0 and len(summary["unused_classes"]) >= 4  # 6 slots, 10 classes
+    assert "go to no client" in caplog.text and str(summary["unassigned"]) in caplog.text
+    line = _unassigned_line(summary)
+    assert f"{summary['unassigned']} training samples" in line
+    assert _unassigned_line(build_federation(DataConfig(dataset="digits"), seed=0).summary()) == ""

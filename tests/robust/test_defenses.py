@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import torch
 
 from fedrobust.errors import FedrobustError
+from fedrobust.federation.server_hooks import ServerSetup
 from fedrobust.robust.config import DefenseConfig
 from fedrobust.robust.defenses import DEFENSES, Updates, create_defense
+from fedrobust.robust.server import DefenseHook, defend, root_epochs
+from fedrobust.scenario import parse_scenario
+from tests.federation.test_screening import GLOBAL
+from tests.federation.test_screening import reply as flower_reply
 
 BENIGN = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
 ATTACKERS = np.array([[100.0, 100.0], [-100.0, 100.0]])
@@ -16,6 +24,13 @@ ATTACKERS = np.array([[100.0, 100.0], [-100.0, 100.0]])
 def updates(rows: np.ndarray, weights: list[float] | None = None, **kw: object) -> Updates:
     w = np.ones(len(rows)) if weights is None else np.array(weights, dtype=float)
     return Updates(list(range(len(rows))), np.asarray(rows, dtype=float), w, **kw)  # type: ignore[arg-type]
+
+
+def reply(node: int, row: np.ndarray) -> object:
+    """A Flower reply whose update (against ``GLOBAL``) starts with ``row``."""
+    w = np.zeros((2, 3), np.float32)
+    w[0, : len(row)] = row
+    return flower_reply(node, {"w": w, "b": np.zeros(3, np.float32)})
 
 
 def rule(name: str, num_malicious: int = 0, **options: object):
@@ -70,10 +85,10 @@ def test_trimmed_mean_drops_beta_at_each_end() -> None:
     assert out.delta == pytest.approx([np.mean([2, 3, 4, 5, 6, 7])])
 
 
-def test_norm_bound_clips_each_update_to_the_bound_and_flags_clipped_clients() -> None:
+def test_norm_bound_clips_each_update_to_the_bound_and_reports_the_clipped_share() -> None:
     out = rule("norm_bound", clip_norm=1.0).combine(updates(np.array([[3.0, 4.0], [0.3, 0.4]])))
     assert out.delta == pytest.approx([(0.6 + 0.3) / 2, (0.8 + 0.4) / 2])
-    assert out.flagged == [0]
+    assert out.flagged == [] and out.detail["clipped_share"] == 0.5
     default = rule("norm_bound").combine(updates(np.array([[1.0, 0], [2.0, 0], [30.0, 0]])))
     assert default.detail["clip_norm"] == 2.0  # the median norm
     assert default.delta == pytest.approx([(1 + 2 + 2) / 3, 0.0])
@@ -85,7 +100,7 @@ def test_centered_clip_with_a_huge_radius_is_the_mean_and_otherwise_resists_outl
     assert wide.delta == pytest.approx(rows.mean(axis=0))
     tight = rule("centered_clip", iterations=5).combine(updates(rows))
     assert np.linalg.norm(tight.delta - [0.5, 0.5]) < 0.5
-    assert {5, 6} <= set(tight.flagged)
+    assert tight.flagged == [] and tight.detail["clipped_share"] >= 2 / 7
 
 
 def test_centered_clip_carries_its_centre_across_rounds_through_state_dict() -> None:
@@ -108,3 +123,38 @@ def test_fltrust_trusts_by_cosine_and_rescales_to_the_root_norm() -> None:
 def test_fltrust_without_a_root_update_refuses() -> None:
     with pytest.raises(ValueError, match="root update"):
         rule("fltrust").combine(updates(BENIGN))
+
+
+@pytest.mark.parametrize("name", ["norm_bound", "centered_clip"])
+def test_clipping_rules_report_no_precision_or_recall(name: str) -> None:
+    assert not DEFENSES.get(name).selects_clients
+    rows = np.vstack([BENIGN, ATTACKERS])
+    replies = [reply(i, row) for i, row in enumerate(rows)]
+    sampled = {i: i for i in range(len(rows))}
+    cfg = {
+        "name": "d",
+        "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": len(rows)}},
+        "attack": {"kind": "sign_flip", "count": 2},
+        "defense": {"name": name},
+    }
+    fed = SimpleNamespace(spec=SimpleNamespace(num_classes=10))
+    hook = DefenseHook(ServerSetup(scenario=parse_scenario(cfg), fed=fed, sizes={}))  # type: ignore[arg-type]
+    _, figures = hook.transform(1, replies, GLOBAL, sampled, torch.nn.Linear(2, 1))
+    defense = figures["defense"]
+    assert "clipped_share" in defense and 0 <= defense["clipped_share"] <= 1
+    assert not {"flagged", "precision", "recall"} & set(defense)
+
+
+def test_selection_rules_still_report_flagged_precision_and_recall() -> None:
+    rows = np.vstack([BENIGN, ATTACKERS])
+    figures = defend(rule("multikrum", 2), [reply(i, r) for i, r in enumerate(rows)], GLOBAL,
+                     {i: i for i in range(len(rows))})[1]  # fmt: skip
+    assert figures["flagged"] == [5, 6]
+
+
+def test_fltrust_root_training_follows_the_clients_local_epochs_by_default() -> None:
+    doc = {"name": "f", "data": {"dataset": "digits"}, "train": {"local_epochs": 3},
+           "defense": {"name": "fltrust"}}  # fmt: skip
+    assert root_epochs(parse_scenario(doc)) == 3
+    doc["defense"]["root_epochs"] = 1
+    assert root_epochs(parse_scenario(doc)) == 1

@@ -7,7 +7,8 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord
 
-from fedrobust.robust.collusion import alie, alie_z, colluding_update, ipm, minmax
+from fedrobust.errors import FedrobustError
+from fedrobust.robust.collusion import alie, alie_z, colluding_update, ipm, minmax, round_alie_z
 from fedrobust.robust.config import AttackConfig
 from fedrobust.robust.malicious import attacking, malicious_clients
 from fedrobust.robust.poisoning import (
@@ -91,7 +92,31 @@ def test_alie_sits_z_standard_deviations_below_the_benign_mean() -> None:
     assert alie(benign, 1.5) == pytest.approx([1.0 - 1.5, 2.0 - 1.5])
     # n = 50, m = 12: s = floor(26) - 12 = 14 supporters needed, z = Phi^-1(36 / 50)
     assert alie_z(50, 12) == pytest.approx(0.5828, abs=1e-4)
-    assert alie_z(10, 1) == 0.1  # the share is one half: the floor
+    with pytest.raises(ValueError, match="<= 0"):
+        alie_z(10, 1)  # the share is one half: z = 0, no floor
+    with pytest.raises(ValueError, match="majority"):
+        alie_z(10, 6)
+    assert round_alie_z(10, 1) == 0.0 and round_alie_z(50, 12) == alie_z(50, 12)
+
+
+@pytest.mark.parametrize(
+    ("attack", "field"),
+    [({"count": 1}, "attack.z"), ({"fraction": 0.1}, "attack.z"), ({"count": 6}, "attack.count")],
+)
+def test_alie_without_a_positive_default_z_is_refused_naming_the_field(
+    attack: dict, field: str
+) -> None:
+    doc = {
+        "name": "a",
+        "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 10}},
+        "attack": {"kind": "alie", **attack},
+    }
+    with pytest.raises(FedrobustError) as info:
+        parse_scenario(doc)
+    assert info.value.where == field
+    assert "Baruch" in info.value.what and "attack.z" in info.value.what
+    doc["attack"]["z"] = 1.0
+    assert parse_scenario(doc).attack.z == 1.0
 
 
 def test_ipm_is_a_negative_multiple_of_the_benign_mean() -> None:

@@ -47,7 +47,8 @@ class Combined:
     delta : np.ndarray or None
         The combined update (``None``: the rule could not combine; the global model stays).
     flagged : list[int]
-        Partition ids the rule rejected or down-weighted.
+        Partition ids the rule rejected or down-weighted (only rules that
+        ``selects_clients``; clipping rules report ``clipped_share`` in ``detail``).
     detail : dict
         Rule-specific figures for metrics.json (scores, bound used, ...).
     """
@@ -69,7 +70,7 @@ class DefenseOptions(Protocol):
     tau: float | None
     iterations: int
     root_samples: int
-    root_epochs: int
+    root_epochs: int | None
 
 
 class Defense(ABC):
@@ -87,7 +88,9 @@ class Defense(ABC):
     options: frozenset[str] = frozenset()
     needs_reference: bool = False
     #: Whether the rule keeps or drops whole clients (so flagged vs true attackers has a
-    #: precision and recall); coordinate-wise rules mix every client into every value.
+    #: precision and recall); coordinate-wise rules mix every client into every value and
+    #: clipping rules (norm_bound, centered_clip) keep every client, scaled: they flag
+    #: none and report ``clipped_share`` instead.
     selects_clients: bool = True
 
     def __init__(self, cfg: DefenseOptions, num_malicious: int = 0) -> None:
@@ -109,6 +112,11 @@ class Defense(ABC):
 def weighted_mean(deltas: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """FedAvg of rows, weighted by example counts."""
     return (weights[:, None] * deltas).sum(axis=0) / weights.sum()
+
+
+def clipped_share(factors: np.ndarray) -> float:
+    """Share of updates a clipping rule scaled down (a factor below 1)."""
+    return float(np.mean(factors < 1.0)) if len(factors) else 0.0
 
 
 DEFENSES: Registry[type[Defense]] = Registry("defense", "defense.name")
