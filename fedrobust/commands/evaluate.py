@@ -41,12 +41,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from fedrobust.adversarial.evaluation import attack_key, attack_subset, robust_accuracy
+    from fedrobust.adversarial.evaluation import (
+        attack_key,
+        attack_subset,
+        default_num_samples,
+        robust_accuracy,
+    )
     from fedrobust.train import evaluate
 
     attacks, budgets = attack_list(args.attacks), eps_list(args.eps)
     scenario, fed, model = load_model_for(args.target, args.scenario)
-    subset = attack_subset(len(fed.y_test), args.num_samples, scenario.seed)
+    count = default_num_samples(len(fed.y_test), args.num_samples)
+    subset = attack_subset(len(fed.y_test), count, scenario.seed)
     n = len(subset)
     clean = evaluate(model, fed.x_test[subset], fed.y_test[subset], fed.spec.num_classes).accuracy
     try:

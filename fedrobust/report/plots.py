@@ -108,14 +108,17 @@ def plot_robustness(metrics: dict[str, Any], path: Path) -> Path:
     curves: dict[str, list[tuple[float, float]]] = {}
     for key, value in (final.get("robust_accuracy") or {}).items():
         name, eps = key.rsplit("@", 1)
-        curves.setdefault(name, []).append((float(eps), value))
+        try:  # clean@subset has no eps: it is the clean point of the attacked subset
+            curves.setdefault(name, []).append((float(eps), value))
+        except ValueError:
+            continue
     for name, points in curves.items():
         points.sort()
         ax_eps.plot([0.0] + [p[0] for p in points], [final.get("accuracy", np.nan)]
                     + [p[1] for p in points], marker="o", ms=3, label=name)  # fmt: skip
     ax_eps.set(xlabel="eps", ylabel="accuracy", ylim=(0, 1), title="Final model under attack")
     rows = [r for r in metrics["rounds"] if r.get("robust_accuracy")]
-    keys = sorted({k for r in rows for k in r["robust_accuracy"]})
+    keys = sorted({k for r in rows for k in r["robust_accuracy"] if k != "clean@subset"})
     for key in keys:
         ax_rounds.plot([r["round"] for r in rows], [r["robust_accuracy"].get(key) for r in rows],
                        marker="o", ms=3, label=key)  # fmt: skip
