@@ -23,14 +23,3 @@ def test_overlapping_intervals_mean_no_measurable_difference() -> None:
     assert overlap((0.90, 0.02), (0.93, 0.015))
     assert not overlap((0.90, 0.01), (0.93, 0.01))
     assert format_ci(0.91234, 0.0123) == "0.912 ± 0.012"
-
-
-def test_the_robustness_plot_takes_the_worst_case_and_clean_subset_keys(tmp_path) -> None:
-    from fedrobust.report.plots import plot_robustness
-
-    robust = {"pgd@0.1": 0.5, "fgsm@0.1": 0.6, "worst@0.1": 0.45, "clean@subset": 0.9}
-    metrics = {
-        "final": {"accuracy": 0.9, "robust_accuracy": robust},
-        "rounds": [{"round": 1, "accuracy": 0.9, "robust_accuracy": robust}],
-    }
-    assert plot_robustness(metrics, tmp_path / "robust.png").stat().st_size > 0
