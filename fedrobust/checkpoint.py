@@ -13,8 +13,6 @@ state.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import torch
 
 from fedrobust.errors import FedrobustError
-from fedrobust.rundir import RunDir, fsync_dir
+from fedrobust.rundir import RunDir, write_atomic
 
 FORMAT_VERSION = 1
 
@@ -61,18 +59,7 @@ def save_atomic(payload: Any, path: Path) -> Path:
     Writes a temporary file beside ``path``, flushes it to disk, renames it over ``path``
     and flushes the directory, so the rename itself survives a power loss.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
+    return write_atomic(path, lambda handle: torch.save(payload, handle))
 
 
 def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:

@@ -18,8 +18,11 @@ A run directory holds what one run of a scenario writes::
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -127,6 +130,27 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file so readers never see a partial one and the rename survives a crash.
+
+    ``write`` fills a temporary file beside ``path``; it is flushed to disk, renamed over
+    ``path``, and the directory is flushed too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
 
 
 def discard_checkpoint(run_dir: Path) -> None:

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from fedrobust.errors import FedrobustError
 from fedrobust.rundir import METRICS_FILE as METRICS_FILE  # re-exported for callers
-from fedrobust.rundir import RunDir, discard_checkpoint, fsync_dir
+from fedrobust.rundir import RunDir, discard_checkpoint, write_atomic
 
 STATUSES = ("running", "completed", "failed")
 # Figures that measure time, not learning: they differ between identical runs.
@@ -34,18 +32,8 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     Temporary file, flushed to disk, renamed over ``path``; the directory is flushed too,
     so the rename survives a power loss.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(_finite(payload), handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    text = json.dumps(_finite(payload), indent=2)
+    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def _finite(value: Any) -> Any:
