@@ -24,6 +24,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fedrobust.secagg.checks import (
+    is_bytes_list,
+    is_int_list,
+    masked_problem,
+    share_fits,
+)
 from fedrobust.secagg.config import SecAggParams, Stage, resolve_params
 from fedrobust.secagg.encoding import EXTRA_SHAPES, IntArrays, add_masks
 from fedrobust.secagg.graph import share_groups
@@ -33,25 +39,6 @@ from fedrobust.secagg.unmask import SecAggFailure, SecAggResult, unmask_sum
 Message = dict[str, Any]
 Replies = Mapping[int, Mapping[str, Any]]
 _STAGES = list(Stage)
-
-
-def _is_bytes_list(value: object, length: int | None = None) -> bool:
-    return (
-        isinstance(value, list)
-        and all(isinstance(item, bytes) for item in value)
-        and (length is None or len(value) == length)
-    )
-
-
-def _share_index(share: bytes) -> int:
-    """The x-coordinate Flower's ``create_shares`` writes in a share's first 4 bytes."""
-    return int.from_bytes(share[:4], "little", signed=False)
-
-
-def _is_int_list(value: object) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(item, int) and not isinstance(item, bool) for item in value
-    )
 
 
 class SecAggServer:
@@ -308,14 +295,14 @@ class SecAggServer:
             ciphertexts = reply.get("ciphertexts")
             others = set(self._share_groups[nid]) - {nid}
             if not (
-                _is_int_list(destinations)
+                is_int_list(destinations)
                 and len(set(destinations)) == len(destinations)
                 and set(destinations) <= others
             ):
                 rejected[nid] = f"destinations {destinations} are not distinct members of "
                 rejected[nid] += f"the group {sorted(others)}"
                 continue
-            if not _is_bytes_list(ciphertexts, len(destinations)):
+            if not is_bytes_list(ciphertexts, len(destinations)):
                 rejected[nid] = "ciphertexts must be bytes, one per destination"
                 continue
             outbox[nid] = list(zip(destinations, ciphertexts, strict=True))
@@ -379,17 +366,7 @@ class SecAggServer:
         return messages
 
     def _check_masked(self, vectors: object) -> str | None:
-        shapes = self.vector_shapes + EXTRA_SHAPES
-        if not isinstance(vectors, list) or len(vectors) != len(shapes):
-            return f"masked_vectors must be a list of {len(shapes)} arrays"
-        for index, (vector, shape) in enumerate(zip(vectors, shapes, strict=True)):
-            if not isinstance(vector, np.ndarray) or vector.shape != shape:
-                return f"masked vector {index} is not an array of shape {shape}"
-            if not np.issubdtype(vector.dtype, np.integer):
-                return f"masked vector {index} has dtype {vector.dtype}, not an integer"
-            if vector.size and (vector.min() < 0 or vector.max() >= self.params.modulus_range):
-                return f"masked vector {index} leaves [0, modulus_range)"
-        return None
+        return masked_problem(vectors, self.vector_shapes + EXTRA_SHAPES, self.params.modulus_range)
 
     def receive_collect_masked_vectors(self, replies: Replies) -> SecAggFailure | None:
         """Stage 3 replies: ``{"masked_vectors": list[NDArray[np.int64]]}``.
@@ -488,8 +465,7 @@ class SecAggServer:
                 continue
             b_shares, sk2_shares = reply.get("b_shares"), reply.get("sk2_shares")
             if not (
-                _is_bytes_list(b_shares, len(survivors))
-                and _is_bytes_list(sk2_shares, len(dropped))
+                is_bytes_list(b_shares, len(survivors)) and is_bytes_list(sk2_shares, len(dropped))
             ):
                 rejected[nid] = "b_shares/sk2_shares must be bytes, one per id"
                 continue
@@ -518,11 +494,8 @@ class SecAggServer:
         return None
 
     def _share_fits(self, owner: int, holder: int, share: bytes) -> bool:
-        """Whether ``share`` can be ``holder``'s share of ``owner``'s secret: not empty, whole
-        16-byte chunks, and the x-coordinate of ``holder``'s place in ``owner``'s group."""
-        if len(share) < 20 or (len(share) - 4) % 16 != 0:
-            return False
-        return _share_index(share) == self._share_groups[owner].index(holder) + 1
+        """Whether ``share`` can be ``holder``'s share of ``owner``'s secret."""
+        return share_fits(share, self._share_groups[owner].index(holder) + 1)
 
     # -------------------------------------------------------------- aggregate
 
