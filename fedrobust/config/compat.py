@@ -10,16 +10,41 @@ Rules that need the loaded data (a source's real class count, the model's size) 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from fedrobust.adversarial.config import AdversarialConfig
 from fedrobust.config.base import field_error
-from fedrobust.data.config import BUNDLED_DATASETS
+from fedrobust.continual.config import ContinualConfig
+from fedrobust.data.config import BUNDLED_DATASETS, DataConfig
+from fedrobust.models.config import ModelConfig
+from fedrobust.privacy.config import PrivacyConfig
 from fedrobust.robust.collusion import alie_z
-from fedrobust.robust.config import COLLUDING_ATTACKS, AttackConfig
+from fedrobust.robust.config import COLLUDING_ATTACKS, AttackConfig, DefenseConfig
 from fedrobust.secagg.config import resolve_params
+from fedrobust.strategy.config import StrategyConfig
+from fedrobust.train.config import TrainConfig
 
-if TYPE_CHECKING:
-    from fedrobust.scenario import Scenario
+
+class Scenario(Protocol):
+    """What the rules read of :class:`fedrobust.scenario.Scenario` (which runs them from
+    its validator, so this module cannot import it)."""
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    strategy: StrategyConfig
+    privacy: PrivacyConfig
+    adversarial: AdversarialConfig
+    attack: AttackConfig
+    defense: DefenseConfig
+    continual: ContinualConfig | None
+
+    def sampled_per_round(self) -> int: ...
+
+    def defense_num_malicious(self) -> int: ...
+
+    def secagg_enabled(self) -> bool: ...
+
 
 #: The class count of every bundled dataset; other sources are checked on their data.
 BUNDLED_CLASSES = 10
