@@ -86,7 +86,7 @@ class ContinualHook(ClientHook):
                 xt, yt = task_data(cl, seed, plan.x, plan.y, t)
                 if len(yt) == 0:
                     continue
-                fisher = fisher_diagonal(task_model(cl, model, t), xt, yt,
+                fisher = fisher_diagonal(task_model(cl, model, t), xt, yt, kind=cl.ewc.fisher,
                                          samples=cl.ewc.fisher_samples, seed=job.seed)  # fmt: skip
                 if ewc is None:
                     ewc = EWC(fisher, snapshot(model), cl.ewc.lambda_)

@@ -29,6 +29,9 @@ class EWCConfig(Section):
         ``F = online * F + F_task``; 1.0 keeps the sum of every task's Fisher.
     fisher_samples : int
         Examples of the finished task the Fisher diagonal is estimated on.
+    fisher : str
+        empirical (gradients at the examples' own labels, the default) | true (labels
+        drawn from the model's predictive distribution: the Fisher information proper).
     """
 
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
@@ -36,6 +39,7 @@ class EWCConfig(Section):
     lambda_: Annotated[float, Field(ge=0, alias="lambda")] = 100.0
     online: Annotated[float, Field(ge=0, le=1)] = 1.0
     fisher_samples: Annotated[int, Field(ge=1)] = 200
+    fisher: Literal["empirical", "true"] = "empirical"
 
     @model_serializer(mode="wrap")
     def _dump_applicable(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

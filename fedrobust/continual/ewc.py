@@ -36,12 +36,15 @@ def fisher_diagonal(
     seed: int = 0,
     method: Literal["vmap", "loop"] = "vmap",
     chunk_size: int = 256,
+    kind: Literal["empirical", "true"] = "empirical",
 ) -> list[torch.Tensor]:
-    """The empirical Fisher diagonal: per-example squared gradients, averaged.
+    """The Fisher diagonal: per-example squared gradients, averaged.
 
-    ``F_k = 1/n * sum_i (d loss(x_i, y_i) / d w_k)^2`` over ``n`` examples with their true
-    labels (the "empirical" Fisher), computed in eval mode (no dropout, BatchNorm running
-    statistics).
+    ``F_k = 1/n * sum_i (d loss(x_i, y_i) / d w_k)^2`` over ``n`` examples, computed in
+    eval mode (no dropout, BatchNorm running statistics). ``kind="empirical"`` uses the
+    examples' own labels; ``kind="true"`` draws each ``y_i`` from the model's predictive
+    distribution (seeded), the Fisher information proper (Kunstner et al. 2019,
+    https://arxiv.org/abs/1905.12558, on why the two differ).
 
     Parameters
     ----------
@@ -61,6 +64,8 @@ def fisher_diagonal(
         backward pass per example (for models ``torch.func`` cannot trace).
     chunk_size : int
         Examples per ``vmap`` call (bounds memory).
+    kind : {"empirical", "true"}
+        Labels from the data, or sampled from the model.
 
     Returns
     -------
@@ -77,6 +82,11 @@ def fisher_diagonal(
     loss_fn = loss_fn or F.cross_entropy
     was_training = model.training
     model.eval()
+    if kind == "true":
+        with torch.no_grad():
+            probs = torch.softmax(model(inputs), dim=1)
+        generator = torch.Generator().manual_seed(seed + 1)
+        targets = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(targets.dtype)
     try:
         if method == "vmap":
             squares = _squared_grads_vmap(model, inputs, targets, loss_fn, chunk_size)

@@ -128,3 +128,18 @@ def test_online_merge_and_state_round_trip() -> None:
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="not an EWC state"):
         restored.load_state_dict({"fisher.0": torch.zeros(1)})
+
+
+def test_the_true_fisher_samples_labels_from_the_model_and_differs_from_the_empirical() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x = torch.randn(64, 4)
+    y = torch.zeros(64, dtype=torch.long)  # labels the untrained model does not predict
+    empirical = fisher_diagonal(model, x, y, seed=1)
+    true = fisher_diagonal(model, x, y, seed=1, kind="true")
+    again = fisher_diagonal(model, x, y, seed=1, kind="true")
+    assert all(torch.equal(a, b) for a, b in zip(true, again, strict=True))  # seeded
+    assert not all(torch.allclose(a, b) for a, b in zip(true, empirical, strict=True))
+    # the true Fisher does not read the labels at all
+    other = fisher_diagonal(model, x, torch.full((64,), 2), seed=1, kind="true")
+    assert all(torch.equal(a, b) for a, b in zip(true, other, strict=True))
