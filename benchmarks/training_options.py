@@ -218,9 +218,11 @@ def main() -> None:
             }
             stop = federated("early_stop", overfit, work)
             rows.append(
-                ("early stopping (loss, patience 5), 60-round overfit", "rounds run / best round",
-                 f"{stop['rounds_completed']} / {stop['best_round']}",
-                 f"best loss {stop['best_loss']:.4f} vs last {stop['loss']:.4f}")
+                ("early stopping (val loss, patience 5), 60-round overfit",
+                 "rounds run / kept round",
+                 f"{stop['rounds_completed']} / {stop['model_round']}",
+                 f"kept model's test loss {stop['loss']:.4f}, best val loss "
+                 f"{stop['best_val_loss']:.4f}")
             )  # fmt: skip
 
     if args.extra:
