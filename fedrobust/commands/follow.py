@@ -44,7 +44,8 @@ def print_summary(console: Any, scenario: Any, doc: dict[str, Any], run_dir: Pat
     table.add_row("final accuracy", f"{final['accuracy']:.4f}")
     table.add_row("final loss", f"{final['loss']:.4f}")
     if "model_round" in final:  # the figures above are this model's (model.pt)
-        table.add_row("model kept", f"round {final['model_round']} (chosen on validation data)")
+        how = "chosen on validation data" if "best_round" in final else "the last round"
+        table.add_row("model kept", f"round {final['model_round']} ({how})")
     table.add_row("rounds", str(final["rounds_completed"]))
     table.add_row("dropped replies", str(sum(sum(r["dropped"].values()) for r in doc["rounds"])))
     table.add_row("wall time", f"{final['wall_seconds']:.1f} s")
