@@ -30,9 +30,9 @@ import errno
 import ipaddress
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedrobust.errors import FedrobustError
+from fedrobust.rundir import write_atomic
 
 VALID_DAYS = 365
 RENEW_DAYS = 30
@@ -80,18 +81,12 @@ def _refuse_symlink(path: Path) -> None:
 def _write_file(path: Path, data: bytes, mode: int) -> None:
     """Write ``data`` to ``path`` with ``mode``: temp file, then rename (never via a link)."""
     _refuse_symlink(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            os.fchmod(sink.fileno(), mode)
-            sink.write(data)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(sink: BinaryIO) -> None:
+        os.fchmod(sink.fileno(), mode)  # the mode before a byte is written
+        sink.write(data)
+
+    write_atomic(path, write)
 
 
 def _read_key_file(path: Path) -> bytes:
