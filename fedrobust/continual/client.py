@@ -1,11 +1,13 @@
 """The client's continual-learning hook: this round's task, its data and method plugins.
 
 The client keeps, in ``context.state``, the task it last trained, its replay buffer,
-its EWC penalty (Fisher and anchor) and, for LwF, the global model at the start of the
-current task. When a new task begins (the client may have sat out the previous task's
-last rounds) the finished tasks are closed first: their data joins the buffer, their
-Fisher (at the global model now received) is folded into EWC, and that model becomes
-LwF's teacher.
+its EWC penalty (Fisher and anchor), under EWC's ``anchor: local`` its own model after
+its last round (the end of its task so far) and, for LwF, the global model at the start
+of the current task. When a new task begins (the client may have sat out the previous
+task's last rounds) the finished tasks are closed first: their data joins the buffer,
+their Fisher is folded into EWC (taken at the client's own model at the end of the task
+it trained, or at the global model now received: ``ewc.anchor``), and the received
+global model becomes LwF's teacher.
 """
 
 from __future__ import annotations
@@ -36,16 +38,18 @@ CL_TASK = "continual-task"  # the task this client last trained
 CL_BUFFER = "continual-replay"
 CL_EWC = "continual-ewc"
 CL_OLD = "continual-lwf-model"  # the global model at the start of the current task
+CL_END = "continual-ewc-end"  # this client's model after its last round (ewc.anchor local)
 
 
 class ContinualHook(ClientHook):
     """``continual``: train the round's task with replay, EWC and LwF."""
 
-    state_keys = (CL_TASK, CL_BUFFER, CL_EWC, CL_OLD)
+    state_keys = (CL_TASK, CL_BUFFER, CL_EWC, CL_OLD, CL_END)
 
     def __init__(self, cfg: ContinualConfig) -> None:
         self.cfg = cfg
         self.records: dict[str, Record] = {}
+        self._trained: nn.Module | None = None  # the model local training updates in place
 
     @classmethod
     def create(cls, scenario: Scenario) -> ContinualHook | None:
@@ -61,6 +65,7 @@ class ContinualHook(ClientHook):
         cl, seed = self.cfg, job.scenario.seed
         task = schedule(cl).task(job.rnd, client_offset(job.scenario, job.partition))
         self._advance(job, task, model, plan)
+        self._trained = model
         first, last = self._plugins(job, task)
         x, y = task_data(cl, seed, plan.x, plan.y, task)
         return replace(plan, x=x, y=y, first=(*first, *plan.first), last=(*plan.last, *last))
@@ -86,17 +91,37 @@ class ContinualHook(ClientHook):
                 xt, yt = task_data(cl, seed, plan.x, plan.y, t)
                 if len(yt) == 0:
                     continue
-                fisher = fisher_diagonal(task_model(cl, model, t), xt, yt, kind=cl.ewc.fisher,
+                at = self._end_model(job) if t == last else None
+                at = model if at is None else at
+                fisher = fisher_diagonal(task_model(cl, at, t), xt, yt, kind=cl.ewc.fisher,
                                          samples=cl.ewc.fisher_samples, seed=job.seed)  # fmt: skip
                 if ewc is None:
-                    ewc = EWC(fisher, snapshot(model), cl.ewc.lambda_)
+                    ewc = EWC(fisher, snapshot(at), cl.ewc.lambda_)
                 else:
-                    ewc.consolidate(fisher, snapshot(model), cl.ewc.online)
+                    ewc.consolidate(fisher, snapshot(at), cl.ewc.online)
             if ewc is not None:
                 self.records[CL_EWC] = ArrayRecord(ewc.state_dict())
         if "lwf" in methods and task > 0:
             self.records[CL_OLD] = ArrayRecord(model.state_dict())
         self.records[CL_TASK] = ConfigRecord({"task": task})
+
+    def _end_model(self, job: ClientJob) -> nn.Module | None:
+        """This client's own model after its last round (``None`` under ``anchor: global``)."""
+        record = self.records.get(CL_END)
+        if self.cfg.ewc.anchor != "local" or record is None:
+            return None
+        end = build_model(job.scenario.model, job.spec)
+        end.load_state_dict(record.to_torch_state_dict())  # type: ignore[union-attr]
+        return end
+
+    def reply(
+        self, job: ClientJob, records: dict[str, Record], global_arrays: ArrayRecord
+    ) -> dict[str, Record]:
+        """Keep the model this client just trained (EWC's anchor at the end of its task)."""
+        if "ewc" in self.cfg.methods() and self.cfg.ewc.anchor == "local":
+            assert self._trained is not None, "plan() runs before reply()"
+            self.records[CL_END] = ArrayRecord(self._trained.state_dict())
+        return records
 
     def _buffer(self, seed: int) -> ReservoirBuffer:
         """This client's replay buffer (empty before its first task ends)."""

@@ -32,6 +32,11 @@ class EWCConfig(Section):
     fisher : str
         empirical (gradients at the examples' own labels, the default) | true (labels
         drawn from the model's predictive distribution: the Fisher information proper).
+    anchor : str
+        local (the default): the Fisher and the anchor are taken at the client's own model
+        after its last round of the task, on that task's data | global: at the global
+        model the client receives when it moves on to the next task. A task the client
+        never trained (it joined or was sampled only later) is taken at the global model.
     """
 
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
@@ -40,6 +45,7 @@ class EWCConfig(Section):
     online: Annotated[float, Field(ge=0, le=1)] = 1.0
     fisher_samples: Annotated[int, Field(ge=1)] = 200
     fisher: Literal["empirical", "true"] = "empirical"
+    anchor: Literal["local", "global"] = "local"
 
     @model_serializer(mode="wrap")
     def _dump_applicable(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -1,0 +1,68 @@
+"""The continual client hook across a task boundary: where EWC takes its Fisher and anchor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+
+from fedrobust.continual.client import CL_END, CL_EWC, ContinualHook
+from fedrobust.federation.client_hooks import ClientJob, LocalPlan
+from fedrobust.models import InputSpec
+from fedrobust.models.build import build_model
+from fedrobust.scenario import Scenario, parse_scenario
+from fedrobust.train import local_train
+
+SPEC = InputSpec((4,), 4)
+
+
+def _scenario(anchor: str) -> Scenario:
+    return parse_scenario({
+        "name": "cl",
+        "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 2}},
+        "model": {"name": "mlp", "hidden": [8]},
+        "train": {"rounds": 2, "batch_size": 8},
+        "continual": {"setting": "class_incremental", "tasks": [[0, 1], [2, 3]],
+                      "rounds_per_task": 1, "method": "ewc",
+                      "ewc": {"anchor": anchor, "fisher_samples": 16}},
+    })  # fmt: skip
+
+
+def _round(hook: ContinualHook, sc: Scenario, rnd: int, weights: dict[str, torch.Tensor],
+           x: np.ndarray, y: np.ndarray) -> torch.nn.Module:  # fmt: skip
+    """One client round through the hook: plan, train in place, reply; the trained model."""
+    model = build_model(sc.model, SPEC)
+    model.load_state_dict(weights)
+    job = ClientJob(sc, SPEC, ConfigRecord({}), RecordDict({}), rnd, 0, seed=rnd)
+    plan = hook.plan(job, model, LocalPlan(x=x, y=y))
+    local_train(model, plan.x, plan.y, train=sc.train, num_classes=4, seed=rnd,
+                plugins=plan.plugins())  # fmt: skip
+    hook.reply(job, {"arrays": ArrayRecord(model.state_dict())}, ArrayRecord(weights))
+    hook.load_state_dict(hook.state_dict())  # what the driver stores and hands back
+    return model
+
+
+@pytest.mark.parametrize("anchor", ["local", "global"])
+def test_ewc_anchor_is_the_clients_own_model_at_the_end_of_its_task_or_the_global_one(
+    anchor: str,
+) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 4), dtype=np.float32)
+    y = np.repeat(np.arange(4), 16)
+    sc = _scenario(anchor)
+    hook = ContinualHook(sc.continual)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    start = build_model(sc.model, SPEC).state_dict()
+    trained = _round(hook, sc, 1, start, x, y)  # task 0
+    assert (CL_END in hook.state_dict()) == (anchor == "local")
+    torch.manual_seed(1)
+    received = build_model(sc.model, SPEC).state_dict()  # the next round's global model
+    _round(hook, sc, 2, received, x, y)  # task 1: task 0 is closed first
+    record = hook.state_dict()[CL_EWC]
+    anchors = {k: v for k, v in record.to_torch_state_dict().items()  # type: ignore[union-attr]
+               if k.startswith("anchor.")}  # fmt: skip
+    expected = list((trained.state_dict() if anchor == "local" else received).values())
+    assert len(anchors) == len(expected)
+    for i, want in enumerate(expected):
+        torch.testing.assert_close(anchors[f"anchor.{i}"], want.detach())
