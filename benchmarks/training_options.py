@@ -17,6 +17,27 @@ Local rows time the training loop itself on mnist-5k shapes:
   counted exactly with autograd's saved-tensor hooks, and seconds per epoch.
 
 Run: ``.venv/bin/python benchmarks/training_options.py`` (about 12 minutes on 2 cores).
+
+The convergence and regularisation rows (formerly ``--extra``: digits, 10 clients, 15
+rounds) are scenario files, one per arm, under ``benchmarks/scenarios/options/``, named
+``<row>_<i>_<arm>.yaml`` with the baseline at ``i = 0``, and are measured over seeds
+with ``benchmarks/compare.py``:
+
+    python benchmarks/compare.py benchmarks/scenarios/options/<row>_*.yaml \\
+        --figures <figures> --seeds 3
+
+- ``gradclip`` (no clip vs ``grad_clip 1.0`` at SGD lr 0.5), ``init`` (default vs xavier
+  vs kaiming, 8-layer tanh MLP), ``activation`` (relu vs gelu vs tanh), ``overfit``
+  (30 samples per client: plain vs dropout, L2, L1, shift+rotate augmentation),
+  ``optimizer`` (sgd vs adam, adamw, rmsprop), ``smoothing`` (cross-entropy vs label
+  smoothing, 30 % pair-flip noise): ``--figures accuracy``;
+- ``arch`` (cnn vs resnet), ``normalize`` (raw vs standardised inputs):
+  ``--figures accuracy,loss``;
+- ``lrschedule`` (constant vs cosine vs step, SGD lr 0.2): ``--figures loss,accuracy``;
+- ``focal`` (cross-entropy vs focal loss, long tail 0.05):
+  ``--figures balanced_accuracy,accuracy``.
+
+Each file's header carries its row's exact command.
 """
 
 from __future__ import annotations
@@ -92,84 +113,9 @@ def saved_activation_bytes(model_cfg: ModelConfig, precision: str = "fp32") -> i
     return total
 
 
-def compare(
-    title: str, measure: str, key: str, base: tuple[str, dict[str, Any]],
-    options: list[tuple[str, dict[str, Any]]], work: Path,
-) -> list[tuple[str, str, str, str]]:  # fmt: skip
-    """Run ``base`` and each option (federated); one row per option against the base."""
-    base_label, base_extra = base
-    ref = federated(f"{title}_{base_label}", base_extra, work)
-    rows = []
-    for label, extra in options:
-        got = federated(f"{title}_{label}", merge(base_extra, extra), work)
-        effect = f"{got[key] - ref[key]:+.4f}"
-        if key != "loss":  # accuracy moves in steps of 1/360 on digits: show the loss too
-            effect += f" (loss {got['loss']:.3f} vs {ref['loss']:.3f})"
-        rows.append(
-            (f"{title}: {label} vs {base_label}", measure, f"{got[key]:.4f} vs {ref[key]:.4f}",
-             effect)
-        )  # fmt: skip
-    return rows
-
-
-def extra_rows(work: Path) -> list[tuple[str, str, str, str]]:
-    """Convergence and regularisation options, 15-round digits federations."""
-    short = {"train": {"rounds": 15}}
-    rows = []
-    hot_sgd = {"name": "sgd", "lr": 0.5, "momentum": 0.9}
-    hot = merge(short, {"model": {"hidden": [128, 128, 128]}, "train": {"optimizer": hot_sgd}})
-    rows += compare("exploding (lr 0.5)", "test accuracy", "accuracy", ("no clip", hot),
-                    [("grad_clip 1.0", {"train": {"grad_clip": 1.0}})], work)  # fmt: skip
-    deep = merge(short, {"model": {"hidden": [64] * 8, "activation": "tanh"}})
-    rows += compare("deep tanh MLP (8 layers)", "test accuracy", "accuracy", ("default init", deep),
-                    [("xavier", {"model": {"init": "xavier"}}),
-                     ("kaiming", {"model": {"init": "kaiming"}})], work)  # fmt: skip
-    rows += compare("activation", "test accuracy", "accuracy", ("relu", short),
-                    [("gelu", {"model": {"activation": "gelu"}}),
-                     ("tanh", {"model": {"activation": "tanh"}})], work)  # fmt: skip
-    small = merge(short, {"data": {"limited": {"max_samples": 30}},
-                          "model": {"hidden": [512, 512]},
-                          "train": {"local_epochs": 10, "optimizer": {"lr": 0.1}}})  # fmt: skip
-    rows += compare("overfit (30 samples/client)", "test accuracy", "accuracy", ("plain", small),
-                    [("dropout 0.5", {"model": {"dropout": 0.5}}),
-                     ("L2 1e-3", {"train": {"optimizer": {"weight_decay": 0.001}}}),
-                     ("L1 1e-5", {"train": {"l1": 0.00001}}),
-                     ("augment shift+rotate", {"data": {"augment": [
-                         {"name": "shift", "pixels": 1}, {"name": "rotate", "degrees": 10}]}})],
-                    work)  # fmt: skip
-    cnn = merge(short, {"model": {"name": "cnn"}})
-    rows += compare("architecture", "test accuracy", "accuracy", ("cnn", cnn),
-                    [("resnet", {"model": {"name": "resnet", "channels": [16, 16, 32, 32]}})],
-                    work)  # fmt: skip
-    rows += compare("inputs", "test accuracy", "accuracy", ("raw [0, 1]", short),
-                    [("normalize", {"model": {"normalize": {"mean": [0.3], "std": [0.37]}}})],
-                    work)  # fmt: skip
-    rows += compare("optimizer", "test accuracy", "accuracy", ("sgd", short),
-                    [("adam", {"train": {"optimizer": {"name": "adam", "lr": 0.003}}}),
-                     ("adamw", {"train": {"optimizer": {"name": "adamw", "lr": 0.003}}}),
-                     ("rmsprop", {"train": {"optimizer": {"name": "rmsprop", "lr": 0.001}}})],
-                    work)  # fmt: skip
-    fast = merge(short, {"train": {"optimizer": {"name": "sgd", "lr": 0.2, "momentum": 0.9}}})
-    rows += compare("lr 0.2", "test loss", "loss", ("constant", fast),
-                    [("cosine", {"train": {"lr_schedule": {"name": "cosine"}}}),
-                     ("step", {"train": {"lr_schedule": {"name": "step", "step_rounds": 5}}})],
-                    work)  # fmt: skip
-    tail = merge(short, {"data": {"imbalance": {"ratio": 0.05}}})
-    rows += compare("imbalance 0.05", "balanced accuracy", "balanced_accuracy", ("ce", tail),
-                    [("focal", {"train": {"loss": {"name": "focal"}}})], work)  # fmt: skip
-    noisy = merge(short, {"data": {"label_noise": {"kind": "pairflip", "rate": 0.3}}})
-    rows += compare("30% pair-flip noise", "test accuracy", "accuracy", ("ce", noisy),
-                    [("label_smoothing", {"train": {"loss": {"name": "label_smoothing"}}})],
-                    work)  # fmt: skip
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-federated", action="store_true")
-    parser.add_argument(
-        "--extra", action="store_true", help="also the convergence/regularisation rows (~15 min)"
-    )
     args = parser.parse_args()
     rows: list[tuple[str, str, str, str]] = []
     if not args.skip_federated:
@@ -225,9 +171,6 @@ def main() -> None:
                  f"{stop['best_val_loss']:.4f}")
             )  # fmt: skip
 
-    if args.extra:
-        with tempfile.TemporaryDirectory() as tmp:
-            rows += extra_rows(Path(tmp))
     cnn = ModelConfig(name="cnn")
     fp32, bf16 = local_seconds(cnn, "fp32"), local_seconds(cnn, "bf16")
     rows.append(("bf16 vs fp32 (cnn, mnist shape)", "s / local epoch",
