@@ -1,26 +1,34 @@
 """Differential privacy: what DP-SGD costs in time, and the accuracy it leaves at a given epsilon.
 
-Two tables, each measured side by side in one run:
+Three measurements, each side by side in one run:
 
 1. Local epoch time, DP-SGD vs non-private, for each Opacus ``grad_sample_mode`` on the
    CNN and the MLP (mnist-5k shapes, 2,000 examples, batch 64; median of 3 epochs).
    The goal is at most 1.15x.
-2. Test accuracy at epsilon 1, 3 and 8 (delta 1e-5), on digits and mnist-5k:
-   centralised (the whole training set on one DP-SGD learner, our local loop) and
-   federated (10 clients, Dirichlet 0.5, a real Flower simulation with
-   ``privacy.dp.target_epsilon``), beside the non-private figure. Every epsilon is the
-   one the run's ledger reports, recomputed here from ``metrics.json`` with Opacus's
-   accountant.
+2. Centralised test accuracy at epsilon 1, 3 and 8 beside the non-private figure, from
+   ``benchmarks/scenarios/privacy/central_*.yaml``: one DP-SGD learner on the whole
+   training set (our local loop). For every seed and epsilon the recipe is chosen from
+   the file's ``grid`` by accuracy on the validation split carved from the training data;
+   the test split is scored once, on the chosen model.
+3. Federated test accuracy, from ``benchmarks/scenarios/privacy/fed_*.yaml`` (a real
+   Flower simulation per seed through ``fedrobust repeat``, with
+   ``privacy.dp.target_epsilon``). Every seed's epsilon is recomputed here from its
+   ``metrics.json`` ledger with Opacus's accountant and must equal the one it reports.
 
-Run: ``.venv/bin/python benchmarks/privacy.py [--skip-time] [--skip-accuracy]
-[--datasets digits,mnist-5k]`` (about 25 minutes on 2 cores).
+Tables 2 and 3 show mean ± 95 % CI (Student t) over ``--seeds`` seeds.
+
+Run: ``.venv/bin/python benchmarks/privacy.py [--skip-time] [--skip-central]
+[--skip-federated] [--seeds 3] [--jobs 2] [--out runs/bench_privacy]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
+import json
 import statistics
-import tempfile
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from compare import repeat, table  # benchmarks/compare.py (scripts run as python benchmarks/X.py)
 
 from fedrobust.data import build_federation
 from fedrobust.models import InputSpec
@@ -41,25 +50,11 @@ from fedrobust.privacy.ledger import (
     sample_rate,
     steps_per_epoch,
 )
+from fedrobust.report.stats import format_ci, mean_ci
 from fedrobust.scenario import ModelConfig, TrainConfig, parse_scenario
-from fedrobust.simulation import run_simulation
 from fedrobust.train import evaluate, local_train
 
-EPSILONS = (1.0, 3.0, 8.0)
-DELTA = 1e-5
-NORMALIZE = {"digits": {"mean": [0.3], "std": [0.37]}, "mnist-5k": {"mean": [0.13], "std": [0.31]}}
-
-# Centralised DP-SGD recipe, chosen by a sweep on digits (batch 64..512, SGD/Adam, 15..50
-# epochs, MLP widths, CNN; scored on the test split, so read the centralised figures as
-# tuned): large batches, Adam, sigma calibrated for the whole run.
-CENTRAL: dict[str, Any] = {"batch_size": 256, "local_epochs": 50,
-                           "optimizer": {"name": "adam", "lr": 0.01}}  # fmt: skip
-# Federated recipe (not tuned): every client every round, one local epoch, sigma
-# calibrated per client for its sample rate and the 30 rounds.
-FEDERATED: dict[str, Any] = {
-    "train": {"rounds": 30, "local_epochs": 1, "batch_size": 64,
-              "optimizer": {"name": "adam", "lr": 0.01}},
-}  # fmt: skip
+SCENARIOS = Path(__file__).parent / "scenarios" / "privacy"
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -99,90 +94,109 @@ def time_table() -> None:
     print_table(("model", "grad_sample_mode", "plain s", "DP s", "ratio"), rows)
 
 
-def model_for(dataset: str) -> dict[str, Any]:
-    if dataset == "digits":
-        return {"name": "mlp", "hidden": [128], "normalize": NORMALIZE[dataset]}
-    return {"name": "cnn", "normalize": NORMALIZE[dataset]}
-
-
-def centralised(dataset: str, eps: float | None) -> tuple[float, float | None]:
-    one = {"kind": "iid", "num_clients": 1}
-    sc = parse_scenario({"name": "c", "data": {"dataset": dataset, "partition": one}})
-    fed = build_federation(sc.data, 0)
-    data = fed.clients[0]
-    n, batch, epochs = len(data.y_train), CENTRAL["batch_size"], CENTRAL["local_epochs"]
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(**model_for(dataset)), fed.spec)
-    train = TrainConfig(local_epochs=epochs, batch_size=batch, optimizer=CENTRAL["optimizer"])
-    dp, spent = None, None
+def train_once(
+    scenario: dict[str, Any], setting: dict[str, Any], seed: int, eps: float | None
+) -> tuple[float, float, float | None]:
+    """Train the centralised learner with one recipe; (validation acc, test acc, epsilon)."""
+    spec = copy.deepcopy(scenario)
+    spec["seed"] = seed
+    spec["train"]["batch_size"] = setting["batch_size"]
+    spec["train"]["optimizer"]["lr"] = setting["lr"]
+    sc = parse_scenario(spec)
+    fed = build_federation(sc.data, seed)
+    data, k = fed.clients[0], fed.spec.num_classes
+    n, batch, epochs = len(data.y_train), sc.train.batch_size, sc.train.local_epochs
+    torch.manual_seed(seed)
+    model = build_model(sc.model, fed.spec)
+    dp = None
     if eps is not None:
         rate, steps = sample_rate(n, batch), epochs * steps_per_epoch(n, batch, True)
-        sigma = calibrate_noise(eps, DELTA, rate, steps, "rdp")
-        dp = DPSGDRecipe(sigma, 1.0, delta=DELTA)
-    result = local_train(model, data.x_train, data.y_train, train=train, num_classes=10, seed=0,
-                         dp=dp)  # fmt: skip
-    if result.privacy is not None:
-        spent = epsilon([result.privacy], DELTA, "rdp")
-    return evaluate(model, fed.x_test, fed.y_test, 10).accuracy, spent
+        sigma = calibrate_noise(eps, setting["delta"], rate, steps, "rdp")
+        dp = DPSGDRecipe(sigma, setting["max_grad_norm"], delta=setting["delta"])
+    result = local_train(model, data.x_train, data.y_train, train=sc.train, num_classes=k,
+                         seed=seed, dp=dp)  # fmt: skip
+    spent = None if result.privacy is None else epsilon([result.privacy], setting["delta"], "rdp")
+    val = evaluate(model, data.x_val, data.y_val, k).accuracy
+    test = evaluate(model, fed.x_test, fed.y_test, k).accuracy
+    return val, test, spent
 
 
-def federated(dataset: str, eps: float | None, work: Path) -> tuple[float, float | None]:
-    name = f"dp_{dataset}_{eps}".replace(".", "_").replace("-", "_")
-    raw: dict[str, Any] = {
-        "name": name,
-        "seed": 0,
-        "data": {"dataset": dataset, "partition": {"kind": "dirichlet", "num_clients": 10,
-                                                   "alpha": 0.5}},
-        "model": model_for(dataset),
-        **FEDERATED,
-    }  # fmt: skip
-    if eps is not None:
-        raw["privacy"] = {"dp": {"mode": "sample", "target_epsilon": eps, "delta": DELTA}}
-    path = work / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    doc = run_simulation(path, parse_scenario(raw), work / name)
-    final = doc["final"]
-    if eps is None:
-        return final["accuracy"], None
-    recomputed = max(
-        epsilon([LedgerEntry.from_dict(e) for e in entries], DELTA, "rdp")
-        for entries in final["privacy_ledger"].values()
-    )
-    assert abs(recomputed - final["epsilon"]) <= 1e-9 * recomputed
-    return final["accuracy"], final["epsilon"]
-
-
-def accuracy_table(datasets: list[str]) -> None:
+def central_table(path: Path, seeds: int) -> None:
+    """Tune on validation per seed and epsilon, score the chosen model on test once."""
+    doc = yaml.safe_load(path.read_text())
+    scenario, grid = doc["scenario"], doc["grid"]
+    settings = [
+        dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())
+    ]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for dataset in datasets:
-            for setting in ("centralised", "federated"):
-                for eps in (None, *EPSILONS):
-                    start = time.perf_counter()
-                    if setting == "centralised":
-                        acc, spent = centralised(dataset, eps)
-                    else:
-                        acc, spent = federated(dataset, eps, Path(tmp))
-                    rows.append((dataset, setting, "none" if eps is None else f"{eps:g}",
-                                 "-" if spent is None else f"{spent:.3f}", f"{acc:.4f}",
-                                 f"{time.perf_counter() - start:.0f}"))  # fmt: skip
-                    print(" | ".join(rows[-1]), flush=True)
-    print("\nTest accuracy at a target epsilon (delta 1e-5)")
-    print_table(("dataset", "setting", "target eps", "reported eps", "accuracy", "s"), rows)
+    for eps in (None, *doc["epsilons"]):
+        tests, spent_all, chosen = [], [], []
+        for seed in range(scenario.get("seed", 0), scenario.get("seed", 0) + seeds):
+            best: tuple[float, float, float | None, dict[str, Any]] | None = None
+            for setting in settings:
+                full = {**setting, "delta": doc["delta"], "max_grad_norm": doc["max_grad_norm"]}
+                val, test, spent = train_once(scenario, full, seed, eps)
+                if best is None or val > best[0]:
+                    best = (val, test, spent, setting)
+            assert best is not None
+            tests.append(best[1])
+            chosen.append(best[3])
+            if best[2] is not None:
+                spent_all.append(best[2])
+        mean, half = mean_ci(tests)
+        picks = "; ".join(f"b{c['batch_size']} lr{c['lr']:g}" for c in chosen)
+        spent = "-" if not spent_all else f"{max(spent_all):.3f}"
+        row = ("none" if eps is None else f"{eps:g}", spent, format_ci(mean, half),
+               ", ".join(f"{t:.3f}" for t in tests), picks)  # fmt: skip
+        rows.append(row)
+        print(" | ".join(row), flush=True)
+    print(f"\nCentralised ({path.name}): test accuracy of the validation-chosen recipe")
+    print_table(("target eps", "max reported eps", "test acc mean ± 95% CI", "per seed",
+                 "chosen (per seed)"), rows)  # fmt: skip
+
+
+def federated_table(paths: list[Path], seeds: int, jobs: int, out: Path) -> None:
+    """Each file over seeds through ``fedrobust repeat``; epsilons checked against the ledger."""
+    summaries = []
+    for path in paths:
+        run_dir = out / path.stem
+        summaries.append(repeat(path, seeds, jobs, run_dir))
+        for seed_dir in sorted(run_dir.glob("seed-*")):
+            final = json.loads((seed_dir / "metrics.json").read_text())["final"]
+            if "privacy_ledger" not in final:
+                continue
+            delta = parse_scenario(yaml.safe_load(path.read_text())).privacy.dp.delta
+            recomputed = max(
+                epsilon([LedgerEntry.from_dict(e) for e in entries], delta, "rdp")
+                for entries in final["privacy_ledger"].values()
+            )
+            if abs(recomputed - final["epsilon"]) > 1e-9 * recomputed:
+                sys.exit(f"{seed_dir}: reported epsilon {final['epsilon']} != ledger {recomputed}")
+        print(f"{path.stem}: done", file=sys.stderr, flush=True)
+    print(
+        "\nFederated: test accuracy and the epsilon each run reports (recomputed from its ledger)"
+    )
+    print(table([p.stem for p in paths], summaries, ["accuracy", "epsilon"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-time", action="store_true")
-    parser.add_argument("--skip-accuracy", action="store_true")
-    parser.add_argument("--datasets", default="digits,mnist-5k")
+    parser.add_argument("--skip-central", action="store_true")
+    parser.add_argument("--skip-federated", action="store_true")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_privacy"))
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     if not args.skip_time:
         time_table()
-    if not args.skip_accuracy:
-        accuracy_table(args.datasets.split(","))
+    if not args.skip_central:
+        for path in sorted(SCENARIOS.glob("central_*.yaml")):
+            central_table(path, args.seeds)
+    if not args.skip_federated:
+        federated_table(sorted(SCENARIOS.glob("fed_*.yaml")), args.seeds, args.jobs, args.out)
 
 
 if __name__ == "__main__":
