@@ -1,0 +1,58 @@
+"""The benchmarks' settings stay valid scenarios, and compare.py judges arms by their intervals."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+from fedrobust.scenario import parse_scenario
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+FILES = sorted((BENCHMARKS / "scenarios").rglob("*.yaml"))
+
+
+def _compare() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_compare", BENCHMARKS / "compare.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_there_are_benchmark_scenario_files() -> None:
+    assert len(FILES) >= 40
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(BENCHMARKS)))
+def test_every_benchmark_scenario_file_is_a_valid_scenario(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    # a sweep file wraps its scenario beside the grid (privacy/central_*.yaml)
+    parse_scenario(doc["scenario"] if "grid" in doc else doc)
+
+
+def _stats(mean: float, half: float | None) -> dict[str, object]:
+    return {"mean": mean, "half_width": half, "values": {0: mean}}
+
+
+def test_compare_calls_a_difference_only_when_the_intervals_do_not_overlap() -> None:
+    compare = _compare()
+    base = _stats(0.80, 0.05)
+    assert compare.verdict(_stats(0.90, 0.04), base) == "higher"
+    assert compare.verdict(_stats(0.70, 0.04), base) == "lower"
+    assert compare.verdict(_stats(0.86, 0.04), base) == "no measurable difference"
+    assert compare.verdict(_stats(0.99, None), base) == "-"  # one seed: no interval
+
+
+def test_compare_table_has_a_row_per_arm_and_the_baseline_first() -> None:
+    compare = _compare()
+    summaries = [{"figures": {"accuracy": _stats(0.8, 0.01)}},
+                 {"figures": {"accuracy": _stats(0.9, 0.01)}}]  # fmt: skip
+    text = compare.table(["plain", "clip"], summaries, ["accuracy"])
+    lines = text.splitlines()
+    assert lines[0] == "| arm | accuracy | accuracy vs plain |"
+    assert lines[2].startswith("| plain | 0.800 ± 0.010") and lines[2].endswith("baseline |")
+    assert lines[3].endswith("higher |")
