@@ -14,7 +14,23 @@ The anchor is Madry et al. 2018: 89 % PGD accuracy at eps 0.3 on full MNIST
 
 Run: ``.venv/bin/python benchmarks/adversarial.py [--rounds 10] [--train-eps 0.3]
 [--train-steps 5] [--eval-samples 300] [--autoattack-samples 50] [--skip-dp]`` (about an
-hour on 2 cores with the defaults).
+hour on 2 cores with the defaults). This script runs every row once, with seed 0: its
+figures are single-seed.
+
+Over seeds: the four non-DP rows (``--train-eps 0.2``, the README's settings) are also
+scenario files, ``benchmarks/scenarios/adversarial/{0_none,1_fgsm_rs,2_pgd_at,3_trades}.yaml``,
+whose ``adversarial.evaluation`` has the run itself attack its final model (PGD and APGD,
+20 steps, eps 0.1 / 0.2 / 0.3, a seeded 300 of the test images; keys in ``final``:
+``robust_accuracy.<attack>@<eps>``, ``worst@<eps>``, ``clean@subset``). Measure them as
+mean ± 95 % CI over 3 seeds with::
+
+    python benchmarks/compare.py benchmarks/scenarios/adversarial/*.yaml \\
+        --figures accuracy,robust_accuracy.pgd@0.1,robust_accuracy.pgd@0.2,\\
+robust_accuracy.pgd@0.3,robust_accuracy.apgd@0.1,robust_accuracy.apgd@0.2,\\
+robust_accuracy.apgd@0.3,robust_accuracy.worst@0.1,robust_accuracy.worst@0.2,\\
+robust_accuracy.worst@0.3,robust_accuracy.clean@subset --seeds 3
+
+(the ``--figures`` value is one word: no spaces). The DP rows exist only here, single-seed.
 """
 
 from __future__ import annotations
