@@ -32,6 +32,7 @@ class RobustEvaluationHook(ServerHook):
     def __init__(self, setup: ServerSetup) -> None:
         self.scenario = setup.scenario
         self.fed = setup.fed
+        self.measured: tuple[int, dict[str, float]] | None = None  # the last round attacked
 
     @classmethod
     def create(cls, setup: ServerSetup) -> RobustEvaluationHook | None:
@@ -41,9 +42,13 @@ class RobustEvaluationHook(ServerHook):
         cfg = self.scenario.adversarial.evaluation
         assert cfg is not None
         if view.rnd % cfg.every_n_rounds == 0 or view.rnd == self.scenario.train.rounds:
-            return {"robust_accuracy": scenario_robust_accuracy(self.scenario, model, self.fed)}
+            figures = scenario_robust_accuracy(self.scenario, model, self.fed)
+            self.measured = (view.rnd, figures)
+            return {"robust_accuracy": figures}
         return {}
 
     def finish(self, model: nn.Module, totals: dict[str, Any]) -> dict[str, Any]:
-        # of the model the run keeps
+        # of the model the run keeps: already attacked when it is the last round measured
+        if self.measured is not None and self.measured[0] == totals.get("model_round"):
+            return {"robust_accuracy": dict(self.measured[1])}
         return {"robust_accuracy": scenario_robust_accuracy(self.scenario, model, self.fed)}
