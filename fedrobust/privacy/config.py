@@ -68,7 +68,10 @@ class DPConfig(Section):
     poisson_sampling : bool
         sample: Poisson-sampled batches (what the accountant assumes).
     grad_sample_mode : str
-        sample: hooks | functorch | ew | ghost (Opacus per-sample gradient engines).
+        sample: hooks | functorch | ew | ghost (Opacus per-sample gradient engines) |
+        fast (per-example norms and the clipped sum without per-example gradients:
+        :mod:`fedrobust.privacy.fastclip`; a model with a layer it does not cover
+        trains with hooks, with a warning).
     max_physical_batch_size : int
         sample: split logical batches into physical ones of at most this size (memory).
     clipping : str
@@ -97,7 +100,7 @@ class DPConfig(Section):
     max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
     accountant: Literal["rdp", "prv", "gdp"] = "rdp"
     poisson_sampling: bool = True
-    grad_sample_mode: Literal["hooks", "functorch", "ew", "ghost"] = "hooks"
+    grad_sample_mode: Literal["hooks", "functorch", "ew", "ghost", "fast"] = "hooks"
     max_physical_batch_size: Annotated[int, Field(ge=1)] | None = None
     clipping: Literal["fixed", "adaptive"] = "fixed"
     clipping_norm: Annotated[float, Field(gt=0)] = 1.0

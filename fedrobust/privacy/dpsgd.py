@@ -2,7 +2,9 @@
 
 ``PrivateTraining`` wraps the client's model, optimizer and data with Opacus's
 ``PrivacyEngine.make_private``: per-example gradients, clipping to ``max_grad_norm``,
-Gaussian noise, Poisson-sampled batches. The accountant starts from the client's
+Gaussian noise, Poisson-sampled batches; or, with ``grad_sample_mode: fast``, the same
+clipped and noised sum without materialising per-example gradients
+(:mod:`fedrobust.privacy.fastclip`). The accountant starts from the client's
 history of earlier rounds (kept in the ClientApp's ``context.state`` and mirrored by the
 server's ledger), so the epsilon it reports is cumulative.
 
@@ -28,10 +30,12 @@ from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from fedrobust.privacy.fastclip import GhostClipper, make_fast_private, uncovered_layers
 from fedrobust.privacy.ledger import LedgerEntry, history
 from fedrobust.seeds import secret_seed
 
-GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost")
+GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost", "fast")
+FAST_FALLBACK = "hooks"  # what 'fast' uses for a model it does not cover
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class DPSGDRecipe:
     poisson_sampling : bool
         Poisson-sampled batches.
     grad_sample_mode : str
-        hooks | functorch | ew | ghost.
+        hooks | functorch | ew | ghost (Opacus's engines) | fast (ghost norms and
+        book-keeping, :mod:`fedrobust.privacy.fastclip`).
     max_physical_batch_size : int or None
         Split logical batches into physical ones of at most this size.
     delta : float
@@ -97,6 +102,12 @@ class PrivateTraining:
         Parameter-only loss terms (see the module docstring).
     grad_clip : float, optional
         Clip the privatised gradient to this norm.
+
+    Attributes
+    ----------
+    mode : str
+        The engine in use: ``recipe.grad_sample_mode``, or ``hooks`` when ``fast`` does
+        not cover a layer of ``model`` (a warning names the layer types).
     """
 
     def __init__(
@@ -117,6 +128,16 @@ class PrivateTraining:
         if recipe.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise ValueError(f"unknown grad_sample_mode '{recipe.grad_sample_mode}'")
         self.recipe = recipe
+        self.mode = recipe.grad_sample_mode
+        if self.mode == "fast" and (missing := uncovered_layers(model)):
+            warnings.warn(
+                f"privacy.dp.grad_sample_mode 'fast' does not cover {', '.join(missing)}: "
+                f"this client trains the whole model with Opacus's '{FAST_FALLBACK}' "
+                "instead (same clipping, noise and accounting; slower)",
+                stacklevel=2,
+            )
+            self.mode = FAST_FALLBACK
+        self.clipper: GhostClipper | None = None
         self.engine = PrivacyEngine(accountant=recipe.accountant)
         self.engine.accountant.history = history(list(recipe.past))
         self._past_steps = sum(steps for _, _, steps in self.engine.accountant.history)
@@ -129,24 +150,34 @@ class PrivateTraining:
             shuffle=not recipe.poisson_sampling,
             generator=torch.Generator().manual_seed(batch_seed),
         )
+        noise_generator = torch.Generator().manual_seed(noise_seed)
+        self.model, self.criterion = model, criterion
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # secure-RNG and experimental-accountant notices
-            made = self.engine.make_private(
-                module=model,
-                optimizer=optimizer,
-                criterion=criterion,
-                data_loader=loader,
-                noise_multiplier=recipe.noise_multiplier,
-                max_grad_norm=recipe.max_grad_norm,
-                poisson_sampling=recipe.poisson_sampling,
-                grad_sample_mode=recipe.grad_sample_mode,
-                noise_generator=torch.Generator().manual_seed(noise_seed),
-            )
-        if recipe.grad_sample_mode == "ghost":
-            self.model, self.optimizer, self.criterion, self.loader = made
-        else:
-            self.model, self.optimizer, self.loader = made
-            self.criterion = criterion
+            if self.mode == "fast":
+                self.clipper, self.optimizer, self.loader = make_fast_private(
+                    self.engine.accountant, model, optimizer, loader,
+                    noise_multiplier=recipe.noise_multiplier,
+                    max_grad_norm=recipe.max_grad_norm,
+                    poisson_sampling=recipe.poisson_sampling,
+                    noise_generator=noise_generator,
+                )  # fmt: skip
+            else:
+                made = self.engine.make_private(
+                    module=model,
+                    optimizer=optimizer,
+                    criterion=criterion,
+                    data_loader=loader,
+                    noise_multiplier=recipe.noise_multiplier,
+                    max_grad_norm=recipe.max_grad_norm,
+                    poisson_sampling=recipe.poisson_sampling,
+                    grad_sample_mode=self.mode,
+                    noise_generator=noise_generator,
+                )
+                if self.mode == "ghost":
+                    self.model, self.optimizer, self.criterion, self.loader = made
+                else:
+                    self.model, self.optimizer, self.loader = made
         self.sample_rate = 1 / len(loader)
 
     def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -162,7 +193,7 @@ class PrivateTraining:
                     )
                 )
             for xb, yb in loader:
-                if len(yb) == 0 and self.recipe.grad_sample_mode == "ew":
+                if len(yb) == 0 and self.mode == "ew":
                     self._empty_step()  # expanded weights cannot run a batch of 0
                     continue
                 yield xb, yb
@@ -170,6 +201,10 @@ class PrivateTraining:
     @contextmanager
     def hooks_paused(self) -> Iterator[None]:
         """Run the model without recording per-sample gradients (e.g. to craft attacks)."""
+        if self.clipper is not None:
+            with self.clipper.paused():
+                yield
+            return
         disable = getattr(self.model, "disable_hooks", None)
         if disable is None:  # expanded weights: nothing is recorded outside its forward
             yield
@@ -179,6 +214,13 @@ class PrivateTraining:
             yield
         finally:
             self.model.enable_hooks()  # type: ignore[operator]
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """The backward pass of the batch's (mean-reduced) loss, as the engine needs it."""
+        if self.clipper is not None:
+            self.clipper.backward(loss)
+        else:
+            loss.backward()
 
     def step(self) -> bool:
         """Clip, noise and apply the gradients of the last backward pass.
@@ -218,5 +260,8 @@ class PrivateTraining:
             return float(self.engine.accountant.get_epsilon(delta=self.recipe.delta))
 
     def close(self) -> None:
-        """Remove Opacus's hooks and per-sample buffers from the model."""
-        self.model._close()  # type: ignore[operator]
+        """Remove the hooks and per-sample buffers from the model."""
+        if self.clipper is not None:
+            self.clipper.close()
+        else:
+            self.model._close()  # type: ignore[operator]

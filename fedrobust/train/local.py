@@ -128,7 +128,7 @@ def local_train(
     plugins : tuple[TrainPlugin, ...]
         Loop extensions, applied in order.
     dp : DPSGDRecipe, optional
-        Train with Opacus DP-SGD (Poisson batches, per-example clipping, noise).
+        Train with DP-SGD (Poisson batches, per-example clipping, noise).
     rnd : int
         The federated round (recorded in the DP ledger entry).
 
@@ -176,7 +176,7 @@ def local_train(
                 for plugin in plugins:
                     loss = plugin.loss(net, loss)
                 if private is not None:
-                    loss.backward()
+                    private.backward(loss)
                     private.step()
                 else:
                     penalty = _penalty(plugins, model)
