@@ -100,7 +100,7 @@ class DPConfig(Section):
     max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
     accountant: Literal["rdp", "prv", "gdp"] = "rdp"
     poisson_sampling: bool = True
-    grad_sample_mode: Literal["hooks", "functorch", "ew", "ghost", "fast"] = "hooks"
+    grad_sample_mode: Literal["hooks", "functorch", "ew", "ghost", "fast"] = "fast"
     max_physical_batch_size: Annotated[int, Field(ge=1)] | None = None
     clipping: Literal["fixed", "adaptive"] = "fixed"
     clipping_norm: Annotated[float, Field(gt=0)] = 1.0
