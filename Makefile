@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all test-slow test-deployment lint setup clean
+.PHONY: demo test test-fast test-all test-slow test-deployment lint setup clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,15 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/fedrobust run scenarios/quickstart.yaml
 
+# two pytest workers: most of an end-to-end test is waiting on a Flower simulation's
+# start-up, so two at once fill the 2 cores (pytest-xdist; PYTEST_WORKERS=0 runs serially)
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+
+# the edit loop: no Flower simulation (e2e), no slow or deployment test
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m 'not slow and not deployment and not e2e'
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
