@@ -27,9 +27,9 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/fedrobust run scenarios/quickstart.yaml
 
-# two pytest workers: most of an end-to-end test is waiting on a Flower simulation's
-# start-up, so two at once fill the 2 cores (pytest-xdist; PYTEST_WORKERS=0 runs serially)
-PYTEST_WORKERS ?= 2
+# three pytest workers: most of an end-to-end test is waiting on a Flower simulation's
+# start-up, so three at once fill the 2 cores (pytest-xdist; PYTEST_WORKERS=0 runs serially)
+PYTEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
