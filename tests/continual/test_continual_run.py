@@ -80,12 +80,13 @@ def test_replay_beats_no_method_class_incrementally(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ewc_beats_no_method_task_incrementally(tmp_path: Path) -> None:
     doc = with_(SPLIT, setting="task_incremental", tasks=[[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]],
-                rounds_per_task=6, ewc={"lambda": 100.0})  # fmt: skip
+                rounds_per_task=6, ewc={"lambda": 100.0, "anchor": "global"})  # fmt: skip
     doc["model"]["hidden"] = [16]
     doc["train"].update(rounds=12, local_epochs=10,
                         optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.0})  # fmt: skip
     none = run(tmp_path, doc, "none")["final"]["continual"]
     ewc = run(tmp_path, with_(doc, method="ewc"), "ewc")["final"]["continual"]
-    # measured in-process with the same recipe: 0.925 vs 0.970 (task 0: 0.88 vs 0.97)
+    # measured in-process with the same recipe: 0.925 vs 0.970 (task 0: 0.88 vs 0.97); the
+    # claim is the global anchor's (with anchor local, one run: 0.947 vs 0.928)
     assert ewc["average_accuracy"] > none["average_accuracy"] + 0.02
     assert ewc["forgetting"] < none["forgetting"]
