@@ -160,12 +160,12 @@ def federated_table(paths: list[Path], seeds: int, jobs: int, out: Path) -> None
     summaries = []
     for path in paths:
         run_dir = out / path.stem
+        delta = parse_scenario(yaml.safe_load(path.read_text())).privacy.dp.delta
         summaries.append(repeat(path, seeds, jobs, run_dir))
         for seed_dir in sorted(run_dir.glob("seed-*")):
             final = json.loads((seed_dir / "metrics.json").read_text())["final"]
             if "privacy_ledger" not in final:
                 continue
-            delta = parse_scenario(yaml.safe_load(path.read_text())).privacy.dp.delta
             recomputed = max(
                 epsilon([LedgerEntry.from_dict(e) for e in entries], delta, "rdp")
                 for entries in final["privacy_ledger"].values()
