@@ -8,11 +8,15 @@ identity and data come from ``node_config``:
 - ``num-partitions``: checked against the scenario's ``data.partition.num_clients``;
 - ``data-path``: an npz file of the device's own data (see ``fedrobust.data.device``);
   without it the client trains on its simulation-style partition of the scenario's
-  ``data`` section, built with the scenario's seed.
+  ``data`` section, built with the scenario's seed;
+- ``cache-dir``: where that partition is cached between messages (Flower starts a
+  process per message; default ``$FEDROBUST_CACHE_DIR``, else the user's cache
+  directory; ``off`` turns it off; see ``fedrobust.data.cache``).
 
 What a round does lives in :func:`fedrobust.federation.local_round.local_round` and the
 features' client hooks (:mod:`fedrobust.federation.registry`); both handlers below call
-it: ``train`` for a plain round, ``train.secagg`` for SecAgg+'s training stage.
+it: ``train`` for a plain round, ``train.secagg`` for SecAgg+'s training stage;
+``evaluate`` measures a model on the client's local test split.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from fedrobust.federation.client_hooks import Refusal
 from fedrobust.federation.local_round import (
     LocalResult,
     load_client_data,
+    local_evaluation,
     local_round,
     partition_id,
 )
@@ -63,6 +68,14 @@ def train(msg: Message, context: Context) -> Message:
     if result.refusal is not None:
         return refusal(msg, result.refusal)
     return Message(content=result.content(), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Measure the received global model, and this client's personal model, on its local
+    test split (``data.local_test_fraction``)."""
+    metrics = local_evaluation(msg.content, context)
+    return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
 
 
 @app.train("secagg")

@@ -22,17 +22,21 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torchattacks
 from torch import nn
-from torchattacks.attack import Attack
+
+if TYPE_CHECKING:
+    from torchattacks.attack import Attack
 
 logging.getLogger("torchattacks").setLevel(logging.WARNING)
 
 
 @functools.cache
 def _registry() -> dict[str, type[Attack]]:
+    import torchattacks  # ~0.1 s and more: only where an attack is named
+    from torchattacks.attack import Attack
+
     found: dict[str, type[Attack]] = {}
     for name in dir(torchattacks):
         cls = getattr(torchattacks, name)

@@ -57,6 +57,7 @@ from fedrobust.data.config import (
 )
 from fedrobust.errors import FedrobustError
 from fedrobust.models.config import ModelConfig
+from fedrobust.personalization.config import PersonalizationConfig
 from fedrobust.privacy.config import (
     ADAPTIVE_FIELDS,
     DP_FIELDS,
@@ -122,6 +123,7 @@ __all__ = [
     "NormalizeConfig",
     "OptimizerConfig",
     "OutputConfig",
+    "PersonalizationConfig",
     "PartitionConfig",
     "PrivacyConfig",
     "ReplayConfig",
@@ -162,6 +164,7 @@ class Scenario(Section):
     attack: AttackConfig = AttackConfig()
     defense: DefenseConfig = DefenseConfig()
     continual: ContinualConfig | None = None
+    personalization: PersonalizationConfig | None = None
     simulation: SimulationConfig = SimulationConfig()
     output: OutputConfig = OutputConfig()
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fedrobust.data.cache import CACHE_ENV
 from fedrobust.errors import FedrobustError
 from fedrobust.launch import (
     APP_DIR,
@@ -90,6 +91,7 @@ def launch_flower_app(
     )
     lifetime = Lifetime()
     env = lifetime.env(flower_env(flwr_home))
+    env[CACHE_ENV] = "off"  # ClientApps live as long as the run: the in-process cache holds
     superlink: subprocess.Popen[bytes] | None = None
     superlink_log = layout.superlink_log
     try:

@@ -31,6 +31,7 @@ from fedrobust.federation.server_hooks import RoundView, ServerHook, ServerSetup
 from fedrobust.federation.transport import Transport, build_transport
 from fedrobust.models.build import build_model
 from fedrobust.models.registry import InputSpec
+from fedrobust.personalization.evaluation import evaluate_clients
 from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.recipe import recipe_config
 from fedrobust.report.html import write_report
@@ -137,6 +138,9 @@ def run_federation(
         for hook in hooks:
             totals.update(hook.finish(model, totals))
         totals.update(_eval_figures(evaluate(model, fed.x_test, fed.y_test, k)))
+        totals.update(
+            evaluate_clients(grid, scenario, fed.spec, nodes, model, totals["model_round"])
+        )
         save_model(run_dir, model.state_dict())
         final = recorder.finish(totals)
         write_report(run_dir)
@@ -177,7 +181,7 @@ def _train_round(
     for hook in hooks:
         replies, figures = hook.transform(rnd, replies, arrays, sampled, model)
         extra.update(figures)
-    replies = [for_strategy(msg) for msg in replies]
+    replies = [for_strategy(msg, strategy) for msg in replies]
     new_arrays = strategy.aggregate_train(rnd, replies)[0] if replies else None
     clients = [_client_figures(msg, sampled) for msg in outcome.contributors]
     train = scenario.train

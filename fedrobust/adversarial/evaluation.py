@@ -13,13 +13,17 @@ attack's figure. ``clean@subset`` is the clean accuracy on the attacked examples
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
-from torchattacks.attack import Attack
 
 from fedrobust.attacks import create_attack
 from fedrobust.seeds import Stream, stream
+
+if TYPE_CHECKING:
+    from torchattacks.attack import Attack
 
 
 def attack_key(name: str, eps: float) -> str:

@@ -48,6 +48,7 @@ def check_with_data(scenario: Scenario, federation: Federation) -> str | None:
     _check_robust_evaluation(scenario, federation, model)
     _check_attack_classes(scenario, federation.spec.num_classes)
     _check_secagg(scenario, model)
+    _check_personalization(scenario, model)
     return _privacy_plan(scenario, federation)
 
 
@@ -97,6 +98,18 @@ def _check_secagg(scenario: Scenario, model: nn.Module) -> None:
     except ValueError as exc:
         field, _, what = str(exc).partition(": ")
         raise FedrobustError(f"privacy.secure_aggregation.{field}", what) from None
+
+
+def _check_personalization(scenario: Scenario, model: nn.Module) -> None:
+    if scenario.personalization is None:
+        return
+    from fedrobust.personalization.methods import private_keys
+
+    try:  # the private layers must exist and leave a shared part
+        private_keys(model, scenario.personalization)
+    except ValueError as exc:
+        field, _, what = str(exc).partition(": ")
+        raise FedrobustError(field, what) from None
 
 
 def _privacy_plan(scenario: Scenario, federation: Federation) -> str | None:

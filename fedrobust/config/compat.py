@@ -17,6 +17,7 @@ from fedrobust.config.base import field_error
 from fedrobust.continual.config import ContinualConfig
 from fedrobust.data.config import BUNDLED_DATASETS, DataConfig
 from fedrobust.models.config import ModelConfig
+from fedrobust.personalization.config import PersonalizationConfig
 from fedrobust.privacy.config import PrivacyConfig
 from fedrobust.robust.collusion import alie_z
 from fedrobust.robust.config import COLLUDING_ATTACKS, AttackConfig, DefenseConfig
@@ -38,6 +39,7 @@ class Scenario(Protocol):
     attack: AttackConfig
     defense: DefenseConfig
     continual: ContinualConfig | None
+    personalization: PersonalizationConfig | None
 
     def sampled_per_round(self) -> int: ...
 
@@ -59,10 +61,12 @@ def check(scenario: Scenario) -> None:
         Naming the field to change, from the scenario's root (``defense.name``).
     """
     _clients(scenario)
+    _client_drift(scenario)
     _privacy(scenario)
     _poisoning(scenario)
     _secagg(scenario)
     _continual(scenario)
+    _personalization(scenario)
 
 
 def _clients(scenario: Scenario) -> None:
@@ -78,6 +82,52 @@ def _clients(scenario: Scenario) -> None:
                 "data.partition.classes_per_client",
                 f"is larger than the 10 classes of {data.dataset}",
             )
+
+
+#: What each client-drift strategy sends beside the weights, for the refusals' messages.
+DRIFT_EXTRAS = {
+    "scaffold": "control-variate delta",
+    "feddyn": "linear term",
+    "fednova": "rescaling by a_i",
+}
+
+
+def _client_drift(scenario: Scenario) -> None:
+    """SCAFFOLD, FedDyn and FedNova against client-level DP, robust defences and SecAgg+.
+
+    They compose with DP-SGD (``privacy.dp.mode: sample``): their penalty terms join the
+    gradient after clipping and noise, and what they compute from released weights is
+    post-processing.
+    """
+    name = scenario.strategy.name
+    if name not in DRIFT_EXTRAS:
+        return
+    extra = DRIFT_EXTRAS[name]
+    if scenario.privacy.dp.mode == "client":
+        raise field_error(
+            "strategy.name",
+            f"'{name}''s {extra} would escape client-level DP's clipping and noise "
+            "(privacy.dp.mode: client), which bound and hide the weights alone; use "
+            "DP-SGD (mode: sample), under which it is post-processing, or fedavg",
+        )
+    if scenario.defense.name != "fedavg":
+        what = {
+            "scaffold": "each client's control-variate delta cannot be screened with it",
+            "feddyn": "the server cannot track each client's h_k from it",
+            "fednova": "each client's a_i cannot be applied to it",
+        }[name]
+        raise field_error(
+            "strategy.name",
+            f"'{name}' does not compose with defense.name '{scenario.defense.name}': a "
+            f"defence returns one synthetic aggregate, so {what}; use defense.name fedavg",
+        )
+    if name in ("scaffold", "feddyn") and scenario.secagg_enabled():
+        state = "c_i" if name == "scaffold" else "h_k"
+        raise field_error(
+            "strategy.name",
+            f"'{name}' needs each client's update to track its {state}, which "
+            "privacy.secure_aggregation hides from the server; fednova composes with it",
+        )
 
 
 def _privacy(scenario: Scenario) -> None:
@@ -266,6 +316,31 @@ def _continual(scenario: Scenario) -> None:
             "each round trains on one task's subset while DP-SGD's plan and accountant "
             "use the client's whole training set, so the printed epsilon would be "
             "wrong (privacy.dp.mode: sample); use client-level DP (mode: client)",
+        )
+
+
+def _personalization(scenario: Scenario) -> None:
+    cfg = scenario.personalization
+    if cfg is None:
+        return
+    if scenario.data.local_test_fraction == 0:
+        raise field_error(
+            "data.local_test_fraction",
+            "must be > 0 with personalization: personal models are measured on each "
+            "client's local test split",
+        )
+    if scenario.continual is not None:
+        raise field_error(
+            "personalization",
+            "does not compose with continual learning (tasks change the head and the "
+            "data a personal model is measured on); drop one of the two sections",
+        )
+    if cfg.method == "fedrep" and scenario.privacy.dp.mode == "sample":
+        raise field_error(
+            "personalization.method",
+            "fedrep trains its private head outside DP-SGD, and the released body is "
+            "then trained through that head (privacy.dp.mode: sample); use fedper (the "
+            "head trains inside DP-SGD), ditto or finetune",
         )
 
 

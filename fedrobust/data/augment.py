@@ -21,6 +21,14 @@ def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 
 
+def rotate(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate each image of ``x`` (N, C, H, W) by its ``angle`` (N radians), zero fill."""
+    theta = torch.zeros(x.shape[0], 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = angle.cos(), -angle.sin()
+    theta[:, 1, 0], theta[:, 1, 1] = angle.sin(), angle.cos()
+    return _affine(x, theta)
+
+
 def apply_op(x: torch.Tensor, op: AugmentOp, generator: torch.Generator) -> torch.Tensor:
     """One augmentation on a batch of images (N, C, H, W) in [0, 1]."""
     n = x.shape[0]
@@ -29,12 +37,10 @@ def apply_op(x: torch.Tensor, op: AugmentOp, generator: torch.Generator) -> torc
     if isinstance(op, FlipAugment):
         mask = (torch.rand(n, generator=generator) < op.p).view(n, 1, 1, 1)
         return torch.where(mask, x.flip(-1), x)
-    theta = torch.zeros(n, 2, 3)
     if isinstance(op, RotateAugment):
         angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(op.degrees)
-        theta[:, 0, 0], theta[:, 0, 1] = angle.cos(), -angle.sin()
-        theta[:, 1, 0], theta[:, 1, 1] = angle.sin(), angle.cos()
-        return _affine(x, theta)
+        return rotate(x, angle)
+    theta = torch.zeros(n, 2, 3)
     # shift: integer pixel offsets, expressed in normalised [-1, 1] grid units
     offsets = torch.randint(-op.pixels, op.pixels + 1, (n, 2), generator=generator).float()
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0

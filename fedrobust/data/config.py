@@ -177,6 +177,37 @@ class NoiseAugment(Section):
     std: Annotated[float, Field(gt=0, le=1)] = 0.05
 
 
+class FeatureShiftConfig(Section):
+    """A per-client feature shift: each client's inputs (train, validation, local test)
+    pass through its own fixed transform; the server's global test set stays unshifted.
+
+    Client ``i`` of ``n`` gets the ``i / (n - 1)`` point of the range (client 0 is
+    unshifted).
+
+    Parameters
+    ----------
+    kind : str
+        rotate: client ``i`` is rotated by ``i / (n - 1) * degrees`` | contrast: client
+        ``i``'s contrast around 0.5 is scaled from 1 down to ``min_contrast``.
+    degrees : float
+        rotate: the last client's rotation.
+    min_contrast : float
+        contrast: the last client's contrast factor, in (0, 1).
+    """
+
+    kind: Literal["rotate", "contrast"]
+    degrees: Annotated[float, Field(gt=0, le=360)] = 90.0
+    min_contrast: Annotated[float, Field(gt=0, lt=1)] = 0.3
+
+    def applicable(self) -> set[str]:
+        return {"kind", "degrees" if self.kind == "rotate" else "min_contrast"}
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> FeatureShiftConfig:
+        self.check_applicable(f"feature_shift kind '{self.kind}'")
+        return self
+
+
 AugmentConfig = Annotated[
     ShiftAugment | FlipAugment | RotateAugment | NoiseAugment, Field(discriminator="name")
 ]
@@ -196,7 +227,12 @@ class DataConfig(Section):
         Stratified share held out as the server's global test set.
     val_fraction : float
         Share of each client's partition kept for local validation.
-    partition, imbalance, limited, label_noise
+    local_test_fraction : float
+        Share of each client's partition kept as its local test split (drawn from its own
+        distribution, before imbalance, limits and label noise); > 0 turns on per-client
+        evaluation (``final.global_local``; with ``personalization``,
+        ``final.personalized``).
+    partition, imbalance, limited, label_noise, feature_shift
         See their sections.
     augment : list
         Training-batch augmentations on clients, applied in order: ``shift`` {pixels},
@@ -208,11 +244,22 @@ class DataConfig(Section):
     label_key: str | None = None
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    local_test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
     partition: PartitionConfig = PartitionConfig()
     imbalance: ImbalanceConfig | None = None
     limited: LimitedConfig | None = None
     label_noise: LabelNoiseConfig | None = None
+    feature_shift: FeatureShiftConfig | None = None
     augment: list[AugmentConfig] = []
+
+    @model_validator(mode="after")
+    def _held_out_fits(self) -> DataConfig:
+        if self.val_fraction + self.local_test_fraction >= 1:
+            raise field_error(
+                "local_test_fraction",
+                f"plus val_fraction ({self.val_fraction}) leaves no training data",
+            )
+        return self
 
     @field_validator("dataset")
     @classmethod

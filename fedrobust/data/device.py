@@ -22,6 +22,7 @@ from fedrobust.seeds import Stream, stream
 
 TRAIN_KEYS = ("x", "y")
 VAL_KEYS = ("x_val", "y_val")
+TEST_KEYS = ("x_test", "y_test")
 
 
 def device_file(directory: Path, index: int) -> Path:
@@ -30,7 +31,8 @@ def device_file(directory: Path, index: int) -> Path:
 
 
 def read_device_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of a device file: ``x`` and ``y``, and ``x_val``/``y_val`` when present.
+    """The arrays of a device file: ``x`` and ``y``; ``x_val``/``y_val`` and
+    ``x_test``/``y_test`` when present.
 
     Checks what can be checked without the federation (the file is there, readable, and
     holds the arrays it must); :func:`load_device_data` checks them against the spec.
@@ -46,18 +48,23 @@ def read_device_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             files = set(archive.files)
-            arrays = {key: archive[key] for key in (*TRAIN_KEYS, *VAL_KEYS) if key in files}
+            arrays = {
+                key: archive[key] for key in (*TRAIN_KEYS, *VAL_KEYS, *TEST_KEYS) if key in files
+            }
     except Exception as exc:  # zipfile/ValueError/OSError: all mean "not a valid npz"
         raise FedrobustError(where, f"not a readable npz file ({exc})") from None
     missing = [key for key in TRAIN_KEYS if key not in arrays]
     if missing:
         raise FedrobustError(where, f"missing array(s) {missing}; found {sorted(files)}")
-    if (VAL_KEYS[0] in arrays) != (VAL_KEYS[1] in arrays):
-        raise FedrobustError(where, "x_val and y_val come together: give both or neither")
+    for x_key, y_key in (VAL_KEYS, TEST_KEYS):
+        if (x_key in arrays) != (y_key in arrays):
+            raise FedrobustError(where, f"{x_key} and {y_key} come together: give both or neither")
     return arrays
 
 
-def load_device_data(path: Path, spec: InputSpec, val_fraction: float, seed: int) -> ClientData:
+def load_device_data(
+    path: Path, spec: InputSpec, val_fraction: float, seed: int, local_test_fraction: float = 0.0
+) -> ClientData:
     """Read and check the npz at ``path`` against the federation's ``spec``.
 
     Parameters
@@ -69,7 +76,10 @@ def load_device_data(path: Path, spec: InputSpec, val_fraction: float, seed: int
     val_fraction : float
         Share held out for validation when the file has no ``x_val``/``y_val``.
     seed : int
-        Seed of the validation split.
+        Seed of the validation and local test splits.
+    local_test_fraction : float
+        Share held out as the local test split when the file has no ``x_test``/``y_test``
+        (0: none).
 
     Raises
     ------
@@ -86,7 +96,18 @@ def load_device_data(path: Path, spec: InputSpec, val_fraction: float, seed: int
         n_val = int(len(y) * val_fraction) if len(y) > 1 else 0
         val, train = order[:n_val], np.sort(order[n_val:])
         x, y, x_val, y_val = x[train], y[train], x[val], y[val]
-    return ClientData(x_train=x, y_train=y, y_train_clean=y, x_val=x_val, y_val=y_val)
+    x_test = y_test = None
+    if TEST_KEYS[0] in arrays:
+        x_test, y_test = _checked(arrays["x_test"], arrays["y_test"], spec, where, *TEST_KEYS)
+    elif local_test_fraction > 0:
+        order = stream(seed, Stream.HOLDOUT, 1).permutation(len(y))
+        n_test = int(len(y) * local_test_fraction) if len(y) > 2 else 0
+        test, train = order[:n_test], np.sort(order[n_test:])
+        x, y, x_test, y_test = x[train], y[train], x[test], y[test]
+    return ClientData(
+        x_train=x, y_train=y, y_train_clean=y, x_val=x_val, y_val=y_val, x_test=x_test,
+        y_test=y_test,
+    )  # fmt: skip
 
 
 def _layout(x: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -131,7 +152,8 @@ def _checked(
 
 
 def write_device_files(fed: Federation, out: Path) -> list[Path]:
-    """Write each client's data as ``out/client-<i>.npz`` (x, y, x_val, y_val).
+    """Write each client's data as ``out/client-<i>.npz`` (x, y, x_val, y_val; x_test and
+    y_test with a local test split).
 
     What a simulation would give client ``i``, as a file to copy onto device ``i``
     (``node_config`` ``data-path``). Returns the paths written.
@@ -140,8 +162,10 @@ def write_device_files(fed: Federation, out: Path) -> list[Path]:
     paths = []
     for index, client in enumerate(fed.clients):
         path = device_file(out, index)
-        np.savez_compressed(
-            path, x=client.x_train, y=client.y_train, x_val=client.x_val, y_val=client.y_val
-        )
+        arrays = {"x": client.x_train, "y": client.y_train, "x_val": client.x_val}
+        arrays["y_val"] = client.y_val
+        if client.x_test is not None and client.y_test is not None:
+            arrays["x_test"], arrays["y_test"] = client.x_test, client.y_test
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
         paths.append(path)
     return paths

@@ -5,8 +5,9 @@ the same split independently:
 
 1. load the source; 2. hold out a stratified global test set (``test_fraction``);
 3. split the rest with the flwr-datasets partitioner; 4. per client: split off
-validation (``val_fraction``), then limited data, long-tail imbalance and label noise
-on the training part only.
+validation (``val_fraction``) and a local test split (``local_test_fraction``), then
+limited data, long-tail imbalance and label noise on the training part only; a feature
+shift (``feature_shift``) on all three.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from fedrobust.data.config import DataConfig
-from fedrobust.data.partition import partition_indices
 from fedrobust.data.sources import Source, load_source
-from fedrobust.data.transforms import apply_imbalance, apply_label_noise, apply_limited
+from fedrobust.data.transforms import (
+    apply_feature_shift,
+    apply_imbalance,
+    apply_label_noise,
+    apply_limited,
+)
 from fedrobust.errors import FedrobustError
 from fedrobust.models import InputSpec
 from fedrobust.seeds import Stream, stream
@@ -41,6 +45,9 @@ class ClientData:
         True labels of the training inputs (for measuring the noise rate only).
     x_val, y_val : np.ndarray
         Local validation data (clean labels).
+    x_test, y_test : np.ndarray, optional
+        The client's local test split (``data.local_test_fraction``; clean labels);
+        ``None`` without one.
     """
 
     x_train: np.ndarray
@@ -48,6 +55,13 @@ class ClientData:
     y_train_clean: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+    @property
+    def has_local_test(self) -> bool:
+        """Whether the client holds a non-empty local test split."""
+        return self.y_test is not None and len(self.y_test) > 0
 
     @property
     def noise_rate(self) -> float:
@@ -82,6 +96,7 @@ class Federation:
                 "client": cid,
                 "train": len(c.y_train),
                 "val": len(c.y_val),
+                "local_test": 0 if c.y_test is None else len(c.y_test),
                 "label_histogram": np.bincount(c.y_train, minlength=k).tolist(),
                 "noise_rate": round(c.noise_rate, 6),
             }
@@ -102,6 +117,8 @@ class Federation:
 
 
 def _held_out_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split  # scikit-learn: ~1.2 s to import
+
     rows = np.arange(len(y))
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
@@ -127,6 +144,9 @@ def _build_cached(cfg_json: str, seed: int) -> Federation:
 
 
 def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
+    # flwr-datasets and Hugging Face datasets (~0.9 s): only when a federation is split
+    from fedrobust.data.partition import partition_indices
+
     k = source.num_classes
     pool, test = _held_out_split(source.y, cfg.test_fraction, seed)
     parts = partition_indices(source.y[pool], cfg.partition, seed)
@@ -136,7 +156,9 @@ def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
         rng = stream(seed, Stream.PARTITION, cid)
         rows = pool[rng.permutation(part)]
         n_val = int(len(rows) * cfg.val_fraction) if len(rows) > 1 else 0
-        val, train = rows[:n_val], np.sort(rows[n_val:])
+        n_test = int(len(rows) * cfg.local_test_fraction) if len(rows) > 2 else 0
+        val, test_rows = rows[:n_val], np.sort(rows[n_val : n_val + n_test])
+        train = np.sort(rows[n_val + n_test :])
         if cfg.limited is not None:
             train = apply_limited(train, cfg.limited, rng)
         if cfg.imbalance is not None:
@@ -145,15 +167,18 @@ def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
         noisy = (
             clean if cfg.label_noise is None else apply_label_noise(clean, cfg.label_noise, k, rng)
         )
-        clients.append(
-            ClientData(
-                x_train=source.x[train],
-                y_train=noisy,
-                y_train_clean=clean,
-                x_val=source.x[val],
-                y_val=source.y[val],
-            )
+        client = ClientData(
+            x_train=source.x[train],
+            y_train=noisy,
+            y_train_clean=clean,
+            x_val=source.x[val],
+            y_val=source.y[val],
+            x_test=source.x[test_rows] if cfg.local_test_fraction > 0 else None,
+            y_test=source.y[test_rows] if cfg.local_test_fraction > 0 else None,
         )
+        if cfg.feature_shift is not None:
+            client = _shifted(client, cfg, cid)
+        clients.append(client)
     unassigned = len(pool) - sum(len(p) for p in parts)
     given = np.concatenate(parts) if parts else np.array([], dtype=np.int64)
     unused = sorted(set(source.y[pool].tolist()) - set(source.y[pool][given].tolist()))
@@ -167,6 +192,25 @@ def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
         clients=clients,
         unassigned=unassigned,
         unused_classes=[int(c) for c in unused],
+    )
+
+
+def _shifted(client: ClientData, cfg: DataConfig, cid: int) -> ClientData:
+    """``client`` with every input set under its feature shift."""
+    assert cfg.feature_shift is not None
+    n = cfg.partition.num_clients
+
+    def shift(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None else apply_feature_shift(x, cfg.feature_shift, cid, n)  # type: ignore[arg-type]
+
+    return ClientData(
+        x_train=shift(client.x_train),  # type: ignore[arg-type]
+        y_train=client.y_train,
+        y_train_clean=client.y_train_clean,
+        x_val=shift(client.x_val),  # type: ignore[arg-type]
+        y_val=client.y_val,
+        x_test=shift(client.x_test),
+        y_test=client.y_test,
     )
 
 

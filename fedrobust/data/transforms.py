@@ -1,4 +1,5 @@
-"""Per-client transforms of training data: long-tail imbalance, limited data, label noise.
+"""Per-client transforms: long-tail imbalance, limited data, label noise (training data),
+and a feature shift (all of a client's inputs).
 
 Each takes the client's (indices, labels) and a numpy Generator and returns new arrays;
 nothing is changed in place. Label noise keeps the clean labels so the real noise rate
@@ -7,9 +8,16 @@ is measured, not assumed.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from fedrobust.data.config import ImbalanceConfig, LabelNoiseConfig, LimitedConfig
+from fedrobust.data.config import (
+    FeatureShiftConfig,
+    ImbalanceConfig,
+    LabelNoiseConfig,
+    LimitedConfig,
+)
 
 
 def long_tail_keep_fractions(num_classes: int, ratio: float, order: np.ndarray) -> np.ndarray:
@@ -75,3 +83,32 @@ def apply_label_noise(
     else:
         noisy[flip] = (labels[flip] + 1) % num_classes
     return noisy
+
+
+def shift_strength(client: int, num_clients: int) -> float:
+    """Client ``client``'s place in the shift's range: 0 for the first, 1 for the last."""
+    return client / (num_clients - 1) if num_clients > 1 else 0.0
+
+
+def apply_feature_shift(
+    x: np.ndarray, cfg: FeatureShiftConfig, client: int, num_clients: int
+) -> np.ndarray:
+    """Client ``client``'s inputs ``x`` (N, C, H, W in [0, 1]) under its fixed shift.
+
+    rotate: by ``strength * degrees``; contrast: ``0.5 + c (x - 0.5)`` with ``c`` from 1
+    (strength 0) down to ``min_contrast`` (strength 1). Returns a new float32 array.
+    """
+    if x.ndim != 4:
+        raise ValueError("data.feature_shift needs image inputs (N, C, H, W)")
+    strength = shift_strength(client, num_clients)
+    if cfg.kind == "contrast":
+        factor = 1.0 - strength * (1.0 - cfg.min_contrast)
+        return (0.5 + factor * (x - 0.5)).astype(np.float32)
+    if len(x) == 0 or strength == 0:
+        return x.astype(np.float32, copy=True)
+    import torch
+
+    from fedrobust.data.augment import rotate
+
+    angle = torch.full((len(x),), math.radians(strength * cfg.degrees))
+    return rotate(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), angle).numpy()

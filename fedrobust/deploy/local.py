@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedrobust.data.cache import CACHE_ENV
 from fedrobust.data.device import device_file
 from fedrobust.deploy.pki import NodeKeys, ServerCerts, create_node_keys, create_server_cert
 from fedrobust.launch import (
@@ -44,6 +45,7 @@ from fedrobust.rundir import FLWR_LOG, LOGS_DIR, SUPERLINK_LOG, RunDir
 from fedrobust.scenario import Scenario
 
 CONNECTION = "fedrobust"
+SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
 NodeConfig = Mapping[str, str | int]
 
 
@@ -171,6 +173,11 @@ class LocalFederation:
         )
         self.lifetime = Lifetime()
         self.env = self.lifetime.env(flower_env(self.credentials.flwr_home))
+        # each message's ClientApp process reads its partition here (fedrobust.data.cache)
+        self.env[CACHE_ENV] = str(self.directory / "cache")
+        # a node's SuperExec looks for a message to start a ClientApp for every 0.2 s
+        # (Flower's default: 1 s, up to a second of each round on loopback)
+        self.env[SUPEREXEC_POLL_ENV] = "0.2"
         self.superlink: subprocess.Popen[bytes] | None = None
         self.nodes: dict[int, subprocess.Popen[bytes]] = {}
         self._extra: list[subprocess.Popen[bytes]] = []

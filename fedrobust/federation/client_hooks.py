@@ -8,10 +8,13 @@ order, at fixed points; each hook takes values and returns values:
 1. :meth:`~ClientHook.refuse`: decline the round (a spent privacy budget, a policy);
 2. :meth:`~ClientHook.plan`: change the :class:`LocalPlan`: the data (poisoning, a
    continual task), the loop plugins (adversarial examples, replay, EWC), DP-SGD;
-3. :meth:`~ClientHook.metrics`: add to the reply's metrics after training;
-4. :meth:`~ClientHook.reply`: change the records sent: the weights (update poisoning),
-   or records of the feature's own (a control variate's delta); the ``metrics`` record
-   is :meth:`~ClientHook.metrics`'s.
+3. :meth:`~ClientHook.personal`: the client's personal model, measured on its local
+   test split (personalization); also called on an ``evaluate`` message, with the
+   received global model;
+4. :meth:`~ClientHook.metrics`: add to the reply's metrics after training;
+5. :meth:`~ClientHook.reply`: change the records sent: the weights (update poisoning,
+   private layers), or records of the feature's own (a control variate's delta); the
+   ``metrics`` record is :meth:`~ClientHook.metrics`'s.
 
 What a hook keeps between rounds lives in Flower's ``context.state`` under the record
 names it declares in ``state_keys``; the local round loads them with
@@ -28,6 +31,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from torch import nn
 
+from fedrobust.data import ClientData
 from fedrobust.federation.records import Record
 from fedrobust.models.registry import InputSpec
 from fedrobust.privacy.dpsgd import DPSGDRecipe
@@ -61,6 +65,9 @@ class ClientJob:
         The device owner's privacy policy (``node_config``).
     secure : bool
         Whether the update leaves the device masked (SecAgg+'s training stage).
+    evaluating : bool
+        An ``evaluate`` message: the client measures the received model, trains nothing
+        it sends, and keeps no state from it.
     """
 
     scenario: Scenario
@@ -72,6 +79,7 @@ class ClientJob:
     seed: int
     policy: ClientPolicy = ClientPolicy()
     secure: bool = False
+    evaluating: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,15 @@ class ClientHook:
     def plan(self, job: ClientJob, model: nn.Module, plan: LocalPlan) -> LocalPlan:
         """Change the plan; ``model`` holds the received global weights."""
         return plan
+
+    def personal(self, job: ClientJob, model: nn.Module, data: ClientData) -> nn.Module | None:
+        """The client's personal model, or ``None`` when the hook keeps none.
+
+        In a training round ``model`` holds the weights the client just trained (not to
+        be changed: they are the reply's); on an ``evaluate`` message
+        (``job.evaluating``), the received global weights. ``data`` is the client's own.
+        """
+        return None
 
     def metrics(
         self, job: ClientJob, result: TrainResult, metrics: dict[str, float | int]

@@ -1,5 +1,6 @@
 """One client's local round, shared by the plain ``train`` handler and SecAgg+'s
-training stage: data, hooks, training, validation, the reply's weights and metrics.
+training stage: data, hooks, training, validation, the reply's weights and metrics; and
+the ``evaluate`` message's measurement on the client's local test split.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
 
 from fedrobust.data import ClientData
+from fedrobust.data.cache import cache_dir, cached_partition, partition_key
 from fedrobust.data.device import load_device_data
 from fedrobust.federation.client_hooks import ClientHook, ClientJob, LocalPlan, Refusal
 from fedrobust.federation.records import Record, replace_records
@@ -23,6 +25,7 @@ from fedrobust.recipe import read_recipe
 from fedrobust.scenario import Scenario
 from fedrobust.seeds import client_seed
 from fedrobust.train import Augment, L1Penalty, ProximalTerm, evaluate, local_train, round_lr
+from fedrobust.train.local import EvalResult
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,12 @@ def partition_id(context: Context) -> int:
 
 
 def load_client_data(scenario: Scenario, spec: InputSpec, context: Context) -> ClientData:
-    """This node's data: its npz (``data-path``) or its share of ``scenario.data``."""
+    """This node's data: its npz (``data-path``) or its share of ``scenario.data``.
+
+    The share is read from the node's partition cache when a sound copy is there, else
+    built and cached (:mod:`fedrobust.data.cache`): Flower starts a new process per
+    message, and the federation need not be rebuilt for each.
+    """
     pid = partition_id(context)
     expected = scenario.data.partition.num_clients
     declared = int(context.node_config.get("num-partitions", expected))
@@ -67,8 +75,16 @@ def load_client_data(scenario: Scenario, spec: InputSpec, context: Context) -> C
         if scenario.privacy.audit is not None:
             raise ValueError("privacy.audit plants canaries in simulated partitions only")
         path = Path(str(context.node_config["data-path"])).expanduser()
-        return load_device_data(path, spec, scenario.data.val_fraction, scenario.seed + pid)
-    return scenario_federation(scenario).clients[pid]
+        data = scenario.data
+        return load_device_data(
+            path, spec, data.val_fraction, scenario.seed + pid, data.local_test_fraction
+        )
+    audit = scenario.privacy.audit
+    extra = None if audit is None else {"audit": audit.model_dump(mode="json")}
+    key = partition_key(scenario.data, scenario.seed, pid, extra)
+    return cached_partition(
+        cache_dir(context.node_config), key, lambda: scenario_federation(scenario).clients[pid]
+    )
 
 
 def base_plan(job: ClientJob, x: object, y: object) -> LocalPlan:
@@ -125,6 +141,7 @@ def local_round(content: RecordDict, context: Context, secure: bool = False) -> 
         plugins=plan.plugins(), dp=plan.dp, rnd=rnd,
     )  # fmt: skip
     val = evaluate(model, data.x_val, data.y_val, spec.num_classes)
+    personal = _personal(job, hooks, model, data)
     metrics: dict[str, float | int] = {
         "round": rnd,  # the server drops a reply that echoes another round (a replay)
         "num-examples": result.num_examples,
@@ -135,6 +152,10 @@ def local_round(content: RecordDict, context: Context, secure: bool = False) -> 
         "val-accuracy": val.accuracy,
         "val-balanced-accuracy": val.balanced_accuracy,
     }
+    if data.has_local_test:  # the received global model, and the personal one
+        received = build_model(scenario.model, spec)
+        received.load_state_dict(global_arrays.to_torch_state_dict())
+        metrics.update(_local_test(received, personal, data, spec.num_classes))
     records: dict[str, Record] = {"arrays": ArrayRecord(model.state_dict())}
     for hook in hooks:
         metrics = hook.metrics(job, result, metrics)
@@ -142,6 +163,67 @@ def local_round(content: RecordDict, context: Context, secure: bool = False) -> 
     for hook in hooks:
         _keep(context, hook)
     return LocalResult(records=records, metrics=MetricRecord(metrics))  # type: ignore[arg-type]
+
+
+def local_evaluation(content: RecordDict, context: Context) -> MetricRecord:
+    """Measure the received global model, and the client's personal model, on the
+    client's local test split (an ``evaluate`` message; nothing is trained that leaves
+    the client, no state is kept).
+
+    Returns the metrics: ``round``, ``num-test`` (0 without a local test split: nothing
+    else), ``local-accuracy`` and, with a personal model, ``personal-accuracy``.
+    """
+    config = content.config_records["config"]
+    scenario, spec = read_recipe(config)
+    rnd = int(config["server-round"])  # type: ignore[arg-type]
+    torch.set_num_threads(scenario.simulation.cpus_per_client)
+    data = load_client_data(scenario, spec, context)
+    pid = partition_id(context)
+    policy = ClientPolicy.from_node_config(context.node_config)
+    seed = client_seed(scenario.seed, rnd, pid)
+    job = ClientJob(scenario, spec, config, content, rnd, pid, seed, policy, evaluating=True)
+    figures: dict[str, float | int] = {"round": rnd, "num-test": 0}
+    if not data.has_local_test:
+        return MetricRecord(figures)  # type: ignore[arg-type]
+    hooks = client_hooks(scenario)
+    for hook in hooks:
+        hook.load_state_dict(_held(context, hook))
+    model = build_model(scenario.model, spec)
+    model.load_state_dict(content.array_records["arrays"].to_torch_state_dict())
+    personal = _personal(job, hooks, model, data)
+    figures.update(_local_test(model, personal, data, spec.num_classes))
+    return MetricRecord(figures)  # type: ignore[arg-type]
+
+
+def _personal(
+    job: ClientJob, hooks: list[ClientHook], model: torch.nn.Module, data: ClientData
+) -> torch.nn.Module | None:
+    """The personal model a hook builds (personalization), or ``None``."""
+    personal = None
+    for hook in hooks:
+        personal = hook.personal(job, model, data) or personal
+    return personal
+
+
+def _local_test(
+    global_model: torch.nn.Module,
+    personal: torch.nn.Module | None,
+    data: ClientData,
+    num_classes: int,
+) -> dict[str, float | int]:
+    """Accuracy of the global (and personal) model on the local test split."""
+    assert data.x_test is not None and data.y_test is not None
+
+    def score(model: torch.nn.Module) -> EvalResult:
+        return evaluate(model, data.x_test, data.y_test, num_classes)  # type: ignore[arg-type]
+
+    figures: dict[str, float | int] = {
+        "num-test": len(data.y_test),
+        "local-accuracy": score(global_model).accuracy,
+    }
+    if personal is not None:
+        figures["personal-accuracy"] = score(personal).accuracy
+    return figures
 
 
 def _held(context: Context, hook: ClientHook) -> dict[str, Record]:

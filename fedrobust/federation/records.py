@@ -53,14 +53,19 @@ STRATEGY_RECORDS = ("arrays", "metrics")
 STRATEGY_METRICS = ("num-examples", "dp-weight")
 
 
-def for_strategy(msg: Message) -> Message:
-    """A reply as Flower's strategies take it: ``arrays`` and the weighting metrics alone.
+def for_strategy(msg: Message, strategy: object = None) -> Message:
+    """A reply as Flower's strategies take it: ``arrays`` and the weighting metrics alone,
+    plus what ``strategy`` declares it reads (its ``reply_records`` and ``reply_metrics``
+    class attributes: SCAFFOLD's control-variate delta, FedNova's ``fednova-a``; such a
+    strategy removes them before Flower's ``aggregate_train`` sees the reply).
 
     Flower's ``aggregate_train`` refuses (and aborts the round on) a reply with a second
     ArrayRecord or MetricRecord, or metrics whose keys differ between replies; a
     feature's own records and metrics have reached every server hook before this.
     """
+    kept_records = (*STRATEGY_RECORDS, *getattr(strategy, "reply_records", ()))
+    kept_metrics = (*STRATEGY_METRICS, *getattr(strategy, "reply_metrics", ()))
     metrics = msg.content.metric_records["metrics"]
-    weights = MetricRecord({k: metrics[k] for k in STRATEGY_METRICS if k in metrics})
-    others = tuple(key for key in msg.content.keys() if key not in STRATEGY_RECORDS)
+    weights = MetricRecord({k: metrics[k] for k in kept_metrics if k in metrics})
+    others = tuple(key for key in msg.content.keys() if key not in kept_records)
     return with_records(msg, drop=others, metrics=weights)

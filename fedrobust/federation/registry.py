@@ -2,9 +2,11 @@
 
 Order matters where hooks compose. Client: the malicious client poisons its data
 before the continual hook cuts out the round's task; adversarial examples follow
-augmentation. Server: the colluding attacker rewrites replies before the defence sees
-them; early stopping restores the best model before the others measure the model the
-run keeps; the audit reads the epsilon the privacy hook reports.
+augmentation; the client-drift strategies' hooks (SCAFFOLD, FedDyn, FedNova) reply
+before the malicious client, whose reply is then what it sends. Server: the colluding
+attacker rewrites replies before the defence sees them; early stopping restores the
+best model before the others measure the model the run keeps; the audit reads the
+epsilon the privacy hook reports.
 """
 
 from __future__ import annotations
@@ -15,20 +17,27 @@ from fedrobust.continual.client import ContinualHook
 from fedrobust.continual.server import ContinualMetricsHook
 from fedrobust.federation.client_hooks import ClientHook
 from fedrobust.federation.server_hooks import ServerHook, ServerSetup
+from fedrobust.personalization.client import PersonalizationHook
+from fedrobust.personalization.evaluation import ClientEvaluationHook
 from fedrobust.privacy.client import ClientLevelDPHook, DPSGDHook, PolicyHook
 from fedrobust.privacy.server import AuditHook, PrivacyHook
 from fedrobust.robust.client import MaliciousHook
 from fedrobust.robust.server import AttackMetricsHook, CollusionHook, DefenseHook
 from fedrobust.scenario import Scenario
+from fedrobust.strategy.client import FedDynClient, FedNovaClient, ScaffoldClient
 from fedrobust.train.early_stopping import EarlyStoppingHook
 
 CLIENT_HOOKS: tuple[type[ClientHook], ...] = (
     PolicyHook,
     DPSGDHook,
     ClientLevelDPHook,
+    ScaffoldClient,
+    FedDynClient,
+    FedNovaClient,
     MaliciousHook,
     AdversarialTrainingHook,
     ContinualHook,
+    PersonalizationHook,
 )
 
 
@@ -45,6 +54,7 @@ SERVER_HOOKS: tuple[type[ServerHook], ...] = (
     AttackMetricsHook,
     RobustEvaluationHook,
     ContinualMetricsHook,
+    ClientEvaluationHook,
     AuditHook,
 )
 

@@ -8,14 +8,17 @@ transports: ``offline``, ``client_error``, ``unexpected_sender``, a refusal's re
 ``duplicate_reply``, ``no_reply`` and the payload checks' own (``missing_records``,
 ``unexpected_records``, ``wrong_keys``, ``wrong_stype``, ``wrong_shape``,
 ``wrong_dtype``, ``oversized``, ``malformed``, ``wrong_payload``, ``non_finite``,
-``bad_metrics``, ``bad_num_examples``, ``stale_reply``). Nothing a single client sends
-raises here.
+``bad_metrics``, ``bad_num_examples``, ``stale_reply``). A strategy that reads more of a
+reply than ``arrays`` and the weights (SCAFFOLD's control-variate delta, FedNova's
+``a_i``) declares it in a :class:`ReplyContract`, checked here with the same reasons.
+Nothing a single client sends raises here.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message, MetricRecord
@@ -27,6 +30,24 @@ REFUSALS = ("budget_exhausted", "policy")
 STRATEGY_KEYS = frozenset({"arrays", "metrics"})
 # Bytes a serialised array may carry beyond its values (numpy's .npy header).
 MAX_HEADER_SLACK = 512
+
+
+@dataclass(frozen=True)
+class ReplyContract:
+    """What a strategy reads of every training reply besides ``arrays`` and the weights.
+
+    Parameters
+    ----------
+    records : tuple[str, ...]
+        ArrayRecords shaped like the global model's floating-point arrays (same keys in
+        the same order, shapes and dtypes; finite), e.g. SCAFFOLD's ``scaffold-dc``.
+    metrics : tuple[str, ...]
+        Keys of ``metrics`` that must hold a finite, strictly positive number (FedNova's
+        ``fednova-a``).
+    """
+
+    records: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
 
 
 def error_reason(msg: Message) -> str:
@@ -104,17 +125,52 @@ def array_problem(array: object, want: Array) -> str | None:
     return None
 
 
+def model_shaped_problem(record: object, expected: ArrayRecord) -> str | None:
+    """Why ``record`` is not an ArrayRecord over ``expected``'s floating-point arrays
+    (same keys in the same order, each passing :func:`array_problem`), or ``None``."""
+    if not isinstance(record, ArrayRecord):
+        return "missing_records"
+    keys = [k for k, a in expected.items() if np.issubdtype(np.dtype(a.dtype), np.floating)]
+    if list(record.keys()) != keys:
+        return "wrong_keys"
+    for key, array in record.items():
+        if (problem := array_problem(array, expected[key])) is not None:
+            return problem
+    return None
+
+
+def contract_problem(msg: Message, expected: ArrayRecord, contract: ReplyContract) -> str | None:
+    """Why a reply lacks what its strategy reads (``contract``), or ``None``.
+
+    A missing record is ``missing_records``; a malformed one gets :func:`array_problem`'s
+    reason; a missing, non-numeric, non-finite or non-positive metric is ``bad_metrics``.
+    """
+    for name in contract.records:
+        if (problem := model_shaped_problem(msg.content.get(name), expected)) is not None:
+            return problem
+    metrics = msg.content.metric_records.get("metrics")
+    for name in contract.metrics:
+        value = None if metrics is None else metrics.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "bad_metrics"
+        if not np.isfinite(value) or value <= 0:
+            return "bad_metrics"
+    return None
+
+
 def weights_problem(
     msg: Message,
     expected: ArrayRecord,
     cap: int | None = None,
     records: frozenset[str] = STRATEGY_KEYS,
     rnd: int | None = None,
+    contract: ReplyContract = ReplyContract(),
 ) -> str | None:
     """Why a training reply cannot be aggregated with ``expected``'s weights, or ``None``.
 
     The reply holds exactly ``records`` (``arrays``, ``metrics`` and the records the
-    scenario's client hooks declare; at most those, at least the first two).
+    scenario's client hooks declare; at most those, at least the first two), and what
+    the strategy reads (``contract``).
     """
     content = msg.content
     names = set(content.keys())
@@ -128,7 +184,9 @@ def weights_problem(
     for key, array in arrays.items():
         if (problem := array_problem(array, expected[key])) is not None:
             return problem
-    return metrics_problem(msg, cap, rnd)
+    if (problem := metrics_problem(msg, cap, rnd)) is not None:
+        return problem
+    return contract_problem(msg, expected, contract)
 
 
 def screen(
@@ -197,17 +255,18 @@ def screen_replies(
     caps: Mapping[int, int] | None = None,
     records: frozenset[str] = STRATEGY_KEYS,
     rnd: int | None = None,
+    contract: ReplyContract = ReplyContract(),
 ) -> tuple[list[Message], Counter[str], set[int]]:
     """:func:`screen` for plain training replies, checked against the global ``expected``.
 
     ``caps`` (partition id -> training examples declared at discovery) bounds each
     client's ``num-examples``; ``records`` names the records a reply may hold; ``rnd``
-    is the round each reply must echo.
+    is the round each reply must echo; ``contract`` is what the strategy reads.
     """
     caps = caps or {}
 
     def payload(msg: Message) -> str | None:
         cap = caps.get(sampled[msg.metadata.src_node_id])
-        return weights_problem(msg, expected, cap, records, rnd)
+        return weights_problem(msg, expected, cap, records, rnd, contract)
 
     return screen(replies, sampled, sent, payload)

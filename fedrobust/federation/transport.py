@@ -10,10 +10,11 @@ from flwr.app import ArrayRecord, Message
 from flwr.serverapp import Grid
 
 from fedrobust.federation.registry import client_hooks
-from fedrobust.federation.screening import STRATEGY_KEYS, screen_replies
+from fedrobust.federation.screening import STRATEGY_KEYS, ReplyContract, screen_replies
 from fedrobust.federation.server_hooks import RoundOutcome
 from fedrobust.scenario import Scenario
 from fedrobust.secagg.transport import secagg_round
+from fedrobust.strategy.registry import reply_contract
 
 log = logging.getLogger("fedrobust.server")
 Transport = Callable[[Grid, int, list[Message], ArrayRecord, dict[int, int]], RoundOutcome]
@@ -23,13 +24,18 @@ def build_transport(scenario: Scenario, sizes: dict[int, int]) -> Transport:
     """SecAgg+ when ``privacy.secure_aggregation`` is on, else plain rounds.
 
     ``sizes`` (training examples per client) bound SecAgg+'s weights: example counts,
-    or 1 each under client-level DP.
+    or 1 each under client-level DP. A plain round's replies must also carry what the
+    strategy reads (its :class:`~fedrobust.federation.screening.ReplyContract`).
     """
     if not scenario.secagg_enabled():
-        records = STRATEGY_KEYS.union(*(h.reply_records for h in client_hooks(scenario)))
-        return lambda grid, rnd, messages, arrays, sampled: plain_round(
-            grid, messages, arrays, sampled, scenario.simulation.timeout, sizes, records, rnd
+        contract = reply_contract(scenario.strategy.name)
+        records = STRATEGY_KEYS.union(
+            contract.records, *(h.reply_records for h in client_hooks(scenario))
         )
+        return lambda grid, rnd, messages, arrays, sampled: plain_round(
+            grid, messages, arrays, sampled, scenario.simulation.timeout, sizes, records, rnd,
+            contract,
+        )  # fmt: skip
     max_weight = 1.0 if scenario.privacy.dp.mode == "client" else secagg_max_weight(sizes)
     return lambda grid, rnd, messages, arrays, sampled: secagg_round(
         grid, scenario, rnd, messages, arrays, max_weight, sampled
@@ -62,14 +68,17 @@ def plain_round(
     caps: dict[int, int] | None = None,
     records: frozenset[str] = STRATEGY_KEYS,
     rnd: int | None = None,
+    contract: ReplyContract = ReplyContract(),
 ) -> RoundOutcome:
     """Send the training messages, wait up to ``timeout`` seconds, screen the replies
     (``caps``: each client's declared training examples; ``records``: those a reply
-    may hold; ``rnd``: the round each reply must echo)."""
+    may hold; ``rnd``: the round each reply must echo; ``contract``: what the strategy
+    reads of each)."""
     replies = grid.send_and_receive(messages, timeout=timeout)
     accepted, dropped, refused = screen_replies(
-        replies, arrays, sampled, sent=messages, caps=caps, records=records, rnd=rnd
-    )
+        replies, arrays, sampled, sent=messages, caps=caps, records=records, rnd=rnd,
+        contract=contract,
+    )  # fmt: skip
     return RoundOutcome(
         replies=accepted, contributors=accepted, trained=accepted, dropped=dropped,
         refused=refused,

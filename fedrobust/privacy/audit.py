@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom
 
 GUESS_COUNTS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 MAX_EPSILON = 100.0
@@ -30,6 +29,8 @@ MAX_EPSILON = 100.0
 
 def _tail(r: int, p: float, v: np.ndarray | int) -> np.ndarray:
     """``P[Binomial(r, p) >= v]`` elementwise (1 for v <= 0, 0 for v > r)."""
+    from scipy.stats import binom  # scipy.stats: ~0.5 s, only for the audit itself
+
     v = np.asarray(v)
     return np.where(v <= 0, 1.0, binom.sf(v - 1, r, p))
 

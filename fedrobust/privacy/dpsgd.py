@@ -22,17 +22,19 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from opacus import PrivacyEngine
-from opacus.optimizers import DPOptimizer
-from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedrobust.privacy.fastclip import GhostClipper, make_fast_private, uncovered_layers
 from fedrobust.privacy.ledger import LedgerEntry, history
 from fedrobust.seeds import secret_seed
+
+if TYPE_CHECKING:
+    from opacus.optimizers import DPOptimizer
+
+    from fedrobust.privacy.fastclip import GhostClipper
 
 GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost", "fast")
 FAST_FALLBACK = "hooks"  # what 'fast' uses for a model it does not cover
@@ -123,6 +125,12 @@ class PrivateTraining:
         penalty: Callable[[], torch.Tensor | None] = lambda: None,
         grad_clip: float | None = None,
     ) -> None:
+        # Opacus (~1.3 s with torch.distributed) loads with the first private round only:
+        # a plain round, and a ClientApp process that is never asked for DP, never pay it.
+        from opacus import PrivacyEngine
+
+        from fedrobust.privacy.fastclip import make_fast_private, uncovered_layers
+
         self.penalty = penalty
         self.grad_clip = grad_clip
         if recipe.grad_sample_mode not in GRAD_SAMPLE_MODES:
@@ -185,6 +193,8 @@ class PrivateTraining:
         with ExitStack() as stack:
             loader = self.loader
             if self.recipe.max_physical_batch_size is not None:
+                from opacus.utils.batch_memory_manager import BatchMemoryManager
+
                 loader = stack.enter_context(
                     BatchMemoryManager(
                         data_loader=self.loader,

@@ -21,6 +21,7 @@ from fedrobust.report.plots import (
     plot_client_spread,
     plot_continual,
     plot_curves,
+    plot_fairness,
     plot_label_histograms,
     plot_poisoning,
     plot_privacy,
@@ -119,6 +120,8 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
     if any(r.get("clients") for r in doc["rounds"]):
         spread = plot_client_spread(doc, figures / "client_spread.png")
         sections.append(Section("Clients: accuracy spread", embed_image(spread)))
+    if any(r.get("global_local") for r in doc["rounds"]) or final.get("global_local"):
+        sections.append(_fairness_section(doc, final, figures))
     if final.get("per_class_recall"):
         recall = [[i, r] for i, r in enumerate(final["per_class_recall"])]
         sections.append(
@@ -151,6 +154,17 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
     scenario = yaml.safe_dump(doc["scenario"], sort_keys=False)
     sections.append(Section("Scenario", f"<pre>{html.escape(scenario)}</pre>"))
     return sections
+
+
+def _fairness_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) -> Section:
+    plot = embed_image(plot_fairness(doc, figures / "fairness.png"))
+    rows = [
+        [name, s.get("mean"), s.get("worst_10pct"), s.get("std"), s.get("clients")]
+        for name, key in (("global model", "global_local"), ("personal models", "personalized"))
+        if (s := final.get(key))
+    ]
+    table = html_table(["final model", "mean", "worst 10 %", "std", "clients"], rows)
+    return Section("Clients: local test accuracy (fairness)", plot + table)
 
 
 def _privacy_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) -> Section:

@@ -77,6 +77,41 @@ def plot_client_spread(metrics: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_fairness(metrics: dict[str, Any], path: Path) -> Path:
+    """Per-client accuracy on the clients' local test splits: each round's mean and worst
+    10 % (global model; personal models beside it), and the final distribution over
+    clients as sorted points."""
+    rows = [r for r in metrics["rounds"] if r.get("global_local")]
+    final = metrics.get("final") or {}
+    fig, (ax_curve, ax_dist) = plt.subplots(1, 2, figsize=(11, 3.8))
+    rounds = [r["round"] for r in rows]
+    for key, label, color in (("global_local", "global", "tab:blue"),
+                              ("personalized", "personal", "tab:green")):  # fmt: skip
+        series = [r.get(key) or {} for r in rows]
+        if any(series):
+            ax_curve.plot(rounds, [s.get("mean", np.nan) for s in series], color=color,
+                          marker="o", ms=3, label=f"{label}: mean")  # fmt: skip
+            ax_curve.plot(rounds, [s.get("worst_10pct", np.nan) for s in series], color=color,
+                          ls="--", label=f"{label}: worst 10 %")  # fmt: skip
+        summary = final.get(key)
+        if summary:
+            values = sorted(summary["per_client"].values())
+            ax_dist.plot(np.arange(len(values)), values, "o", color=color, label=label)
+    if rows:
+        ax_curve.plot(rounds, [r["accuracy"] for r in rows], color="gray", lw=1,
+                      label="global test set")  # fmt: skip
+    ax_curve.set(xlabel="round", ylabel="accuracy", ylim=(0, 1),
+                 title="Clients' local test accuracy (clients of the round)")  # fmt: skip
+    ax_dist.set(xlabel="client (sorted)", ylabel="accuracy", ylim=(0, 1),
+                title="Final model on every client's local test split")  # fmt: skip
+    for ax in (ax_curve, ax_dist):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
 def plot_privacy(metrics: dict[str, Any], path: Path) -> Path:
     """Cumulative epsilon per round (each client; max and mean), and accuracy vs epsilon."""
     rows = [r for r in metrics["rounds"] if "epsilon" in r]

@@ -38,10 +38,14 @@ def flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     dict
         ``{dotted key: float}``, for finite ``int`` and ``float`` values only (booleans,
         strings, lists, ``None``, NaN and infinities are skipped), in ``doc``'s order.
+        ``per_client`` tables are left out: each seed splits the data anew, so client
+        ``i`` of one seed is not client ``i`` of another.
     """
     figures: dict[str, float] = {}
     for key, value in doc.items():
         name = f"{prefix}{key}"
+        if key == "per_client":
+            continue
         if isinstance(value, Mapping):
             figures.update(flatten(value, f"{name}."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):

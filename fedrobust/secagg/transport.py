@@ -25,13 +25,14 @@ from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from fedrobust.federation.records import with_records
-from fedrobust.federation.screening import metrics_problem, screen
+from fedrobust.federation.screening import ReplyContract, contract_problem, metrics_problem, screen
 from fedrobust.federation.server_hooks import RoundOutcome
 from fedrobust.robust.updates import apply_delta, float_keys
 from fedrobust.scenario import Scenario
 from fedrobust.secagg import SecAggFailure, SecAggServer, Stage
 from fedrobust.secagg.records import ARRAYS_KEY, CONFIG_KEY, from_records, to_records
 from fedrobust.seeds import Stream, stream
+from fedrobust.strategy.registry import reply_contract
 
 MESSAGE_TYPE = "train.secagg"
 log = logging.getLogger("fedrobust.server")
@@ -76,6 +77,7 @@ def secagg_round(
     assert cfg is not None
     started = time.monotonic()
     keys = float_keys(global_arrays)
+    reads = reply_contract(scenario.strategy.name).metrics  # e.g. FedNova's fednova-a
     nodes = [m.metadata.dst_node_id for m in instructions]
     sampled = sampled or {node: i for i, node in enumerate(nodes)}
     server = SecAggServer(
@@ -102,7 +104,7 @@ def secagg_round(
             out.append(
                 Message(to_records(stage_msg, content), dst_node_id=node, message_type=MESSAGE_TYPE)
             )
-        replies = _collect(grid, out, cfg.timeout, outcome, stage, sampled, rnd)
+        replies = _collect(grid, out, cfg.timeout, outcome, stage, sampled, rnd, reads)
         if stage == Stage.COLLECT_MASKED_VECTORS:
             trained = {m.metadata.src_node_id: m for m in replies}
         decoded = _simulate_dropout(
@@ -168,14 +170,22 @@ def graph_rng(scenario: Scenario, rnd: int) -> random.Random:
     return random.Random(secrets.randbits(256))
 
 
-def _stage_problem(msg: Message, stage: Stage, rnd: int | None = None) -> str | None:
+def _stage_problem(
+    msg: Message, stage: Stage, rnd: int | None = None, metrics: tuple[str, ...] = ()
+) -> str | None:
     """Why a stage reply is unusable: it does not decode, or (collect_masked_vectors)
-    its training metrics do not (or echo another round than ``rnd``)."""
+    its training metrics do not (or echo another round than ``rnd``, or lack a metric
+    the strategy reads: ``metrics``, e.g. FedNova's ``fednova-a``)."""
     try:
         from_records(msg.content)
     except (KeyError, ValueError, TypeError):
         return "malformed"
-    return metrics_problem(msg, rnd=rnd) if stage == Stage.COLLECT_MASKED_VECTORS else None
+    if stage != Stage.COLLECT_MASKED_VECTORS:
+        return None
+    problem = metrics_problem(msg, rnd=rnd)
+    if problem is None and metrics:  # the client drops out before its mask is removed
+        problem = contract_problem(msg, ArrayRecord(), ReplyContract(metrics=metrics))
+    return problem
 
 
 def _collect(
@@ -186,13 +196,14 @@ def _collect(
     stage: Stage,
     sampled: dict[int, int],
     rnd: int | None = None,
+    metrics: tuple[str, ...] = (),
 ) -> list[Message]:
     """Send one stage's messages; return the sound replies, counting the others
-    (training replies must echo round ``rnd``)."""
+    (training replies must echo round ``rnd`` and hold the strategy's ``metrics``)."""
     asked = {m.metadata.dst_node_id: sampled[m.metadata.dst_node_id] for m in messages}
     replies = grid.send_and_receive(messages, timeout=timeout)
     sound, dropped, refused = screen(
-        replies, asked, messages, lambda m: _stage_problem(m, stage, rnd)
+        replies, asked, messages, lambda m: _stage_problem(m, stage, rnd, metrics)
     )
     outcome.dropped.update(dropped)
     outcome.refused |= refused

@@ -16,17 +16,25 @@ class StrategyConfig(Section):
     ----------
     name : str
         A registered strategy (:func:`fedrobust.strategy.registry.known_strategies`):
-        fedavg | fedprox | fedadam | fedyogi | fedavgm.
+        fedavg | fedprox | fedadam | fedyogi | fedavgm, or a client-drift algorithm:
+        scaffold (control variates, :mod:`fedrobust.strategy.scaffold`) | feddyn
+        (dynamic regulariser, :mod:`fedrobust.strategy.feddyn`) | fednova (normalised
+        averaging, :mod:`fedrobust.strategy.fednova`). The client-drift ones refuse
+        client-level DP; scaffold and fednova refuse robust defences, scaffold and feddyn
+        SecAgg+ (:mod:`fedrobust.config.compat`).
     proximal_mu : float
         FedProx proximal term weight.
     server_lr : float
-        Server learning rate (FedAdam/FedYogi ``eta``, FedAvgM ``server_learning_rate``).
+        Server learning rate (FedAdam/FedYogi ``eta``, FedAvgM ``server_learning_rate``,
+        SCAFFOLD's global step ``η_g``, default 1).
     beta_1, beta_2 : float
         FedAdam/FedYogi moment decay rates.
     tau : float
         FedAdam/FedYogi adaptivity.
     server_momentum : float
         FedAvgM server momentum.
+    alpha : float
+        FedDyn's regulariser weight ``α`` (> 0).
     """
 
     name: str = "fedavg"
@@ -36,6 +44,7 @@ class StrategyConfig(Section):
     beta_2: Annotated[float, Field(ge=0, lt=1)] = 0.99
     tau: Annotated[float, Field(gt=0)] = 1e-3
     server_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    alpha: Annotated[float, Field(gt=0)] = 0.01
 
     @field_validator("name")
     @classmethod

@@ -82,3 +82,18 @@ def test_missing_and_unreadable_files_are_named(tmp_path) -> None:
     bad.write_text("not a zip")
     with pytest.raises(FedrobustError, match="not a readable npz"):
         load_device_data(bad, SPEC, 0.1, seed=0)
+
+
+def test_a_local_test_split_is_read_from_the_file_or_held_out_when_asked(tmp_path) -> None:
+    sc = parse_scenario({"name": "d", "data": {"dataset": "digits", "local_test_fraction": 0.2,
+                         "partition": {"kind": "iid", "num_clients": 2}}})  # fmt: skip
+    fed = build_federation(sc.data, sc.seed)
+    path = write_device_files(fed, tmp_path)[0]
+    got = load_device_data(path, fed.spec, 0.5, seed=0, local_test_fraction=0.5)
+    np.testing.assert_array_equal(got.x_test, fed.clients[0].x_test)  # kept, not re-split
+    np.testing.assert_array_equal(got.x_train, fed.clients[0].x_train)
+    rng = np.random.default_rng(0)
+    bare = npz(tmp_path, x=rng.random((20, 1, 4, 4)), y=np.arange(20) % 3)
+    data = load_device_data(bare, SPEC, 0.25, seed=7, local_test_fraction=0.2)
+    assert len(data.y_val) == 5 and len(data.y_test) == 3 and len(data.y_train) == 12  # type: ignore[arg-type]
+    assert load_device_data(bare, SPEC, 0.25, seed=7).y_test is None

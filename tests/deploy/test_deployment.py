@@ -24,8 +24,10 @@ name: edge-test
 seed: 3
 data:
   dataset: digits
+  local_test_fraction: 0.2
   partition: {{kind: iid, num_clients: 3}}
 model: {{name: mlp, hidden: [32]}}
+personalization: {{method: fedper}}
 train:
   rounds: {rounds}
   batch_size: 32
@@ -74,6 +76,11 @@ def test_deploy_runs_on_authenticated_tls_supernodes_and_matches_the_simulation(
     simulated = json.loads((tmp_path / "sim" / "metrics.json").read_text())
     for key in ("accuracy", "loss", "train_loss", "val_accuracy"):
         assert [r[key] for r in doc["rounds"]] == [r[key] for r in simulated["rounds"]], key
+    # the private heads lived in each SuperNode's state; the final evaluate message
+    # reached every device and measured its own test split (written by `split`)
+    assert doc["final"]["client_evaluation"] == {"asked": 3, "answered": 3, "dropped": {}}
+    for key in ("personalized", "global_local"):
+        assert doc["final"][key] == simulated["final"][key], key
 
 
 def test_an_unregistered_node_and_a_node_without_the_ca_are_refused(tmp_path) -> None:

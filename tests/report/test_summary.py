@@ -25,6 +25,7 @@ def test_flatten_keeps_finite_numbers_under_dotted_keys() -> None:
         "best_round": None,
         "robust_accuracy": {"pgd@0.1": 0.5, "fgsm": {"0.2": 0.4}},
         "continual": {"forgetting": 0.05, "matrix": [[1.0]]},
+        "personalized": {"mean": 0.8, "per_client": {"0": 0.7, "1": 0.9}},
     }
     assert flatten(final) == {
         "accuracy": 0.9,
@@ -32,6 +33,7 @@ def test_flatten_keeps_finite_numbers_under_dotted_keys() -> None:
         "robust_accuracy.pgd@0.1": 0.5,
         "robust_accuracy.fgsm.0.2": 0.4,
         "continual.forgetting": 0.05,
+        "personalized.mean": 0.8,  # client i of one seed is not client i of another
     }
 
 

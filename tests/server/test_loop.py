@@ -11,12 +11,9 @@ from typing import Any
 
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
-from flwr.common.constant import ErrorCode
-from flwr.supercore.task_identity import TaskIdentity
+from flwr.app import ArrayRecord, ConfigRecord, Message
 from torch import nn
 
-from clients.client_app import query, secagg, train
 from fedrobust.checkpoint import load_checkpoint
 from fedrobust.federation import registry
 from fedrobust.federation.client_hooks import ClientHook, ClientJob
@@ -24,44 +21,7 @@ from fedrobust.federation.records import Record, to_node
 from fedrobust.federation.server_hooks import RoundView, ServerHook, ServerSetup
 from fedrobust.scenario import Scenario, parse_scenario
 from server.loop import run_federation
-
-NUM_CLIENTS = 5
-
-
-class InProcessGrid:
-    """Delivers messages to the real ClientApp handlers, one Context per node."""
-
-    def __init__(self) -> None:
-        self.contexts = {
-            100 + pid: Context(
-                run_id=1,
-                node_id=100 + pid,
-                state=RecordDict(),
-                run_config={},
-                node_config={"partition-id": pid, "num-partitions": NUM_CLIENTS},
-            )  # fmt: skip
-            for pid in range(NUM_CLIENTS)
-        }
-
-    def get_node_ids(self) -> list[int]:
-        return sorted(self.contexts)
-
-    def send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
-        handlers = {"query": query, "train": train, "train.secagg": secagg}
-        replies = []
-        for msg in messages:
-            msg.metadata.__dict__["_message_id"] = f"m{id(msg)}"
-            node = msg.metadata.dst_node_id
-            TaskIdentity.node_id = node
-            try:
-                reply = handlers[msg.metadata.message_type](msg, self.contexts[node])
-            except Exception as exc:  # as Flower does: the ClientApp's error is the reply
-                error = Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=repr(exc))
-                reply = Message(error, reply_to=msg)
-            reply.metadata.__dict__["_src_node_id"] = node
-            TaskIdentity.node_id = 1
-            replies.append(reply)
-        return replies
+from tests.grid import NUM_CLIENTS, InProcessGrid
 
 
 class CountingClient(ClientHook):

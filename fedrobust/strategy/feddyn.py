@@ -1,0 +1,123 @@
+"""FedDyn (``strategy.name: feddyn``): a dynamic regulariser aligns local and global optima.
+
+Acar et al. 2021, "Federated Learning Based on Dynamic Regularization",
+https://arxiv.org/abs/2111.04263, Algorithm 1.
+
+Client (:class:`FedDynClient`) minimises
+``L_k(θ) - <h_k, θ> + α/2 ||θ - θ^{t-1}||²`` (:class:`DynamicRegularizer`, a penalty of
+the weights), where ``h_k`` is the client's gradient state (∇L_k at its last local
+optimum) and ``α`` is ``strategy.alpha``. After training the paper's client sets
+``h_k <- h_k - α (θ_k - θ^{t-1})``; here the server does it (it sees ``θ_k``) and sends
+``h_k`` with each training message, so the client keeps no state and a resumed run, or a
+restarted client, continues exactly.
+
+Server (:class:`FedDyn`): ``h <- h - α (1/m) Σ_{k∈P} (θ_k - θ^{t-1})`` (m: every client of
+the run) and ``θ^t = mean_k θ_k - h/α``, the mean being our FedAvg's (weighted by each
+reply's ``num-examples``; the paper's is uniform over the participants, the same for
+equal partitions).
+
+Under DP-SGD the penalty's gradient joins the privatised gradient after clipping and
+noise, and ``h_k`` is computed from released weights: post-processing, so epsilon is
+FedAvg's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, Message, MetricRecord
+
+from fedrobust.federation.records import Record
+from fedrobust.strategy.drift import (
+    Arrays,
+    ClientStateStrategy,
+    float_arrays,
+    from_tensors,
+    replace_floats,
+    to_record,
+    to_tensors,
+    zeros_like,
+)
+
+#: Message record: the client's gradient state ``h_k``.
+CLIENT_STATE = "feddyn-h"
+
+
+class FedDyn(ClientStateStrategy):
+    """FedDyn's server half on Flower's message-API FedAvg: ``h``, every client's ``h_k``.
+
+    Parameters
+    ----------
+    num_clients : int
+        m, every client of the run.
+    sampled : callable
+        The partitions of a round, in the order the loop addresses them.
+    alpha : float
+        ``α`` (``strategy.alpha``).
+    **kwargs
+        Flower's FedAvg options.
+    """
+
+    def __init__(
+        self,
+        num_clients: int,
+        sampled: Callable[[int], list[int]],
+        alpha: float = 0.01,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_clients, sampled, **kwargs)
+        if alpha <= 0:
+            raise ValueError(f"FedDyn needs alpha > 0 (got {alpha})")
+        self.alpha = alpha
+        self.h: Arrays = {}
+        self.h_clients: dict[int, Arrays] = {}
+
+    def start_round(self, arrays: ArrayRecord) -> None:
+        if not self.h:
+            self.h = zeros_like(self.global_floats)
+
+    def client_records(self, partition: int) -> dict[str, Record]:
+        h_k = self.h_clients.get(partition)
+        return {CLIENT_STATE: to_record(h_k if h_k is not None else zeros_like(self.h))}
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """``θ^t = mean_k θ_k - h/α`` after ``h`` and each contributor's ``h_k`` move."""
+        pairs = self.by_partition(replies)
+        if not pairs:
+            return None, None
+        arrays, metrics = self.weighted_mean(server_round, [m for _, m in pairs])
+        if arrays is None:
+            return None, metrics
+        x = {k: v.astype(np.float64) for k, v in self.global_floats.items()}
+        drifts = []
+        for pid, msg in pairs:
+            theta_k = float_arrays(msg.content.array_records["arrays"])
+            drifts.append((pid, {k: theta_k[k] - x[k] for k in x}))
+        for key, hk in self.h.items():
+            total = sum(d[key] for _, d in drifts)
+            self.h[key] = (hk - self.alpha * total / self.num_clients).astype(hk.dtype)
+        for pid, drift in drifts:
+            old = self.h_clients.get(pid) or zeros_like(self.h)
+            self.h_clients[pid] = {
+                k: (v.astype(np.float64) - self.alpha * drift[k]).astype(v.dtype)
+                for k, v in old.items()
+            }
+        mean = float_arrays(arrays)
+        theta = {k: mean[k].astype(np.float64) - self.h[k] / self.alpha for k in self.h}
+        return replace_floats(arrays, theta), metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """``h`` and every client's ``h_k`` as tensors (checkpointable)."""
+        return {
+            "h": to_tensors(self.h),
+            "clients": {pid: to_tensors(hk) for pid, hk in sorted(self.h_clients.items())},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        self.h = from_tensors(state["h"])
+        self.h_clients = {int(pid): from_tensors(hk) for pid, hk in state["clients"].items()}
