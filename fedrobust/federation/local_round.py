@@ -99,6 +99,23 @@ def base_plan(job: ClientJob, x: object, y: object) -> LocalPlan:
     return LocalPlan(x=x, y=y, batch=batch, terms=tuple(terms))  # type: ignore[arg-type]
 
 
+def client_job(
+    content: RecordDict, context: Context, *, secure: bool = False, evaluating: bool = False
+) -> tuple[ClientJob, ClientData]:
+    """The message's job (recipe, round, who this client is, its seed and policy) and the
+    client's data; sets torch's threads to the recipe's CPUs per client."""
+    config = content.config_records["config"]
+    scenario, spec = read_recipe(config)
+    rnd = int(config["server-round"])  # type: ignore[arg-type]
+    torch.set_num_threads(scenario.simulation.cpus_per_client)
+    data = load_client_data(scenario, spec, context)
+    pid = partition_id(context)
+    policy = ClientPolicy.from_node_config(context.node_config)
+    seed = client_seed(scenario.seed, rnd, pid)
+    job = ClientJob(scenario, spec, config, content, rnd, pid, seed, policy, secure, evaluating)
+    return job, data
+
+
 def local_round(content: RecordDict, context: Context, secure: bool = False) -> LocalResult:
     """Train the received global model on this client's data with the round's recipe.
 
@@ -112,15 +129,8 @@ def local_round(content: RecordDict, context: Context, secure: bool = False) -> 
     secure : bool
         The update leaves masked (SecAgg+'s training stage).
     """
-    config = content.config_records["config"]
-    scenario, spec = read_recipe(config)
-    rnd = int(config["server-round"])  # type: ignore[arg-type]
-    torch.set_num_threads(scenario.simulation.cpus_per_client)
-    data = load_client_data(scenario, spec, context)
-    pid = partition_id(context)
-    policy = ClientPolicy.from_node_config(context.node_config)
-    seed = client_seed(scenario.seed, rnd, pid)
-    job = ClientJob(scenario, spec, config, content, rnd, pid, seed, policy, secure)
+    job, data = client_job(content, context, secure=secure)
+    scenario, spec, rnd = job.scenario, job.spec, job.rnd
     hooks = client_hooks(scenario)
     for hook in hooks:
         hook.load_state_dict(_held(context, hook))
@@ -173,16 +183,9 @@ def local_evaluation(content: RecordDict, context: Context) -> MetricRecord:
     Returns the metrics: ``round``, ``num-test`` (0 without a local test split: nothing
     else), ``local-accuracy`` and, with a personal model, ``personal-accuracy``.
     """
-    config = content.config_records["config"]
-    scenario, spec = read_recipe(config)
-    rnd = int(config["server-round"])  # type: ignore[arg-type]
-    torch.set_num_threads(scenario.simulation.cpus_per_client)
-    data = load_client_data(scenario, spec, context)
-    pid = partition_id(context)
-    policy = ClientPolicy.from_node_config(context.node_config)
-    seed = client_seed(scenario.seed, rnd, pid)
-    job = ClientJob(scenario, spec, config, content, rnd, pid, seed, policy, evaluating=True)
-    figures: dict[str, float | int] = {"round": rnd, "num-test": 0}
+    job, data = client_job(content, context, evaluating=True)
+    scenario, spec = job.scenario, job.spec
+    figures: dict[str, float | int] = {"round": job.rnd, "num-test": 0}
     if not data.has_local_test:
         return MetricRecord(figures)  # type: ignore[arg-type]
     hooks = client_hooks(scenario)

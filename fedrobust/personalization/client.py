@@ -22,7 +22,6 @@ from fedrobust.federation.records import Record
 from fedrobust.models.build import build_model
 from fedrobust.personalization.config import PersonalizationConfig
 from fedrobust.personalization.methods import (
-    PullTowards,
     State,
     personal_copy,
     private_keys,
@@ -33,7 +32,7 @@ from fedrobust.personalization.methods import (
     with_state,
 )
 from fedrobust.scenario import Scenario
-from fedrobust.train import TrainPlugin, round_lr
+from fedrobust.train import ProximalTerm, TrainPlugin, round_lr
 
 PERSONAL = "personal"
 
@@ -106,7 +105,7 @@ class PersonalizationHook(ClientHook):
                 personal, data.x_train, data.y_train, job.scenario.train,
                 self.cfg.personal_epochs, num_classes=job.spec.num_classes,
                 seed=job.seed + 2, lr=_lr(job),
-                plugins=(PullTowards(global_params, self.cfg.lambda_),),
+                plugins=(ProximalTerm(self.cfg.lambda_, anchor=global_params),),
             )  # fmt: skip
             self.state = {k: v.detach().clone() for k, v in personal.state_dict().items()}
             return personal

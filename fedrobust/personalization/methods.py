@@ -96,30 +96,6 @@ def set_trainable(model: nn.Module, keys: list[str], trainable: bool) -> None:
             param.requires_grad_(trainable)
 
 
-class PullTowards(TrainPlugin):
-    """Ditto's term ``lam / 2 * ||v - anchor||^2`` towards the received global weights.
-
-    Parameters
-    ----------
-    anchor : list[torch.Tensor]
-        The global model's parameters, in ``model.parameters()`` order.
-    lam : float
-        Strength of the pull.
-    """
-
-    def __init__(self, anchor: list[torch.Tensor], lam: float) -> None:
-        self.anchor = anchor
-        self.lam = lam
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        if self.lam == 0:
-            return None
-        distance = sum(
-            torch.sum((p - a) ** 2) for p, a in zip(model.parameters(), self.anchor, strict=True)
-        )
-        return 0.5 * self.lam * distance
-
-
 def train_for(
     model: nn.Module,
     x: np.ndarray,

@@ -9,11 +9,12 @@ which the server receives anyway). Each sampled client gets ``c`` and its own ``
 in its training message, so the client keeps no state: a restarted client, or a run
 resumed in a new simulation, continues exactly.
 
-Client (:class:`~fedrobust.strategy.client.ScaffoldClient`): each local step's gradient is corrected by
-``c - c_i``, as the penalty ``sum((c - c_i) * w)`` whose gradient is exactly that
-(:class:`ControlVariateCorrection`). After ``K`` steps (``TrainResult.steps``) at the
-round's learning rate ``η``, ``c_i+ = c_i - c + (x - y_i) / (K η)``; the reply carries
-``Δc_i = c_i+ - c_i`` as the ArrayRecord ``scaffold-dc``.
+Client (:class:`~fedrobust.strategy.client.ScaffoldClient`): each local step's gradient
+is corrected by ``c - c_i``, as the penalty ``sum((c - c_i) * w)`` whose gradient is
+exactly that (:class:`~fedrobust.strategy.client.ControlVariateCorrection`). After ``K``
+steps (``TrainResult.steps``) at the round's learning rate ``η``,
+``c_i+ = c_i - c + (x - y_i) / (K η)``; the reply carries ``Δc_i = c_i+ - c_i`` as the
+ArrayRecord ``scaffold-dc``.
 
 ``(x - y_i) / (K η)`` is the mean corrected gradient only for plain SGD. With SGD
 momentum ``ρ`` the displacement of ``K`` steps is ``a(K, ρ)`` times a step's (the

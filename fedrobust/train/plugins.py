@@ -44,14 +44,20 @@ class ProximalTerm(TrainPlugin):
     ----------
     mu : float
         Weight of the proximal term.
+    anchor : list[torch.Tensor], optional
+        The weights to stay near, in ``model.parameters()`` order; default: the model's
+        own weights when training starts (the global model it received). Ditto's personal
+        model gives the received global weights while it starts from its own.
     """
 
-    def __init__(self, mu: float) -> None:
+    def __init__(self, mu: float, anchor: list[torch.Tensor] | None = None) -> None:
         self.mu = mu
-        self.anchor: list[torch.Tensor] = []
+        self.fixed = anchor is not None
+        self.anchor: list[torch.Tensor] = list(anchor or [])
 
     def before_training(self, model: nn.Module) -> nn.Module:
-        self.anchor = [p.detach().clone() for p in model.parameters()]
+        if not self.fixed:
+            self.anchor = [p.detach().clone() for p in model.parameters()]
         return model
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
