@@ -192,3 +192,40 @@ def test_private_layers_that_do_not_exist_are_refused_naming_the_field() -> None
     sc = _scenario({"method": "fedper", "head_layers": 5})
     with pytest.raises(ValueError, match="personalization.head_layers"):
         private_keys(build_model(sc.model, SPEC), sc.personalization)  # type: ignore[arg-type]
+
+
+def test_fedrep_head_step_then_body_step_match_a_hand_computed_round() -> None:
+    # one example, x = 1, label 0; logits = w_body * [h0, h1]; plain SGD, lr 0.5, one step each
+    sc = parse_scenario({
+        "name": "rep", "data": {"dataset": "digits", "local_test_fraction": 0.2},
+        "train": {"batch_size": 1, "local_epochs": 1, "optimizer": {"name": "sgd", "lr": 0.5}},
+        "personalization": {"method": "fedrep", "head_epochs": 1},
+    })  # fmt: skip
+    model = torch.nn.Sequential(
+        torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 2, bias=False)
+    )
+    wb, h = 0.5, [0.2, -0.1]
+    with torch.no_grad():
+        model[0].weight.fill_(wb)
+        model[1].weight.copy_(torch.tensor([[h[0]], [h[1]]]))
+    x, y = np.ones((1, 1), np.float32), np.zeros(1, np.int64)
+    hook = PersonalizationHook(sc.personalization)  # type: ignore[arg-type]
+    job = ClientJob(sc, InputSpec((1,), 2), ConfigRecord({}), RecordDict({}), 1, 0, seed=0)
+    plan = hook.plan(job, model, LocalPlan(x=x, y=y))
+    local_train(
+        model, plan.x, plan.y, train=sc.train, num_classes=2, seed=0, plugins=plan.plugins()
+    )
+
+    def softmax(z: list[float]) -> list[float]:
+        e = [np.exp(v - max(z)) for v in z]
+        return [v / sum(e) for v in e]
+
+    p = softmax([h[0] * wb, h[1] * wb])  # head step: the body frozen at wb
+    h = [h[j] - 0.5 * (p[j] - (j == 0)) * wb for j in range(2)]
+    p = softmax([h[0] * wb, h[1] * wb])  # body step: the new head frozen
+    wb = wb - 0.5 * sum((p[j] - (j == 0)) * h[j] for j in range(2))
+    assert float(model[0].weight) == pytest.approx(wb, rel=1e-5)
+    assert model[1].weight.flatten().tolist() == pytest.approx(h, rel=1e-5)
+    assert not model[1].weight.requires_grad  # frozen for the body's epochs...
+    hook.personal(job, model, ClientData(x, y, y, x, y, x, y))
+    assert model[1].weight.requires_grad  # ...and free again once the round is over
