@@ -52,6 +52,7 @@ ARRAYS = ("x_train", "y_train", "y_train_clean", "x_val", "y_val", "x_test", "y_
 OPTIONAL = frozenset({"x_test", "y_test"})
 #: Modules (relative to the package) whose code determines a partition.
 BUILDER_SOURCES = (
+    "data/augment.py",
     "data/config.py",
     "data/federated.py",
     "data/partition.py",
@@ -61,7 +62,7 @@ BUILDER_SOURCES = (
     "seeds.py",
 )
 #: Distributions whose behaviour determines a partition (splits, partitioners, sources).
-BUILDER_PACKAGES = ("numpy", "scikit-learn", "flwr-datasets", "datasets", "mlxtend")
+BUILDER_PACKAGES = ("numpy", "scikit-learn", "flwr-datasets", "datasets", "mlxtend", "torch")
 
 
 def cache_dir(
