@@ -125,9 +125,13 @@ def owned_arrays(content: Any, name: str, partition: int) -> Arrays:
 class ClientStateStrategy(FedAvg):
     """FedAvg that sends each sampled client its own server-kept state.
 
-    Subclasses name the records they send in :meth:`client_records` and fold the
-    replies into their state in ``aggregate_train``; :meth:`weighted_mean` is FedAvg's
-    mean of the replies with the subclass's own records and metrics removed.
+    The state is one model-shaped array set shared by all (:attr:`shared`: SCAFFOLD's
+    ``c``, FedDyn's ``h``) and one per client that ever contributed (:attr:`clients`, by
+    partition id: ``c_i``, ``h_k``); :meth:`fold` moves both by a round's contributions,
+    :meth:`state_dict` checkpoints them. Subclasses name the records they send in
+    :meth:`client_records` and call :meth:`fold` from ``aggregate_train``;
+    :meth:`weighted_mean` is FedAvg's mean of the replies with the subclass's own records
+    and metrics removed.
 
     Parameters
     ----------
@@ -153,14 +157,49 @@ class ClientStateStrategy(FedAvg):
         self.sampled = sampled
         self.partition_of: dict[int, int] = {}
         self.global_floats: Arrays = {}
+        self.shared: Arrays = {}
+        self.clients: dict[int, Arrays] = {}
+
+    def client_state(self, partition: int) -> Arrays:
+        """``partition``'s own state (zeros before its first contribution)."""
+        state = self.clients.get(partition)
+        return state if state is not None else zeros_like(self.shared)
+
+    def fold(
+        self, contributions: list[tuple[int, Arrays]], to_shared: float, to_client: float
+    ) -> None:
+        """``shared += to_shared * Σ_i u_i`` and ``clients[i] += to_client * u_i`` for each
+        contribution ``(i, u_i)``, in float64, kept in the state's dtypes."""
+        for key, value in self.shared.items():
+            total = sum(u[key].astype(np.float64) for _, u in contributions)
+            self.shared[key] = (value.astype(np.float64) + to_shared * total).astype(value.dtype)
+        for pid, u in contributions:
+            old = self.client_state(pid)
+            self.clients[pid] = {
+                k: (v.astype(np.float64) + to_client * u[k]).astype(v.dtype) for k, v in old.items()
+            }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The shared and per-client state as tensors (checkpointable)."""
+        return {
+            "shared": to_tensors(self.shared),
+            "clients": {pid: to_tensors(s) for pid, s in sorted(self.clients.items())},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        self.shared = from_tensors(state["shared"])
+        self.clients = {int(pid): from_tensors(s) for pid, s in state["clients"].items()}
+
+    def start_round(self, arrays: ArrayRecord) -> None:
+        """Called with the round's global weights before the messages are built: the
+        shared state starts at zeros shaped like the model."""
+        if not self.shared:
+            self.shared = zeros_like(self.global_floats)
 
     def client_records(self, partition: int) -> dict[str, Record]:
         """The records ``partition``'s training message carries beside the recipe."""
         raise NotImplementedError
-
-    def start_round(self, arrays: ArrayRecord) -> None:
-        """Called with the round's global weights before the messages are built (lazy
-        initialisation of state shaped like the model)."""
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

@@ -23,7 +23,7 @@ FedAvg's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -31,14 +31,10 @@ from flwr.app import ArrayRecord, Message, MetricRecord
 
 from fedrobust.federation.records import Record
 from fedrobust.strategy.drift import (
-    Arrays,
     ClientStateStrategy,
     float_arrays,
-    from_tensors,
     replace_floats,
     to_record,
-    to_tensors,
-    zeros_like,
 )
 
 #: Message record: the client's gradient state ``h_k``.
@@ -71,16 +67,9 @@ class FedDyn(ClientStateStrategy):
         if alpha <= 0:
             raise ValueError(f"FedDyn needs alpha > 0 (got {alpha})")
         self.alpha = alpha
-        self.h: Arrays = {}
-        self.h_clients: dict[int, Arrays] = {}
-
-    def start_round(self, arrays: ArrayRecord) -> None:
-        if not self.h:
-            self.h = zeros_like(self.global_floats)
 
     def client_records(self, partition: int) -> dict[str, Record]:
-        h_k = self.h_clients.get(partition)
-        return {CLIENT_STATE: to_record(h_k if h_k is not None else zeros_like(self.h))}
+        return {CLIENT_STATE: to_record(self.client_state(partition))}  # h_k
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -97,27 +86,8 @@ class FedDyn(ClientStateStrategy):
         for pid, msg in pairs:
             theta_k = float_arrays(msg.content.array_records["arrays"])
             drifts.append((pid, {k: theta_k[k] - x[k] for k in x}))
-        for key, hk in self.h.items():
-            total = sum(d[key] for _, d in drifts)
-            self.h[key] = (hk - self.alpha * total / self.num_clients).astype(hk.dtype)
-        for pid, drift in drifts:
-            old = self.h_clients.get(pid) or zeros_like(self.h)
-            self.h_clients[pid] = {
-                k: (v.astype(np.float64) - self.alpha * drift[k]).astype(v.dtype)
-                for k, v in old.items()
-            }
-        mean = float_arrays(arrays)
-        theta = {k: mean[k].astype(np.float64) - self.h[k] / self.alpha for k in self.h}
+        # h -= α/m Σ (θ_k - θ), h_k -= α (θ_k - θ)
+        self.fold(drifts, to_shared=-self.alpha / self.num_clients, to_client=-self.alpha)
+        mean, h = float_arrays(arrays), self.shared
+        theta = {k: mean[k].astype(np.float64) - h[k] / self.alpha for k in h}
         return replace_floats(arrays, theta), metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        """``h`` and every client's ``h_k`` as tensors (checkpointable)."""
-        return {
-            "h": to_tensors(self.h),
-            "clients": {pid: to_tensors(hk) for pid, hk in sorted(self.h_clients.items())},
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output."""
-        self.h = from_tensors(state["h"])
-        self.h_clients = {int(pid): from_tensors(hk) for pid, hk in state["clients"].items()}

@@ -35,7 +35,7 @@ and of what the server sent: both are post-processing, so epsilon is FedAvg's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -44,14 +44,10 @@ from flwr.app import ArrayRecord, Message, MetricRecord
 from fedrobust.federation.records import Record
 from fedrobust.federation.screening import model_shaped_problem
 from fedrobust.strategy.drift import (
-    Arrays,
     ClientStateStrategy,
     float_arrays,
-    from_tensors,
     replace_floats,
     to_record,
-    to_tensors,
-    zeros_like,
 )
 
 log = logging.getLogger("fedrobust.server")
@@ -96,20 +92,16 @@ class Scaffold(ClientStateStrategy):
     ) -> None:
         super().__init__(num_clients, sampled, **kwargs)
         self.server_lr = server_lr
-        self.c: Arrays = {}
-        self.c_clients: dict[int, Arrays] = {}
         self.global_record: ArrayRecord | None = None
 
     def start_round(self, arrays: ArrayRecord) -> None:
+        super().start_round(arrays)  # c (shared) starts at zeros
         self.global_record = arrays
-        if not self.c:
-            self.c = zeros_like(self.global_floats)
 
     def client_records(self, partition: int) -> dict[str, Record]:
-        c_i = self.c_clients.get(partition)
         return {
-            SERVER_CV: to_record(self.c),
-            CLIENT_CV: to_record(c_i if c_i is not None else zeros_like(self.c)),
+            SERVER_CV: to_record(self.shared),
+            CLIENT_CV: to_record(self.client_state(partition)),
         }
 
     def aggregate_train(
@@ -141,24 +133,5 @@ class Scaffold(ClientStateStrategy):
             }
             arrays = replace_floats(arrays, moved)
         deltas = [(pid, float_arrays(msg.content.array_records[DELTA_CV])) for pid, msg in sound]
-        for key, ck in self.c.items():
-            total = sum(d[key].astype(np.float64) for _, d in deltas)
-            self.c[key] = (ck.astype(np.float64) + total / self.num_clients).astype(ck.dtype)
-        for pid, delta in deltas:
-            old = self.c_clients.get(pid) or zeros_like(self.c)
-            self.c_clients[pid] = {
-                k: (v.astype(np.float64) + delta[k]).astype(v.dtype) for k, v in old.items()
-            }
+        self.fold(deltas, to_shared=1.0 / self.num_clients, to_client=1.0)  # c, c_i
         return arrays, metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        """``c`` and every client's ``c_i`` as tensors (checkpointable)."""
-        return {
-            "c": to_tensors(self.c),
-            "clients": {pid: to_tensors(ci) for pid, ci in sorted(self.c_clients.items())},
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output."""
-        self.c = from_tensors(state["c"])
-        self.c_clients = {int(pid): from_tensors(ci) for pid, ci in state["clients"].items()}

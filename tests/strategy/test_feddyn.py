@@ -83,12 +83,12 @@ def test_the_server_updates_h_h_k_and_theta_by_hand() -> None:
     arrays, _ = strategy.aggregate_train(1, replies)
     assert arrays is not None
     # h = 0 - α (1/m) Σ (θ_k - θ) = -0.125 * ((1, 0) + (0, 2)) = (-0.125, -0.25)
-    np.testing.assert_allclose(strategy.h["w"], [-0.125, -0.25])
+    np.testing.assert_allclose(strategy.shared["w"], [-0.125, -0.25])
     # θ = mean θ_k - h / α = (1.5, 2) + (0.25, 0.5)
     np.testing.assert_allclose(values(arrays)["w"], [1.75, 2.5])
     # h_k = 0 - α (θ_k - θ)
-    np.testing.assert_allclose(strategy.h_clients[0]["w"], [-0.5, 0.0])
-    np.testing.assert_allclose(strategy.h_clients[2]["w"], [0.0, -1.0])
+    np.testing.assert_allclose(strategy.clients[0]["w"], [-0.5, 0.0])
+    np.testing.assert_allclose(strategy.clients[2]["w"], [0.0, -1.0])
     # the next round sends each client its own h_k
     strategy.sampled = lambda rnd: [1, 2]
     messages = strategy.configure_train(2, arrays, config(), NodeGrid([11, 12]))

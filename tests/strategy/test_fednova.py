@@ -126,9 +126,8 @@ def test_the_server_makes_no_aggregate_from_a_bad_a_it_could_not_drop() -> None:
     assert strategy.aggregate_train(1, replies) == (None, None)
 
 
-def test_a_run_drops_a_client_with_a_negative_a_and_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def client_1_sends_a_negative_a(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Client 1 reports ``-a_i``: a hostile normaliser."""
     honest = FedNovaClient.metrics
 
     def hostile(self: FedNovaClient, job: ClientJob, result: TrainResult, metrics: dict) -> dict:
@@ -136,6 +135,12 @@ def test_a_run_drops_a_client_with_a_negative_a_and_goes_on(
         return {**out, NORMALIZER: -out[NORMALIZER]} if job.partition == 1 else out
 
     monkeypatch.setattr(FedNovaClient, "metrics", hostile)
+
+
+def test_a_run_drops_a_client_with_a_negative_a_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client_1_sends_a_negative_a(monkeypatch)
     doc = run(scenario("fednova", 2, train={"fraction_train": 1.0}), tmp_path)
     assert doc["status"] == "completed"
     assert all(r["dropped"] == {"bad_metrics": 1} and r["aggregated"] == 4 for r in doc["rounds"])
@@ -144,13 +149,7 @@ def test_a_run_drops_a_client_with_a_negative_a_and_goes_on(
 def test_under_secagg_a_client_with_a_negative_a_drops_out_before_unmasking(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    honest = FedNovaClient.metrics
-
-    def hostile(self: FedNovaClient, job: ClientJob, result: TrainResult, metrics: dict) -> dict:
-        out = honest(self, job, result, metrics)
-        return {**out, NORMALIZER: -out[NORMALIZER]} if job.partition == 1 else out
-
-    monkeypatch.setattr(FedNovaClient, "metrics", hostile)
+    client_1_sends_a_negative_a(monkeypatch)
     secure = {"secure_aggregation": {"num_shares": 5, "reconstruction_threshold": 3}}
     doc = run(scenario("fednova", 1, train={"fraction_train": 1.0}, privacy=secure), tmp_path)
     row = doc["rounds"][0]

@@ -129,9 +129,9 @@ def test_the_server_updates_c_and_each_c_i_by_hand() -> None:
     # weights: FedAvg weighted by num-examples (1 and 3)
     np.testing.assert_allclose(values(arrays)["w"], [2.5, 3.5])
     # c = 0 + (1/N) (Δc_1 + Δc_3); c_i = Δc_i
-    np.testing.assert_allclose(strategy.c["w"], [0.0, 0.2], atol=1e-7)
-    np.testing.assert_allclose(strategy.c_clients[1]["w"], [0.4, 0.8])
-    np.testing.assert_allclose(strategy.c_clients[3]["w"], [-0.4, 0.0])
+    np.testing.assert_allclose(strategy.shared["w"], [0.0, 0.2], atol=1e-7)
+    np.testing.assert_allclose(strategy.clients[1]["w"], [0.4, 0.8])
+    np.testing.assert_allclose(strategy.clients[3]["w"], [-0.4, 0.0])
     # round 2 samples partitions 0 and 1 (node 10 now holds partition 0 ... by the order)
     strategy.sampled = lambda rnd: [0, 1]
     sent = {
@@ -157,13 +157,14 @@ def test_the_global_step_moves_by_server_lr() -> None:
 
 def test_state_round_trips_through_tensors() -> None:
     strategy = Scaffold(2, lambda rnd: [0], fraction_evaluate=0.0)
-    strategy.c = {"w": np.array([1.0, 2.0], np.float32)}
-    strategy.c_clients = {1: {"w": np.array([3.0, 4.0], np.float32)}}
+    strategy.shared = {"w": np.array([1.0, 2.0], np.float32)}
+    strategy.clients = {1: {"w": np.array([3.0, 4.0], np.float32)}}
     state = strategy.state_dict()
-    assert isinstance(state["c"]["w"], torch.Tensor)
+    assert isinstance(state["shared"]["w"], torch.Tensor)
     fresh = Scaffold(2, lambda rnd: [0], fraction_evaluate=0.0)
     fresh.load_state_dict(state)
-    assert np.array_equal(fresh.c_clients[1]["w"], [3.0, 4.0]) and fresh.c["w"].dtype == np.float32
+    assert np.array_equal(fresh.clients[1]["w"], [3.0, 4.0])
+    assert fresh.shared["w"].dtype == np.float32
 
 
 GLOBAL = record(w=np.zeros((2, 3)), b=np.zeros(3))
