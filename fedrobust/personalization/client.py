@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-import torch
 from flwr.app import ArrayRecord
 from torch import nn
 
@@ -98,9 +97,11 @@ class PersonalizationHook(ClientHook):
             set_trainable(model, self.keys(model), True)
             self.state = taken(model, self.keys(model))
             return model
-        if method == "ditto":
-            personal = self._ditto_start(job)
-            global_params = _global_params(job)
+        if method == "ditto":  # v starts where it ended, or the first time at the received w
+            personal = build_model(job.scenario.model, job.spec)
+            personal.load_state_dict(job.content.array_records["arrays"].to_torch_state_dict())
+            global_params = [p.detach().clone() for p in personal.parameters()]
+            personal = with_state(personal, self.state)
             train_for(
                 personal, data.x_train, data.y_train, job.scenario.train,
                 self.cfg.personal_epochs, num_classes=job.spec.num_classes,
@@ -131,14 +132,6 @@ class PersonalizationHook(ClientHook):
             )  # fmt: skip
         return personal
 
-    def _ditto_start(self, job: ClientJob) -> nn.Module:
-        personal = build_model(job.scenario.model, job.spec)
-        if self.state is not None:
-            personal.load_state_dict(self.state)
-        else:
-            personal.load_state_dict(job.content.array_records["arrays"].to_torch_state_dict())
-        return personal
-
     def reply(
         self, job: ClientJob, records: dict[str, Record], global_arrays: ArrayRecord
     ) -> dict[str, Record]:
@@ -156,10 +149,3 @@ class PersonalizationHook(ClientHook):
 def _lr(job: ClientJob) -> float:
     train = job.scenario.train
     return round_lr(train.lr_schedule, train.optimizer.lr, job.rnd, train.rounds)
-
-
-def _global_params(job: ClientJob) -> list[torch.Tensor]:
-    """The received global model's parameters, in ``parameters()`` order."""
-    model = build_model(job.scenario.model, job.spec)
-    model.load_state_dict(job.content.array_records["arrays"].to_torch_state_dict())
-    return [p.detach().clone() for p in model.parameters()]
