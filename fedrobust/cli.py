@@ -16,6 +16,7 @@ from fedrobust.commands.deploy import cmd_credentials, cmd_deploy, cmd_split
 from fedrobust.commands.evaluate import cmd_evaluate
 from fedrobust.commands.export import cmd_export
 from fedrobust.commands.matrix import cmd_matrix
+from fedrobust.commands.privacy_attack import cmd_privacy_attack
 from fedrobust.commands.repeat import cmd_repeat
 from fedrobust.commands.report import cmd_report, cmd_validate
 from fedrobust.commands.run import cmd_run
@@ -28,6 +29,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -176,6 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "run_dir", type=Path, help="a run directory of a scenario with privacy.audit"
     )
+
+    attack = sub.add_parser(
+        "privacy-attack",
+        help="attack a finished run's privacy: gradient inversion by the server, "
+        "membership inference on the final model",
+    )
+    attack.add_argument("run_dir", type=Path, help="a run directory")
+    attack.add_argument(
+        "--attack",
+        choices=["inversion", "membership"],
+        required=True,
+        help="inversion: reconstruct training inputs from the updates the server recorded "
+        "(evaluation.privacy_attacks); membership: loss and LiRA attacks on model.pt",
+    )
+    attack.add_argument("--client", type=_non_negative, help="inversion: this client's updates")
+    attack.add_argument("--round", type=_positive, help="inversion: this round's updates")
+    attack.add_argument(
+        "--images", type=_positive, help="inversion: inputs to reconstruct per update"
+    )
     return parser
 
 
@@ -187,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": cmd_validate,
         "report": cmd_report,
         "audit": cmd_audit,
+        "privacy-attack": cmd_privacy_attack,
         "evaluate": cmd_evaluate,
         "matrix": cmd_matrix,
         "repeat": cmd_repeat,

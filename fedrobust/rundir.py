@@ -13,6 +13,8 @@ A run directory holds what one run of a scenario writes::
     .flwr/            the simulation SuperLink's private FLWR_HOME, while it runs
     deploy/           credentials and logs of ``fedrobust deploy`` (its default)
     export/           ``fedrobust export`` files, export.json and export.md (its default)
+    privacy_attacks/  updates the server recorded for ``evaluation.privacy_attacks``
+                      (``updates/``), results.json and the attacks' pictures
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ DEPLOY_DIR = "deploy"
 EXPORT_DIR = "export"
 EXPORT_DOC = "export.json"
 EXPORT_TABLE = "export.md"
+PRIVACY_ATTACKS_DIR = "privacy_attacks"
+PRIVACY_ATTACK_RESULTS = "results.json"
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,16 @@ class RunDir:
     def export(self) -> Path:
         """``export/``: exported models and their table (the default)."""
         return self.path / EXPORT_DIR
+
+    @property
+    def privacy_attacks(self) -> Path:
+        """``privacy_attacks/``: recorded updates, results and pictures of the attacks."""
+        return self.path / PRIVACY_ATTACKS_DIR
+
+    @property
+    def privacy_attack_results(self) -> Path:
+        """``privacy_attacks/results.json``: the attacks' figures (the report reads it)."""
+        return self.privacy_attacks / PRIVACY_ATTACK_RESULTS
 
 
 def fsync_dir(directory: Path) -> None:

@@ -29,6 +29,7 @@ from fedrobust.adversarial.config import (
 )
 from fedrobust.config import compat
 from fedrobust.config.base import FieldError, Section
+from fedrobust.config.evaluation import EvaluationConfig
 from fedrobust.config.run import OutputConfig, SimulationConfig
 from fedrobust.continual.config import (
     CONTINUAL_METHODS,
@@ -109,6 +110,7 @@ __all__ = [
     "DataConfig",
     "DefenseConfig",
     "DomainConfig",
+    "EvaluationConfig",
     "EWCConfig",
     "EarlyStoppingConfig",
     "FlipAugment",
@@ -165,6 +167,7 @@ class Scenario(Section):
     defense: DefenseConfig = DefenseConfig()
     continual: ContinualConfig | None = None
     personalization: PersonalizationConfig | None = None
+    evaluation: EvaluationConfig = EvaluationConfig()
     simulation: SimulationConfig = SimulationConfig()
     output: OutputConfig = OutputConfig()
 

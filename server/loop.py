@@ -95,7 +95,7 @@ def run_federation(
             )
         sizes: dict[int, int] = {}
         nodes = discover_clients(grid, scenario, fed.spec, sizes)
-        hooks = server_hooks(ServerSetup(scenario, fed, sizes))
+        hooks = server_hooks(ServerSetup(scenario, fed, sizes, run_dir))
         if ckpt is not None:
             model.load_state_dict(ckpt.model)
             load_strategy_state(strategy, ckpt.strategy)

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from fedrobust.adversarial.config import AdversarialConfig
 from fedrobust.config.base import field_error
+from fedrobust.config.evaluation import EvaluationConfig
 from fedrobust.continual.config import ContinualConfig
 from fedrobust.data.config import BUNDLED_DATASETS, DataConfig
 from fedrobust.models.config import ModelConfig
@@ -40,6 +41,7 @@ class Scenario(Protocol):
     defense: DefenseConfig
     continual: ContinualConfig | None
     personalization: PersonalizationConfig | None
+    evaluation: EvaluationConfig
 
     def sampled_per_round(self) -> int: ...
 
@@ -67,6 +69,7 @@ def check(scenario: Scenario) -> None:
     _secagg(scenario)
     _continual(scenario)
     _personalization(scenario)
+    _privacy_attacks(scenario)
 
 
 def _clients(scenario: Scenario) -> None:
@@ -341,6 +344,24 @@ def _personalization(scenario: Scenario) -> None:
             "fedrep trains its private head outside DP-SGD, and the released body is "
             "then trained through that head (privacy.dp.mode: sample); use fedper (the "
             "head trains inside DP-SGD), ditto or finetune",
+        )
+
+
+def _privacy_attacks(scenario: Scenario) -> None:
+    cfg = scenario.evaluation.privacy_attacks
+    if cfg is None or not cfg.records_updates():
+        return
+    where = "evaluation.privacy_attacks"
+    n = scenario.data.partition.num_clients
+    if bad := [c for c in cfg.recorded_clients() if c >= n]:
+        raise field_error(f"{where}.clients", f"{bad} outside 0..{n - 1} (data.partition)")
+    if bad := [r for r in cfg.rounds if r > scenario.train.rounds]:
+        raise field_error(f"{where}.rounds", f"{bad} beyond train.rounds ({scenario.train.rounds})")
+    if scenario.secagg_enabled() and cfg.clients is not None:
+        raise field_error(
+            f"{where}.clients",
+            "under privacy.secure_aggregation the server never sees one client's update, "
+            "only the aggregate of each round (which is what it records); remove clients",
         )
 
 

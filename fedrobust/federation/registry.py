@@ -6,7 +6,8 @@ augmentation; the client-drift strategies' hooks (SCAFFOLD, FedDyn, FedNova) rep
 before the malicious client, whose reply is then what it sends. Server: the colluding
 attacker rewrites replies before the defence sees them; early stopping restores the
 best model before the others measure the model the run keeps; the audit reads the
-epsilon the privacy hook reports.
+epsilon the privacy hook reports; the privacy attacks record the replies as the transport
+delivered them and attack the model the run keeps, last.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fedrobust.personalization.client import PersonalizationHook
 from fedrobust.personalization.evaluation import ClientEvaluationHook
 from fedrobust.privacy.client import ClientLevelDPHook, DPSGDHook, PolicyHook
 from fedrobust.privacy.server import AuditHook, PrivacyHook
+from fedrobust.privacy_attacks.server import PrivacyAttackHook
 from fedrobust.robust.client import MaliciousHook
 from fedrobust.robust.server import AttackMetricsHook, CollusionHook, DefenseHook
 from fedrobust.scenario import Scenario
@@ -56,6 +58,7 @@ SERVER_HOOKS: tuple[type[ServerHook], ...] = (
     ContinualMetricsHook,
     ClientEvaluationHook,
     AuditHook,
+    PrivacyAttackHook,
 )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flwr.app import ArrayRecord, Message
@@ -43,11 +44,14 @@ class ServerSetup:
         The federation (test set, input spec; simulated partitions).
     sizes : dict[int, int]
         Training examples of each client, as the clients reported them at discovery.
+    run_dir : Path or None
+        The run directory, for hooks that write files of their own.
     """
 
     scenario: Scenario
     fed: Federation
     sizes: dict[int, int]
+    run_dir: Path | None = None
 
 
 @dataclass

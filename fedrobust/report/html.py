@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,9 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
         sections.append(_secagg_section(doc))
     if any("malicious" in r or "defense" in r for r in doc["rounds"]):
         sections.append(_poisoning_section(doc, final, figures))
+    attacks = RunDir(figures).privacy_attack_results
+    if attacks.is_file():
+        sections.append(_privacy_attacks_section(json.loads(attacks.read_text()), attacks.parent))
     if doc["rounds"]:
         keys = ["round", "accuracy", "loss", "balanced_accuracy", "lr", "aggregated", "seconds"]
         if "epsilon" in doc["rounds"][-1]:
@@ -198,6 +202,44 @@ def _privacy_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) 
         "client's releases; Opacus's accountant fed it gives these epsilons.</p>"
     )
     return Section("Privacy", body)
+
+
+def _privacy_attacks_section(results: dict[str, Any], folder: Path) -> Section:
+    body = ""
+    rows = results.get("inversion") or []
+    if rows:
+        body += "<h3>Gradient inversion by the server</h3>" + html_table(
+            ["round", "update", "examples behind it", "method", "images",
+             "PSNR mean (dB)", "PSNR max", "SSIM mean", "labels right"],
+            [[r["round"], "client " + str(r["clients"][0]) if r["kind"] == "client"
+              else f"aggregate of {len(r['clients'])}", r["num_examples"], r["method"],
+              r["images"], r["psnr_mean"], r["psnr_max"], r["ssim_mean"],
+              f"{r['labels_correct']}/{r['images']}"] for r in rows if "error" not in r],
+        )  # fmt: skip
+        body += "".join(
+            f"<p>round {r['round']}, clients {r['clients']}: {html.escape(r['error'])}</p>"
+            for r in rows if "error" in r
+        )  # fmt: skip
+        body += "".join(
+            embed_image(folder / r["picture"])
+            for r in rows
+            if "picture" in r and (folder / r["picture"]).is_file()
+        )
+    found = results.get("membership")
+    if found:
+        body += (
+            f"<h3>Membership inference on the final model</h3><p>{found['members']} members "
+            f"(clients' training data) against {found['non_members']} non-members (the test "
+            f"set); LiRA with {found['shadow_models']} shadow models.</p>"
+        )
+        body += html_table(
+            ["attack", "ROC AUC", "TPR at 0.1 % FPR", "TPR at 1 % FPR"],
+            [[name, a["auc"], a["tpr_at_0.1%_fpr"], a["tpr_at_1%_fpr"]]
+             for name, a in found["attacks"].items()],
+        )  # fmt: skip
+        if (folder / found["picture"]).is_file():
+            body += embed_image(folder / found["picture"])
+    return Section("Privacy attacks", body)
 
 
 def _poisoning_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) -> Section:

@@ -237,3 +237,50 @@ def plot_continual(metrics: dict[str, Any], path: Path) -> Path:
     ax_r.grid(alpha=0.3)
     ax_r.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
+
+
+def _as_picture(x: np.ndarray) -> np.ndarray:
+    """One input as something imshow draws: (H, W) grey, (H, W, 3) colour, a flat strip."""
+    if x.ndim == 3 and x.shape[0] == 1:
+        return x[0]
+    if x.ndim == 3 and x.shape[0] == 3:
+        lo, hi = float(x.min()), float(x.max())
+        return np.transpose((x - lo) / (hi - lo + 1e-12), (1, 2, 0))
+    if x.ndim == 3:
+        return x.mean(axis=0)
+    return x.reshape(1, -1) if x.ndim == 1 else x
+
+
+def plot_reconstructions(
+    originals: np.ndarray, reconstructions: np.ndarray, psnr: list[Any], title: str, path: Path
+) -> Path:
+    """Gradient inversion, side by side: each reconstruction under the training input it
+    matches best, with the pair's PSNR."""
+    k = len(reconstructions)
+    fig, axes = plt.subplots(2, k, figsize=(1.3 * k + 0.8, 3.0), squeeze=False)
+    for j in range(k):
+        for row, images in enumerate((originals, reconstructions)):
+            ax = axes[row][j]
+            ax.imshow(_as_picture(images[j]), cmap="gray", aspect="auto")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        value = psnr[j]
+        axes[1][j].set_xlabel("–" if value is None else f"{value:.1f} dB", fontsize=8)
+    axes[0][0].set_ylabel("original", fontsize=8)
+    axes[1][0].set_ylabel("reconstructed", fontsize=8)
+    fig.suptitle(f"Gradient inversion: {title}", fontsize=9)
+    return _save(fig, path)
+
+
+def plot_roc(curves: dict[str, tuple[list[float], list[float]]], path: Path) -> Path:
+    """Membership inference ROC curves on log-log axes (the low-FPR regime matters)."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    floor = 1e-4
+    for name, (fpr, tpr) in curves.items():
+        ax.plot(np.maximum(fpr, floor), np.maximum(tpr, floor), label=name)
+    ax.plot([floor, 1], [floor, 1], ls="--", color="grey", lw=0.8, label="chance")
+    ax.set(xscale="log", yscale="log", xlabel="false positive rate",
+           ylabel="true positive rate", title="Membership inference (ROC)")  # fmt: skip
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
