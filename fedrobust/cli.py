@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from fedrobust.commands.audit import cmd_audit
+from fedrobust.commands.compare import cmd_compare
 from fedrobust.commands.deploy import cmd_credentials, cmd_deploy, cmd_split
 from fedrobust.commands.evaluate import cmd_evaluate
 from fedrobust.commands.export import cmd_export
@@ -203,6 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument(
         "--images", type=_positive, help="inversion: inputs to reconstruct per update"
     )
+    compare = sub.add_parser(
+        "compare",
+        help="runs and repeat directories side by side: curves, final figures (mean ± 95%% "
+        "CI over seeds), scenario differences",
+    )
+    compare.add_argument(
+        "dirs", type=Path, nargs="+", metavar="DIR", help="run or repeat directories (2 or more)"
+    )
+    compare.add_argument("--out", help="output directory (default: runs/compare)")
+    compare.add_argument(
+        "--metric",
+        default="accuracy",
+        help="per-round figure to overlay: a numeric key of the rounds rows (default accuracy)",
+    )
     return parser
 
 
@@ -222,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "split": cmd_split,
         "credentials": cmd_credentials,
         "export": cmd_export,
+        "compare": cmd_compare,
     }
     try:
         return handlers[args.command](args)

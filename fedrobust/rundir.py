@@ -13,6 +13,8 @@ A run directory holds what one run of a scenario writes::
     .flwr/            the simulation SuperLink's private FLWR_HOME, while it runs
     deploy/           credentials and logs of ``fedrobust deploy`` (its default)
     export/           ``fedrobust export`` files, export.json and export.md (its default)
+    tb/               TensorBoard event files (``output.tensorboard``)
+    tracking.json     the MLflow run a resume continues (``output.mlflow``)
     privacy_attacks/  updates the server recorded for ``evaluation.privacy_attacks``
                       (``updates/``), results.json and the attacks' pictures
 """

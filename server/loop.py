@@ -76,11 +76,8 @@ def run_federation(
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(run_dir, scenario.resume_digest()) if resume else None
-    doc = scenario.model_dump(mode="json")
-    if ckpt is None:
-        recorder = RunRecorder(run_dir, doc, token=token)
-    else:
-        recorder = RunRecorder.resume(run_dir, doc, ckpt.round, token=token)
+    # metrics.json, and the live trackers the scenario asks for (TensorBoard, MLflow)
+    recorder = RunRecorder.start(run_dir, scenario, ckpt.round if ckpt else 0, token=token)
     try:
         fed = scenario_federation(scenario)
         check_with_data(scenario, fed)  # what `fedrobust run` refuses, `flwr run .` refuses
@@ -152,6 +149,8 @@ def run_federation(
         except Exception:  # noqa: BLE001 - never hide the original error
             log.exception("could not write the report")
         raise
+    finally:
+        recorder.close_trackers()  # after the report: MLflow keeps it with the model
 
 
 def _train_round(

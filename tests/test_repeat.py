@@ -136,6 +136,7 @@ def test_a_failed_seed_is_reported_and_the_rest_summarised(
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # two real simulations (~1.5 min): in CI's slow step, not the default run
 def test_two_real_seeds_of_one_round(
     scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

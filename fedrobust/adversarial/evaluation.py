@@ -13,6 +13,7 @@ attack's figure. ``clean@subset`` is the clean accuracy on the attacked examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,6 +72,7 @@ def robust_accuracy(
     num_classes: int = 10,
     seed: int = 0,
     batch_size: int = 256,
+    on_attack: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Accuracy of ``model`` under each attack at each budget, their worst case per
     budget, and the clean accuracy of the attacked examples.
@@ -98,6 +100,9 @@ def robust_accuracy(
         Seeds random starts, so an evaluation repeats exactly.
     batch_size : int
         Examples attacked at once.
+    on_attack : callable, optional
+        Called with the number of (attack, budget) pairs done after each one (a
+        progress bar).
 
     Returns
     -------
@@ -121,6 +126,7 @@ def robust_accuracy(
     try:
         clean = _predicted_right(model, inputs, labels, batch_size)
         with torch.random.fork_rng():  # the caller's RNG stream stays as it was
+            eps_done: list[float] = []
             for budget in eps:
                 survived = clean.copy()  # robust to every attack so far at this budget
                 for name in attacks:
@@ -135,7 +141,10 @@ def robust_accuracy(
                     robust = clean & right
                     survived &= robust
                     figures[attack_key(name, budget)] = float(robust.sum()) / n
+                    if on_attack is not None:
+                        on_attack(len(eps_done) * len(attacks) + attacks.index(name) + 1)
                 figures[attack_key(WORST, budget)] = float(survived.sum()) / n
+                eps_done.append(budget)
         figures[CLEAN_KEY] = float(clean.sum()) / n
     finally:
         model.train(was_training)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fedrobust.commands.common import load_model_for
+from fedrobust.commands.progress import progress_bar
 from fedrobust.errors import FedrobustError
 
 
@@ -55,11 +56,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     subset = attack_subset(len(fed.y_test), count, scenario.seed)
     n = len(subset)
     clean = evaluate(model, fed.x_test[subset], fed.y_test[subset], fed.spec.num_classes).accuracy
+    console = Console(highlight=False)
     try:
-        figures = robust_accuracy(
-            model, fed.x_test, fed.y_test, attacks, budgets, steps=args.steps, norm=args.norm,
-            num_samples=n, num_classes=fed.spec.num_classes, seed=scenario.seed,
-        )  # fmt: skip
+        with progress_bar(console, len(attacks) * len(budgets), "attacks") as done:
+            figures = robust_accuracy(
+                model, fed.x_test, fed.y_test, attacks, budgets, steps=args.steps,
+                norm=args.norm, num_samples=n, num_classes=fed.spec.num_classes,
+                seed=scenario.seed, on_attack=done,
+            )  # fmt: skip
     except ValueError as exc:
         raise FedrobustError("--attacks", str(exc)) from None
     table = Table(title=f"{scenario.name}: robust accuracy on {n} test examples ({args.norm})")
@@ -69,5 +73,5 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table.add_row("clean", *[f"{clean:.4f}"] * len(budgets))
     for name in attacks:
         table.add_row(name, *[f"{figures[attack_key(name, b)]:.4f}" for b in budgets])
-    Console(highlight=False).print(table)
+    console.print(table)
     return 0

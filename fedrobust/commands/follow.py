@@ -86,16 +86,26 @@ def follow(
     run_dir: Path,
     launch: Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]],
 ) -> int:
-    """Run ``launch(on_round)``, printing rounds as they land, then the summary.
+    """Run ``launch(on_round)``, printing rounds as they land (with a progress bar on a
+    terminal), then the summary.
 
     Exit code 0, or 1 when the run started but did not complete.
     """
+    from fedrobust.commands.progress import progress_bar
     from fedrobust.launch import RunFailed
 
-    try:
-        doc = launch(round_printer(console, scenario.train.rounds))
-    except RunFailed as exc:
-        print(f"run failed: {exc}", file=sys.stderr)
-        return 1
+    total = scenario.train.rounds
+    printer = round_printer(console, total)
+    with progress_bar(console, total, "rounds") as done:
+
+        def on_round(row: dict[str, Any]) -> None:
+            printer(row)
+            done(int(row["round"]))
+
+        try:
+            doc = launch(on_round)
+        except RunFailed as exc:
+            print(f"run failed: {exc}", file=sys.stderr)
+            return 1
     print_summary(console, scenario, doc, run_dir)
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fedrobust.commands.common import names, overrides
+from fedrobust.commands.progress import progress_bar
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -51,7 +52,16 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             note = f"  backdoor success {row['backdoor_success']:.3f}"
         console.print(f"{where} accuracy {row['accuracy']:.4f}{note}")
 
-    rows = run_matrix(cells, out, run_cell, on_cell, jobs=args.jobs)
+    with progress_bar(console, len(cells), "runs") as done:
+        finished = 0
+
+        def on_run(row: dict[str, Any]) -> None:
+            nonlocal finished
+            finished += 1
+            on_cell(row)
+            done(finished)
+
+        rows = run_matrix(cells, out, run_cell, on_run, jobs=args.jobs)
     console.print((out / MATRIX_MD).read_text(encoding="utf-8"), markup=False)
     console.print(f"tables: {out}/matrix.md, matrix.csv, matrix.json; report: {out}/{REPORT_FILE}")
     return 1 if any("error" in r or r.get("failed_seeds") for r in rows) else 0

@@ -9,12 +9,15 @@ def preflight(scenario: Any) -> tuple[Any, str | None]:
     """Load the data and try what can fail on it, before any process starts.
 
     The checks are :func:`fedrobust.config.checks.check_with_data`, which the ServerApp
-    runs too. Returns the federation and the privacy plan to print (None without DP).
+    runs too, after :func:`fedrobust.tracking.check_tracking` (a tracker's package is
+    missing). Returns the federation and the privacy plan to print (None without DP).
     """
     from fedrobust.config.checks import check_with_data
     from fedrobust.privacy.canaries import scenario_federation
     from fedrobust.simulation import check_app_dir
+    from fedrobust.tracking import check_tracking
 
+    check_tracking(scenario)  # output.tensorboard / output.mlflow without their package
     check_app_dir()
     fed = scenario_federation(scenario)  # data errors surface here, exit 2
     return fed, check_with_data(scenario, fed)

@@ -178,6 +178,7 @@ def cmd_repeat(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from fedrobust.commands.preflight import preflight
+    from fedrobust.commands.progress import progress_bar
     from fedrobust.report.metrics import write_json_atomic
     from fedrobust.report.summary import summarize, summary_markdown
     from fedrobust.scenario import load_scenario
@@ -215,7 +216,16 @@ def cmd_repeat(args: argparse.Namespace) -> int:
             f"{final.get('wall_seconds', float('nan')):.1f}s"
         )
 
-    results.update(run_seeds(commands, args.jobs, on_done))
+    with progress_bar(console, len(commands), "seeds") as advance:
+        count = 0
+
+        def on_seed(result: SeedResult) -> None:
+            nonlocal count
+            count += 1
+            on_done(result)
+            advance(count)
+
+        results.update(run_seeds(commands, args.jobs, on_seed))
     finals = {s: r.final for s, r in results.items() if r.final is not None}
     failed = {s: r.error or "failed" for s, r in sorted(results.items()) if r.final is None}
     summary = summarize(finals)

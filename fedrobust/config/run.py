@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fedrobust.config.base import Section
+from fedrobust.tracking.config import MlflowConfig
 
 
 class SimulationConfig(Section):
@@ -31,12 +32,30 @@ class SimulationConfig(Section):
 
 
 class OutputConfig(Section):
-    """Where results go.
+    """Where results go, and the live trackers that follow the run.
 
     Parameters
     ----------
     dir : str
         Run directory (default ``runs/<name>``); ``--out`` overrides it.
+    tensorboard : bool
+        Write each round's figures (scalars) and per-client figures (histograms) to
+        ``DIR/tb/`` as the round finishes (needs ``fedrobust[tracking]``).
+    mlflow : MlflowConfig
+        Log the run to MLflow as it goes: the scenario as parameters, each round's
+        figures (step = round), the report, metrics.json and model.pt as artifacts
+        (needs ``fedrobust[tracking]``); ``true`` takes the defaults (a local
+        ``file:`` store beside the run directory). Default: off.
     """
 
     dir: str | None = None
+    tensorboard: bool = False
+    mlflow: MlflowConfig | None = None
+
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _mlflow_switch(cls, value: object) -> object:
+        # ``mlflow: true`` is the default section, ``mlflow: false`` none.
+        if isinstance(value, bool):
+            return {} if value else None
+        return value

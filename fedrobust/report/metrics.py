@@ -14,12 +14,17 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedrobust.errors import FedrobustError
 from fedrobust.rundir import METRICS_FILE as METRICS_FILE  # re-exported for callers
 from fedrobust.rundir import RunDir, discard_checkpoint, write_atomic
+from fedrobust.tracking import Tracker, close_trackers, forward_round, open_trackers
+
+if TYPE_CHECKING:
+    from fedrobust.scenario import Scenario
 
 STATUSES = ("running", "completed", "failed")
 # Figures that measure time, not learning: they differ between identical runs.
@@ -96,11 +101,24 @@ class RunRecorder:
         The run directory.
     scenario : dict
         The validated scenario, as a dict.
+    token : str
+        Identifies this launch in metrics.json.
+    trackers : Sequence[Tracker]
+        Live trackers (:mod:`fedrobust.tracking`): each gets the initial evaluation and
+        every round right after metrics.json is saved; one that fails is dropped;
+        :meth:`close_trackers` ends them.
     """
 
-    def __init__(self, run_dir: Path, scenario: dict[str, Any], token: str = "") -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        scenario: dict[str, Any],
+        token: str = "",
+        trackers: Sequence[Tracker] = (),
+    ) -> None:
         discard_checkpoint(run_dir)
         self.path = RunDir(run_dir).metrics
+        self.trackers = list(trackers)
         self.started = time.monotonic()
         self.doc: dict[str, Any] = {
             "status": "running",
@@ -116,12 +134,18 @@ class RunRecorder:
 
     @classmethod
     def resume(
-        cls, run_dir: Path, scenario: dict[str, Any], rounds_done: int, token: str = ""
+        cls,
+        run_dir: Path,
+        scenario: dict[str, Any],
+        rounds_done: int,
+        token: str = "",
+        trackers: Sequence[Tracker] = (),
     ) -> RunRecorder:
         """Continue the metrics of an interrupted run, keeping its first ``rounds_done`` rounds."""
         old = read_metrics(run_dir)
         recorder = cls.__new__(cls)
         recorder.path = RunDir(run_dir).metrics
+        recorder.trackers = list(trackers)
         recorder.started = time.monotonic()
         recorder.doc = {
             **old,
@@ -135,6 +159,38 @@ class RunRecorder:
         recorder._save()
         return recorder
 
+    @classmethod
+    def start(
+        cls, run_dir: Path, scenario: Scenario, rounds_done: int, token: str = ""
+    ) -> RunRecorder:
+        """The server's recorder, with the trackers ``scenario.output`` asks for.
+
+        Parameters
+        ----------
+        run_dir : Path
+            The run directory.
+        scenario : Scenario
+            The validated scenario.
+        rounds_done : int
+            The checkpoint's round when the run resumes (:meth:`resume`), else 0 (fresh).
+        token : str
+            Identifies this launch in metrics.json.
+
+        Raises
+        ------
+        FedrobustError
+            A tracker's package is missing (:func:`fedrobust.tracking.check_tracking`).
+        """
+        doc = scenario.model_dump(mode="json")
+        trackers = open_trackers(scenario, run_dir, rounds_done)
+        try:
+            if rounds_done == 0:
+                return cls(run_dir, doc, token=token, trackers=trackers)
+            return cls.resume(run_dir, doc, rounds_done, token=token, trackers=trackers)
+        except BaseException:  # no metrics.json to resume: the trackers end here too
+            close_trackers(trackers, run_dir, "failed")
+            raise
+
     def set_data(self, data: dict[str, Any]) -> None:
         """Record the federation summary (sizes, label histograms, noise rates)."""
         self.doc["data"] = data
@@ -144,11 +200,13 @@ class RunRecorder:
         """Record the evaluation of the initial global model (round 0)."""
         self.doc["initial"] = figures
         self._save()
+        self._track(figures)
 
     def add_round(self, figures: dict[str, Any]) -> None:
         """Append one round's figures (must hold ``round``, ``accuracy``, ``loss``)."""
         self.doc["rounds"].append(figures)
         self._save()
+        self._track(figures)
 
     @property
     def last_round(self) -> int:
@@ -178,5 +236,17 @@ class RunRecorder:
         self.doc["error"] = error
         self._save()
 
+    def close_trackers(self) -> None:
+        """Close the trackers with the run's status (after the report: it goes with them).
+
+        Never raises; a second call does nothing.
+        """
+        trackers, self.trackers = self.trackers, []
+        close_trackers(trackers, self.path.parent, self.doc["status"])
+
     def _save(self) -> None:
         write_json_atomic(self.path, self.doc)
+
+    def _track(self, figures: dict[str, Any]) -> None:
+        """Hand ``figures`` to the trackers, once saved: they show the run as it goes."""
+        self.trackers = forward_round(self.trackers, figures, self.path.parent)

@@ -284,3 +284,36 @@ def plot_roc(curves: dict[str, tuple[list[float], list[float]]], path: Path) -> 
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def plot_compare(curves: list[dict[str, Any]], metric: str, path: Path) -> Path:
+    """One figure per round of several runs, overlaid (``fedrobust compare``).
+
+    Parameters
+    ----------
+    curves : list of dict
+        One per run: ``label``, ``rounds`` and ``values`` (equal lengths), and optionally
+        ``low`` and ``high``, a band drawn around the line (NaN: no band at that round).
+    metric : str
+        The figure's name, for the axis and the title.
+    path : Path
+        The PNG to write.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    fig, ax = plt.subplots(figsize=(10, 4.4))
+    for index, curve in enumerate(curves):
+        color = plt.get_cmap("tab10")(index % 10)
+        ax.plot(curve["rounds"], curve["values"], marker="o", ms=3, color=color,
+                label=curve["label"])  # fmt: skip
+        if curve.get("low") is not None:
+            ax.fill_between(curve["rounds"], curve["low"], curve["high"], color=color,
+                            alpha=0.2, lw=0)  # fmt: skip
+    ax.set(xlabel="round (0: initial model)", ylabel=metric, title=f"{metric} per round")
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)

@@ -98,3 +98,10 @@ def test_an_attack_without_an_l2_variant_is_refused_naming_the_field() -> None:
     assert "fgsm, bim" in info.value.what and "pgd," not in info.value.what.split(":")[0]
     doc["adversarial"]["evaluation"]["attacks"] = ["pgd", "apgd", "autoattack"]
     assert parse_scenario(doc).adversarial.evaluation.norm == "l2"
+
+
+def test_each_attack_and_budget_reports_its_progress_in_order() -> None:
+    model, x, y = _model_and_data()
+    seen: list[int] = []
+    robust_accuracy(model, x, y, ["fgsm", "pgd"], [0.02, 0.1], steps=1, on_attack=seen.append)
+    assert seen == [1, 2, 3, 4]

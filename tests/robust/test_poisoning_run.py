@@ -62,6 +62,7 @@ def matrix(tmp_path: Path, text: str, attacks: str, defenses: str) -> dict[tuple
     return {(r["attack"], r["defense"]): r for r in rows}
 
 
+@pytest.mark.slow  # ~2 min of simulations: in CI's slow step, not the default run
 def test_matrix_runs_colluding_attackers_against_fltrust_and_writes_its_tables(
     tmp_path: Path,
 ) -> None:
