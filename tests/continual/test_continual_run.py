@@ -43,6 +43,7 @@ def with_(doc: dict[str, Any], **continual: Any) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.slow  # ~50 s of simulation; each method is unit-tested in the default set
 def test_every_method_at_once_fills_the_accuracy_matrix_and_the_report(tmp_path: Path) -> None:
     tiny = with_(SPLIT, tasks=[[0, 1], [2, 3], [4, 5]], rounds_per_task=1, schedule="own",
                  method="ewc+replay+lwf", replay={"buffer_size": 50},

@@ -31,6 +31,7 @@ privacy:
 """
 
 
+@pytest.mark.slow  # ~70 s of simulation; the protocol's logic runs in-process in the default set
 def test_secagg_with_dp_sgd_recovers_a_dropped_client_and_reports_each_stage(
     tmp_path: Path,
 ) -> None:
