@@ -138,6 +138,7 @@ __all__ = [
     "SimulationConfig",
     "StrategyConfig",
     "TrainConfig",
+    "flatten_scenario",
     "load_scenario",
     "parse_scenario",
     "scenario_to_yaml",
@@ -320,6 +321,19 @@ def _set_dotted(raw: Any, dotted: str, value: Any) -> None:
         node = node.setdefault(part, {})
     if isinstance(node, dict):
         node[parts[-1]] = value
+
+
+def flatten_scenario(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A scenario document (``model_dump(mode="json")``, or metrics.json's ``scenario``) as
+    ``{dotted key: value}``; lists, ``None`` and empty mappings are values."""
+    flat: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_scenario(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def scenario_to_yaml(scenario: Scenario) -> str:

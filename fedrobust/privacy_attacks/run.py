@@ -191,55 +191,40 @@ def attack_run(
     Returns the summary figures (``final.privacy_attacks``); results.json keeps the
     other attack's results from an earlier call.
     """
-    with torch_threads(scenario.simulation.cpus_per_client):  # small ops: fewer threads win
-        results = _attack(run_dir, scenario, fed, model, cfg, attacks, updates, images, strict)
-    text = json.dumps(results, indent=2, allow_nan=False)
-    write_atomic(RunDir(run_dir).privacy_attack_results, lambda handle: handle.write(text.encode()))
-    return summarize(results)
-
-
-def _attack(
-    run_dir: Path,
-    scenario: Scenario,
-    fed: Federation,
-    model: nn.Module | None,
-    cfg: PrivacyAttacksConfig,
-    attacks: list[str],
-    updates: list[RecordedUpdate],
-    images: int | None,
-    strict: bool,
-) -> dict[str, Any]:
     from fedrobust.report.plots import plot_reconstructions, plot_roc
 
     folder = RunDir(run_dir).privacy_attacks
     folder.mkdir(parents=True, exist_ok=True)
     results = read_results(run_dir)
-    if "inversion" in attacks:
-        rows = []
-        for update in updates:
-            try:
-                figures, recon, best = invert_update(
-                    scenario, fed, update, cfg, images or cfg.images_for(update.num_examples)
+    with torch_threads(scenario.simulation.cpus_per_client):  # small ops: fewer threads win
+        if "inversion" in attacks:
+            rows = []
+            for update in updates:
+                try:
+                    figures, recon, best = invert_update(
+                        scenario, fed, update, cfg, images or cfg.images_for(update.num_examples)
+                    )
+                except FedrobustError as exc:
+                    if strict:
+                        raise
+                    rows.append({**_identity(update), "error": f"{exc.where}: {exc.what}"})
+                    continue
+                plot_reconstructions(
+                    best, recon, figures["psnr"], update.label, folder / figures["picture"]
                 )
-            except FedrobustError as exc:
-                if strict:
-                    raise
-                rows.append({**_identity(update), "error": f"{exc.where}: {exc.what}"})
-                continue
-            plot_reconstructions(
-                best, recon, figures["psnr"], update.label, folder / figures["picture"]
-            )
-            log.info("inversion %s: PSNR %.2f dB", update.label, figures["psnr_mean"] or -1)
-            rows.append(figures)
-        results["inversion"] = rows
-    if "membership" in attacks:
-        assert model is not None
-        found = membership(scenario, fed, model, cfg)
-        curves = {name: (a["fpr"], a["tpr"]) for name, a in found["attacks"].items()}
-        plot_roc(curves, folder / ROC_PICTURE)
-        found["picture"] = ROC_PICTURE
-        results["membership"] = found
-    return results
+                log.info("inversion %s: PSNR %.2f dB", update.label, figures["psnr_mean"] or -1)
+                rows.append(figures)
+            results["inversion"] = rows
+        if "membership" in attacks:
+            assert model is not None
+            found = membership(scenario, fed, model, cfg)
+            curves = {name: (a["fpr"], a["tpr"]) for name, a in found["attacks"].items()}
+            plot_roc(curves, folder / ROC_PICTURE)
+            found["picture"] = ROC_PICTURE
+            results["membership"] = found
+    text = json.dumps(results, indent=2, allow_nan=False)
+    write_atomic(RunDir(run_dir).privacy_attack_results, lambda handle: handle.write(text.encode()))
+    return summarize(results)
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:

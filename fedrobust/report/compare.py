@@ -34,6 +34,7 @@ from fedrobust.report.plots import plot_compare
 from fedrobust.report.stats import mean_ci
 from fedrobust.report.summary import CONFIDENCE, flatten, mean_pm, summarize
 from fedrobust.rundir import RunDir
+from fedrobust.scenario import flatten_scenario
 
 COMPARE_HTML = "compare.html"
 COMPARE_PNG = "compare.png"
@@ -181,18 +182,6 @@ def available_metrics(entries: Sequence[Entry]) -> list[str]:
             for row in round_rows(doc) for key in flatten(row)}  # fmt: skip
     keys.discard("round")
     return sorted(keys)
-
-
-def flatten_scenario(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A scenario as ``{dotted key: value}``; lists, ``None`` and empty dicts are values."""
-    flat: dict[str, Any] = {}
-    for key, value in doc.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten_scenario(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def entry_scenario(entry: Entry) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from fedrobust.rundir import METRICS_FILE, MODEL_FILE, REPORT_FILE, SCENARIO_FILE, write_atomic
+from fedrobust.scenario import flatten_scenario
 from fedrobust.tracking.base import COMPLETED, TRACKING_FILE, Tracker
 from fedrobust.tracking.config import FILE_SCHEME
 from fedrobust.tracking.flatten import flatten_figures
@@ -93,18 +94,15 @@ def metric_key(key: str) -> str:
     return _BAD_KEY.sub("_", key.replace("@", "_at_").replace("%", "pct"))
 
 
-def scenario_params(doc: dict[str, Any], prefix: str = "") -> dict[str, str]:
+def scenario_params(doc: dict[str, Any]) -> dict[str, str]:
     """The scenario as MLflow parameters: dotted paths to its leaves (lists whole), JSON
     values (strings as they are), cut to MLflow's length."""
-    params: dict[str, str] = {}
-    for key, value in doc.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            params.update(scenario_params(value, f"{path}."))
-        else:
-            text = value if isinstance(value, str) else json.dumps(value)
-            params[metric_key(path)] = text[:PARAM_VALUE_LENGTH]
-    return params
+    return {
+        metric_key(path): (value if isinstance(value, str) else json.dumps(value))[
+            :PARAM_VALUE_LENGTH
+        ]
+        for path, value in flatten_scenario(doc).items()
+    }
 
 
 def _new_run(client: MlflowClient, scenario: Scenario, run_dir: Path) -> str:
