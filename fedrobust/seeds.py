@@ -36,6 +36,7 @@ class Stream(IntEnum):
     SECAGG_DROPOUT = 9  # simulated SecAgg+ dropouts (with the round)
     CONTINUAL_OFFSET = 10  # a client's task offset (with the client id)
     HOLDOUT = 11  # a device's validation split; the robust-evaluation subset
+    POOL_ORDER = 12  # the order contiguous partitioners (iid, size, ...) cut the pool in
 
 
 # Tags shared by two names draw from different seeds or different extra ints, so their

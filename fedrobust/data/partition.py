@@ -5,6 +5,11 @@ every class by default (``class_assignment: every-class``): flwr-datasets' own m
 leave classes to no client (6 clients x 3 of 10 classes, ``first-deterministic``: classes
 6 to 9 only by chance), and then only warn. A split that still leaves samples out (fewer
 class slots than classes; ``size``) is reported by the federation (``unassigned``).
+
+flwr-datasets' iid, size, exponential, linear and square partitioners cut the dataset
+into contiguous runs, trusting it to be shuffled; a pool sorted by label (mnist-5k is)
+would give each "iid" client one or two classes. They get the pool in a seeded random
+order (:data:`CONTIGUOUS`).
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from flwr_datasets import partitioner as fp
 
 from fedrobust.data.config import PartitionConfig
 from fedrobust.errors import FedrobustError
+from fedrobust.seeds import Stream, stream
 
 FIELD = "data.partition"
+#: Partitioners that cut the dataset in order: they see the pool shuffled.
+CONTIGUOUS = frozenset({"iid", "size", "exponential", "linear", "square"})
 
 
 class EveryClassPathologicalPartitioner(fp.PathologicalPartitioner):
@@ -121,9 +129,10 @@ def partition_indices(labels: np.ndarray, cfg: PartitionConfig, seed: int) -> li
             f"{FIELD}.sizes", f"sum {sum(cfg.sizes)} exceeds the training pool ({len(labels)})"
         )
     partitioner = make_partitioner(cfg, seed)
-    partitioner.dataset = Dataset.from_dict(
-        {"label": labels.astype(np.int64), "row": np.arange(len(labels), dtype=np.int64)}
-    )
+    rows = np.arange(len(labels), dtype=np.int64)
+    if cfg.kind in CONTIGUOUS:
+        rows = stream(seed, Stream.POOL_ORDER).permutation(rows)
+    partitioner.dataset = Dataset.from_dict({"label": labels[rows].astype(np.int64), "row": rows})
     try:
         with warnings.catch_warnings():
             # "Classes ... will NOT be used": the federation reports unassigned samples

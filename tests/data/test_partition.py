@@ -107,3 +107,18 @@ def test_a_split_that_leaves_samples_out_says_so(caplog: pytest.LogCaptureFixtur
     line = _unassigned_line(summary)
     assert f"{summary['unassigned']} training samples" in line
     assert _unassigned_line(build_federation(DataConfig(dataset="digits"), seed=0).summary()) == ""
+
+
+@pytest.mark.parametrize("kind", ["iid", "linear"])
+def test_contiguous_partitioners_see_a_sorted_pool_shuffled(kind: str) -> None:
+    labels = np.repeat(np.arange(10), 100)  # sorted by label, as mnist-5k's pool is
+    cfg = PartitionConfig(kind=kind, num_clients=5)
+    parts = partition_indices(labels, cfg, seed=3)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(1000))  # each row once
+    for rows in parts:
+        counts = np.bincount(labels[rows], minlength=10)
+        assert (counts > 0).all()  # every client holds every class, not one or two
+    again = partition_indices(labels, cfg, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again, strict=True))
+    other = partition_indices(labels, cfg, seed=4)
+    assert not all(np.array_equal(a, b) for a, b in zip(parts, other, strict=True))
