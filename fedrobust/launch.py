@@ -242,6 +242,9 @@ class RunWatch:
             f"resume={'true' if resume else 'false'}",
             f'token="{self.token}"',
         ]
+        if scenario.model.init_from is not None:  # relative to where the command runs
+            source = Path(scenario.model.init_from).expanduser().resolve()
+            self.run_config.append(f"init-from={json.dumps(str(source))}")
         self.on_round = on_round
         self.seen = len(old["rounds"]) if old else 0
 

@@ -29,8 +29,8 @@ from fedrobust.federation.records import for_strategy
 from fedrobust.federation.registry import server_hooks
 from fedrobust.federation.server_hooks import RoundView, ServerHook, ServerSetup
 from fedrobust.federation.transport import Transport, build_transport
-from fedrobust.models.build import build_model
 from fedrobust.models.registry import InputSpec
+from fedrobust.models.transfer import initial_model, keep_frozen
 from fedrobust.personalization.evaluation import evaluate_clients
 from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.recipe import recipe_config
@@ -83,12 +83,12 @@ def run_federation(
         check_with_data(scenario, fed)  # what `fedrobust run` refuses, `flwr run .` refuses
         k = fed.spec.num_classes
         torch.manual_seed(scenario.seed)
-        model = build_model(scenario.model, fed.spec)
+        model, init = initial_model(scenario.model, fed.spec, scenario.seed)
         strategy = build_strategy(scenario)
         if ckpt is None:
             recorder.set_data(fed.summary())
             recorder.initial(
-                {"round": 0, **_eval_figures(evaluate(model, fed.x_test, fed.y_test, k))}
+                {"round": 0, **init, **_eval_figures(evaluate(model, fed.x_test, fed.y_test, k))}
             )
         sizes: dict[int, int] = {}
         nodes = discover_clients(grid, scenario, fed.spec, sizes)
@@ -113,7 +113,7 @@ def run_federation(
             )
             if rejoined:
                 figures["rejoined"] = sorted(rejoined)
-            model.load_state_dict(new_arrays.to_torch_state_dict())
+            model.load_state_dict(keep_frozen(model, new_arrays.to_torch_state_dict()))
             # Re-derive the global record from the model: Flower's FedAdam/FedYogi return
             # float64 arrays, which float32 client replies would no longer match.
             arrays = ArrayRecord(model.state_dict())

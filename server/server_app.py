@@ -35,6 +35,8 @@ def main(grid: Grid, context: Context) -> None:
         overrides["train.rounds"] = int(cfg["rounds"])
     if int(cfg.get("seed", -1)) >= 0:
         overrides["seed"] = int(cfg["seed"])
+    if str(cfg.get("init-from", "")):  # resolved where the command ran (fedrobust run)
+        overrides["model.init_from"] = str(cfg["init-from"])
     scenario = load_scenario(scenario_path, overrides)
     out = str(cfg.get("out-dir", "")) or scenario.output.dir or f"runs/{scenario.name}"
     run_dir = Path(out).expanduser()

@@ -56,9 +56,14 @@ def _check_model(scenario: Scenario, federation: Federation) -> nn.Module:
     from fedrobust.models.build import build_model
 
     try:
-        return build_model(scenario.model, federation.spec)
+        model = build_model(scenario.model, federation.spec)
     except ValueError as exc:
         raise FedrobustError("model.name", str(exc)) from None
+    if scenario.model.init_from is not None:  # the file exists, loads and fits the model
+        from fedrobust.models.transfer import load_pretrained
+
+        load_pretrained(model, scenario.model.init_from)
+    return model
 
 
 def _check_robust_evaluation(scenario: Scenario, federation: Federation, model: nn.Module) -> None:

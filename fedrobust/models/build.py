@@ -13,26 +13,35 @@ from torch import nn
 from fedrobust.errors import FedrobustError
 from fedrobust.models.layers import Normalized, initialise
 from fedrobust.models.registry import InputSpec, create_model, model_options
+from fedrobust.models.transfer import freeze
 
 if TYPE_CHECKING:  # the schema asks the models package for names; no import back at run time
+    from fedrobust.data.config import NormalizeConfig
     from fedrobust.models.config import ModelConfig
 
 
 def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
-    """The model a scenario's ``model`` section describes, for inputs of ``spec``."""
+    """The model a scenario's ``model`` section describes, for inputs of ``spec``, with
+    the parameters under ``model.freeze`` frozen (``requires_grad`` off)."""
     options: dict[str, object] = {"hidden": cfg.hidden, "channels": cfg.channels}
     accepted = model_options(cfg.name)
     for name in ("activation", "dropout", "checkpointing"):
         if name in accepted:
             options[name] = getattr(cfg, name)
     model = initialise(create_model(cfg.name, spec, **options), cfg.init, cfg.activation)
-    if cfg.normalize is None:
-        return model
+    if cfg.normalize is not None:
+        model = _normalized(model, cfg.normalize, spec)
+    if cfg.freeze:  # structural: every copy of the model trains the same parameters
+        freeze(model, cfg.freeze)
+    return model
+
+
+def _normalized(model: nn.Module, cfg: NormalizeConfig, spec: InputSpec) -> nn.Module:
     channels = spec.shape[0] if len(spec.shape) == 3 else None
-    if channels != len(cfg.normalize.mean):
+    if channels != len(cfg.mean):
         raise FedrobustError(
             "model.normalize.mean",
-            f"has {len(cfg.normalize.mean)} values but the inputs have shape {spec.shape} "
+            f"has {len(cfg.mean)} values but the inputs have shape {spec.shape} "
             "(one value per image channel)",
         )
-    return Normalized(model, cfg.normalize.mean, cfg.normalize.std)
+    return Normalized(model, cfg.mean, cfg.std)

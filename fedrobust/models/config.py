@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fedrobust.config.base import Section, check_registered
+from fedrobust.config.base import Section, check_registered, field_error
 from fedrobust.data.config import NormalizeConfig
 
 
@@ -32,6 +32,17 @@ class ModelConfig(Section):
         save memory.
     normalize : NormalizeConfig
         Optional per-channel input standardisation inside the model.
+    init_from : str
+        Start from pre-trained weights: a run directory (its ``model.pt``) or a ``.pt``
+        state dict. Every tensor whose name and shape match is loaded; the rest keep
+        their fresh initialisation (metrics.json ``initial.transfer`` lists them). A
+        relative path is relative to the directory the command runs from.
+    freeze : list[str]
+        Parameter-name prefixes (module names such as ``features`` or ``net.0``) that
+        do not train, on the server and every client.
+    reset_head : bool
+        Re-initialise the classifier (the last linear layer) after loading
+        ``init_from``, seeded by the scenario's seed.
     """
 
     name: str = "cnn"
@@ -42,6 +53,9 @@ class ModelConfig(Section):
     init: Literal["default", "kaiming", "xavier"] = "default"
     checkpointing: bool = False
     normalize: NormalizeConfig | None = None
+    init_from: Annotated[str, Field(min_length=1)] | None = None
+    freeze: list[Annotated[str, Field(min_length=1)]] = []
+    reset_head: bool = False
 
     @field_validator("name")
     @classmethod
@@ -54,9 +68,11 @@ class ModelConfig(Section):
         from fedrobust.models import model_options
 
         accepted = set(type(self).model_fields) & set(model_options(self.name))
-        return {"name", "init", "normalize"} | accepted
+        return {"name", "init", "normalize", "init_from", "freeze", "reset_head"} | accepted
 
     @model_validator(mode="after")
     def _options_fit_model(self) -> ModelConfig:
         self.check_applicable(f"model '{self.name}'")
+        if self.reset_head and self.init_from is None:
+            raise field_error("reset_head", "needs init_from (there is no head to reset)")
         return self

@@ -47,7 +47,7 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """The client optimizer named in the scenario (``lr`` overrides ``cfg.lr``)."""
     lr = cfg.lr if lr is None else lr
-    params = model.parameters()
+    params = [p for p in model.parameters() if p.requires_grad]  # model.freeze: not these
     if cfg.name == "sgd":
         return torch.optim.SGD(
             params,
