@@ -213,8 +213,9 @@ class GradientInversion:
         Random starts; the best one is kept.
     lr : float
         Adam's initial learning rate.
-    tv : float
-        Weight of the total-variation prior (0 turns it off).
+    tv : float, optional
+        Weight of the total-variation prior (0 turns it off); default the class's
+        ``default_tv``.
     bounds : tuple of float
         Range of the inputs (low, high).
     seed : int
@@ -223,6 +224,8 @@ class GradientInversion:
 
     #: Whether Adam is fed the sign of the dummies' gradient rather than the gradient.
     signed: bool = False
+    #: The total-variation weight when ``tv`` is not given.
+    default_tv: float = 0.0
 
     def __init__(
         self,
@@ -231,7 +234,7 @@ class GradientInversion:
         iterations: int = 2000,
         restarts: int = 1,
         lr: float = 0.1,
-        tv: float = 0.0,
+        tv: float | None = None,
         bounds: tuple[float, float] = (0.0, 1.0),
         seed: int = 0,
     ) -> None:
@@ -245,7 +248,7 @@ class GradientInversion:
         self.iterations = iterations
         self.restarts = restarts
         self.lr = lr
-        self.tv = tv
+        self.tv = self.default_tv if tv is None else tv
         self.bounds = bounds
         self.seed = seed
 
@@ -370,27 +373,7 @@ class InvertingGradients(GradientInversion):
     """
 
     signed = True
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        iterations: int = 2000,
-        restarts: int = 1,
-        lr: float = 0.1,
-        tv: float = 1e-4,
-        bounds: tuple[float, float] = (0.0, 1.0),
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            model,
-            iterations=iterations,
-            restarts=restarts,
-            lr=lr,
-            tv=tv,
-            bounds=bounds,
-            seed=seed,
-        )
+    default_tv = 1e-4
 
     def matching_loss(self, dummy: list[Tensor], target: list[Tensor]) -> Tensor:
         """``1 - cos(dummy, target)`` of the concatenated gradients."""
