@@ -237,6 +237,11 @@ class DataConfig(Section):
     augment : list
         Training-batch augmentations on clients, applied in order: ``shift`` {pixels},
         ``flip`` {p}, ``rotate`` {degrees}, ``noise`` {std}. Images only.
+    resize : list[int]
+        ``[height, width]``: every image of the dataset is resized (bilinear, antialiased
+        when shrinking) before the split, e.g. 8x8 digits to MNIST's 28x28 so a model
+        pre-trained on one fits the other. Images only. A device's own ``data-path``
+        file must already have this size.
     """
 
     dataset: str = "mnist-5k"
@@ -251,6 +256,10 @@ class DataConfig(Section):
     label_noise: LabelNoiseConfig | None = None
     feature_shift: FeatureShiftConfig | None = None
     augment: list[AugmentConfig] = []
+    resize: (
+        Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=2, max_length=2)]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _held_out_fits(self) -> DataConfig:

@@ -3,18 +3,18 @@
 Steps, in order, each seeded from the scenario seed so server and clients build
 the same split independently:
 
-1. load the source; 2. hold out a stratified global test set (``test_fraction``);
-3. split the rest with the flwr-datasets partitioner; 4. per client: split off
-validation (``val_fraction``) and a local test split (``local_test_fraction``), then
-limited data, long-tail imbalance and label noise on the training part only; a feature
-shift (``feature_shift``) on all three.
+1. load the source (resized with ``resize``); 2. hold out a stratified global test
+set (``test_fraction``); 3. split the rest with the flwr-datasets partitioner; 4. per
+client: split off validation (``val_fraction``) and a local test split
+(``local_test_fraction``), then limited data, long-tail imbalance and label noise on
+the training part only; a feature shift (``feature_shift``) on all three.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from fedrobust.data.transforms import (
     apply_imbalance,
     apply_label_noise,
     apply_limited,
+    resize_images,
 )
 from fedrobust.errors import FedrobustError
 from fedrobust.models import InputSpec
@@ -140,6 +141,8 @@ def build_federation(cfg: DataConfig, seed: int) -> Federation:
 def _build_cached(cfg_json: str, seed: int) -> Federation:
     cfg = DataConfig.model_validate_json(cfg_json)
     source = load_source(cfg.dataset, cfg.image_key, cfg.label_key)
+    if cfg.resize is not None:
+        source = replace(source, x=resize_images(source.x, tuple(cfg.resize), "data.resize"))
     return _split(source, cfg, seed)
 
 

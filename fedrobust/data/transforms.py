@@ -1,5 +1,5 @@
 """Per-client transforms: long-tail imbalance, limited data, label noise (training data),
-and a feature shift (all of a client's inputs).
+and a feature shift (all of a client's inputs); and the dataset-wide resize.
 
 Each takes the client's (indices, labels) and a numpy Generator and returns new arrays;
 nothing is changed in place. Label noise keeps the clean labels so the real noise rate
@@ -18,6 +18,7 @@ from fedrobust.data.config import (
     LabelNoiseConfig,
     LimitedConfig,
 )
+from fedrobust.errors import FedrobustError
 
 
 def long_tail_keep_fractions(num_classes: int, ratio: float, order: np.ndarray) -> np.ndarray:
@@ -112,3 +113,26 @@ def apply_feature_shift(
 
     angle = torch.full((len(x),), math.radians(strength * cfg.degrees))
     return rotate(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), angle).numpy()
+
+
+def resize_images(x: np.ndarray, size: tuple[int, int], field: str) -> np.ndarray:
+    """Images ``x`` (N, C, H, W) resized to ``size`` (bilinear; antialiased when shrinking).
+
+    Done in chunks of 1,024 images, so a large dataset never exists twice as float32
+    tensors at once beyond one chunk.
+    """
+    if x.ndim != 4:
+        raise FedrobustError(field, f"resizes images only; the inputs have shape {x.shape[1:]}")
+    import torch
+    import torch.nn.functional as F
+
+    height, width = size
+    shrinking = height < x.shape[2] or width < x.shape[3]
+    out = np.empty((len(x), x.shape[1], height, width), dtype=np.float32)
+    for start in range(0, len(x), 1024):
+        chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + 1024], np.float32))
+        resized = F.interpolate(
+            chunk, size=size, mode="bilinear", align_corners=False, antialias=shrinking
+        )
+        out[start : start + len(chunk)] = resized.clamp_(0.0, 1.0).numpy()
+    return out

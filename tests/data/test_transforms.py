@@ -1,9 +1,10 @@
-"""Per-client transforms: sizes, class counts and measured label-noise rates."""
+"""Per-client transforms: sizes, class counts and measured label-noise rates; resize."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from fedrobust.data import build_federation
 from fedrobust.data.config import (
@@ -13,7 +14,13 @@ from fedrobust.data.config import (
     LimitedConfig,
     PartitionConfig,
 )
-from fedrobust.data.transforms import apply_imbalance, apply_label_noise, apply_limited
+from fedrobust.data.transforms import (
+    apply_imbalance,
+    apply_label_noise,
+    apply_limited,
+    resize_images,
+)
+from fedrobust.errors import FedrobustError
 
 LABELS = np.repeat(np.arange(10), 200)
 
@@ -71,3 +78,35 @@ def test_federation_records_measured_noise_and_keeps_validation_clean() -> None:
             np.mean(client.y_train != client.y_train_clean), abs=1e-6
         )
         assert sum(row["label_histogram"]) == 200
+
+
+def test_resize_keeps_a_constant_image_constant_and_reaches_the_size() -> None:
+    x = np.full((3, 1, 8, 8), 0.25, dtype=np.float32)
+    out = resize_images(x, (28, 28), "data.resize")
+    assert out.shape == (3, 1, 28, 28) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 0.25, atol=1e-6)
+
+
+def test_resize_of_an_upsampled_image_back_down_is_close_to_it() -> None:
+    ramp = np.add.outer(np.arange(8), np.arange(8)) / 14  # smooth: survives the round trip
+    x = np.stack([ramp, ramp.T[::-1]])[:, None].astype(np.float32)
+    there_and_back = resize_images(resize_images(x, (32, 32), "f"), (8, 8), "f")
+    assert np.abs(there_and_back - x).mean() < 0.05
+
+
+def test_resize_refuses_flat_inputs_naming_the_field() -> None:
+    with pytest.raises(FedrobustError, match="data.resize"):
+        resize_images(np.zeros((2, 64), np.float32), (8, 8), "data.resize")
+
+
+def test_resized_federation_has_the_new_input_shape_and_same_labels() -> None:
+    plain = build_federation(DataConfig(dataset="digits"), seed=0)
+    resized = build_federation(DataConfig(dataset="digits", resize=[28, 28]), seed=0)
+    assert resized.spec.shape == (1, 28, 28) and plain.spec.shape == (1, 8, 8)
+    np.testing.assert_array_equal(resized.y_test, plain.y_test)
+    assert resized.clients[0].x_train.shape[1:] == (1, 28, 28)
+
+
+def test_resize_needs_height_and_width() -> None:
+    with pytest.raises(ValidationError, match="resize"):
+        DataConfig(dataset="digits", resize=[28])
