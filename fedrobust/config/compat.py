@@ -70,6 +70,7 @@ def check(scenario: Scenario) -> None:
     _continual(scenario)
     _personalization(scenario)
     _privacy_attacks(scenario)
+    _sharpness(scenario)
 
 
 def _clients(scenario: Scenario) -> None:
@@ -362,6 +363,19 @@ def _privacy_attacks(scenario: Scenario) -> None:
             f"{where}.clients",
             "under privacy.secure_aggregation the server never sees one client's update, "
             "only the aggregate of each round (which is what it records); remove clients",
+        )
+
+
+def _sharpness(scenario: Scenario) -> None:
+    """SAM / ASAM against DP-SGD (weight noise, drawn without the data, composes)."""
+    if scenario.train.optimizer.sam is not None and scenario.privacy.dp.mode == "sample":
+        raise field_error(
+            "train.optimizer.sam",
+            "does not compose with DP-SGD (privacy.dp.mode: sample): SAM's ascent step "
+            "is taken along the batch's raw gradient, so the point the clipped, noised "
+            "gradient is taken at depends on every example unclipped and unnoised, and "
+            "the release leaks beyond the accountant's bound; use train.weight_noise "
+            "(data-independent) or privacy.dp.mode: client",
         )
 
 

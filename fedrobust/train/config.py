@@ -9,6 +9,52 @@ from pydantic import Field, field_validator, model_validator
 from fedrobust.config.base import Section, check_registered, field_error
 
 
+class SamConfig(Section):
+    """Sharpness-aware minimisation around the client optimizer (``fedrobust.train.sam``).
+
+    Each step takes the gradient at ``w + e_w``, ``e_w`` the steepest ascent of radius
+    ``rho`` (SAM, Foret et al. 2021, https://arxiv.org/abs/2010.01412), or of radius
+    ``rho`` in the weight-scaled norm with ``T_w = |w| + eta`` (ASAM, Kwon et al. 2021,
+    https://arxiv.org/abs/2102.11600), and the optimizer steps from ``w`` with it.
+
+    Parameters
+    ----------
+    rho : float
+        Radius of the ascent step.
+    adaptive : bool
+        ASAM: scale the neighbourhood element-wise by ``|w| + eta``.
+    eta : float
+        ASAM: keeps weights at zero inside the neighbourhood.
+    """
+
+    rho: Annotated[float, Field(gt=0, le=10)] = 0.05
+    adaptive: bool = False
+    eta: Annotated[float, Field(ge=0)] = 0.01
+
+    def applicable(self) -> set[str]:
+        return set(type(self).model_fields) - (set() if self.adaptive else {"eta"})
+
+    @model_validator(mode="after")
+    def _eta_needs_adaptive(self) -> SamConfig:
+        self.check_applicable("sam without adaptive: true")
+        return self
+
+
+class WeightNoiseConfig(Section):
+    """Gaussian weight perturbation during local training (``fedrobust.train.sam``).
+
+    Each step takes the gradient at ``w + n``, ``n ~ N(0, std^2)`` drawn per trainable
+    weight from the client's round seed, and the optimizer steps from ``w`` with it.
+
+    Parameters
+    ----------
+    std : float
+        Standard deviation of the noise added to every trainable weight.
+    """
+
+    std: Annotated[float, Field(gt=0, le=1)] = 0.01
+
+
 class OptimizerConfig(Section):
     """Client optimizer.
 
@@ -24,6 +70,8 @@ class OptimizerConfig(Section):
         SGD Nesterov momentum (needs momentum > 0).
     weight_decay : float
         L2 penalty.
+    sam : SamConfig, optional
+        Sharpness-aware minimisation (SAM or ASAM) around this optimizer.
     """
 
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
@@ -31,6 +79,7 @@ class OptimizerConfig(Section):
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = False
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    sam: SamConfig | None = None
 
     def applicable(self) -> set[str]:
         fields = set(type(self).model_fields)
@@ -196,6 +245,8 @@ class TrainConfig(Section):
         fp32 | bf16 (CPU autocast for the forward pass).
     early_stopping : EarlyStoppingConfig
         Stop the run when the global metric stops improving; keep the best model.
+    weight_noise : WeightNoiseConfig, optional
+        Gaussian weight perturbation during local training (not with optimizer.sam).
     """
 
     rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
@@ -212,3 +263,14 @@ class TrainConfig(Section):
     sampler: Literal["none", "balanced"] = "none"
     precision: Literal["fp32", "bf16"] = "fp32"
     early_stopping: EarlyStoppingConfig | None = None
+    weight_noise: WeightNoiseConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_perturbation(self) -> TrainConfig:
+        if self.weight_noise is not None and self.optimizer.sam is not None:
+            raise field_error(
+                "weight_noise",
+                "does not compose with optimizer.sam: each chooses the point the "
+                "gradient is taken at; use one",
+            )
+        return self

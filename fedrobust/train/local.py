@@ -3,10 +3,11 @@
 ``local_train`` runs ``train.local_epochs`` passes of mini-batch training over the
 client's data with the scenario's optimizer, loss, class weights, sampler, gradient
 clipping and precision; with a DP-SGD recipe, Opacus's per-sample clipping and noise.
-Extra terms and batch transforms (FedProx, L1, augmentation, adversarial examples,
-continual-learning penalties and replay) come in as
-:class:`~fedrobust.train.plugins.TrainPlugin` objects whose hooks take values and
-return values.
+Each batch's gradient is taken where :mod:`fedrobust.train.sam` says: at the weights, at
+SAM / ASAM's ascent point, or under Gaussian weight noise. Extra terms and batch
+transforms (FedProx, L1, augmentation, adversarial examples, continual-learning penalties
+and replay) come in as :class:`~fedrobust.train.plugins.TrainPlugin` objects whose hooks
+take values and return values.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -24,6 +26,7 @@ from fedrobust.privacy.ledger import LedgerEntry
 from fedrobust.train.config import OptimizerConfig, TrainConfig
 from fedrobust.train.losses import create_loss
 from fedrobust.train.plugins import TrainPlugin
+from fedrobust.train.sam import Perturbation, perturbation
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,16 @@ def _penalty(plugins: tuple[TrainPlugin, ...], model: nn.Module) -> torch.Tensor
     return sum(terms[1:], terms[0]) if terms else None
 
 
+def _perturbation(
+    train: TrainConfig, model: nn.Module, seed: int, dp: DPSGDRecipe | None
+) -> Perturbation:
+    """Where each step takes its gradient (``fedrobust.train.sam``): SAM's ascent would
+    read the raw per-example gradients DP-SGD must not release, so it has no DP path."""
+    if dp is not None and train.optimizer.sam is not None:
+        raise ValueError("train.optimizer.sam does not run under DP-SGD")
+    return perturbation(train, model, seed)
+
+
 def local_train(
     model: nn.Module,
     x: np.ndarray,
@@ -159,6 +172,22 @@ def local_train(
         )  # fmt: skip
         net, criterion, opt = private.model, private.criterion, private.optimizer
     net.train()
+    perturbation = _perturbation(train, model, seed, dp)
+
+    def gradients(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward and backward pass of the batch: its data loss and logits."""
+        with autocast:
+            logits = net(xb)
+        loss = criterion(logits.float(), yb)
+        for plugin in plugins:
+            loss = plugin.loss(net, loss)
+        if private is not None:
+            private.backward(loss)  # the penalty joins after clipping and noise
+        else:
+            penalty = _penalty(plugins, model)
+            (loss if penalty is None else loss + penalty).backward()
+        return loss, logits
+
     steps, loss_sum, correct, seen = 0, 0.0, 0, 0
     try:
         for _ in range(train.local_epochs):
@@ -170,17 +199,10 @@ def local_train(
                     for plugin in plugins:  # e.g. attacks: no per-sample gradients recorded
                         xb, yb = plugin.batch(xb, yb)
                 opt.zero_grad(set_to_none=True)
-                with autocast:
-                    logits = net(xb)
-                loss = criterion(logits.float(), yb)
-                for plugin in plugins:
-                    loss = plugin.loss(net, loss)
+                loss, logits = perturbation.gradients(partial(gradients, xb, yb))
                 if private is not None:
-                    private.backward(loss)
                     private.step()
                 else:
-                    penalty = _penalty(plugins, model)
-                    (loss if penalty is None else loss + penalty).backward()
                     if train.grad_clip is not None:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
                     opt.step()
