@@ -236,7 +236,12 @@ class DataConfig(Section):
         See their sections.
     augment : list
         Training-batch augmentations on clients, applied in order: ``shift`` {pixels},
-        ``flip`` {p}, ``rotate`` {degrees}, ``noise`` {std}. Images only.
+        ``flip`` {p}, ``rotate`` {degrees}, ``noise`` {std}. Images only (``noise``
+        also on sequences).
+    sequence : str
+        rows: read each image (C, H, W) row by row as a sequence (T = H steps of
+        F = W * C features; sequential MNIST); an ``npz:`` ``x`` of shape (N, T, F) is
+        read as T steps of F features (``fedrobust.data.sequence``). Default: none.
     """
 
     dataset: str = "mnist-5k"
@@ -251,6 +256,7 @@ class DataConfig(Section):
     label_noise: LabelNoiseConfig | None = None
     feature_shift: FeatureShiftConfig | None = None
     augment: list[AugmentConfig] = []
+    sequence: Literal["rows"] | None = None
 
     @model_validator(mode="after")
     def _held_out_fits(self) -> DataConfig:
