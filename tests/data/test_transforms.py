@@ -8,12 +8,18 @@ import pytest
 from fedrobust.data import build_federation
 from fedrobust.data.config import (
     DataConfig,
+    FeatureShiftConfig,
     ImbalanceConfig,
     LabelNoiseConfig,
     LimitedConfig,
     PartitionConfig,
 )
-from fedrobust.data.transforms import apply_imbalance, apply_label_noise, apply_limited
+from fedrobust.data.transforms import (
+    apply_feature_shift,
+    apply_imbalance,
+    apply_label_noise,
+    apply_limited,
+)
 
 LABELS = np.repeat(np.arange(10), 200)
 
@@ -71,3 +77,11 @@ def test_federation_records_measured_noise_and_keeps_validation_clean() -> None:
             np.mean(client.y_train != client.y_train_clean), abs=1e-6
         )
         assert sum(row["label_histogram"]) == 200
+
+
+def test_a_contrast_shift_works_on_sequences_and_rotation_needs_images() -> None:
+    x = np.full((2, 5, 3), 0.9, dtype=np.float32)
+    shifted = apply_feature_shift(x, FeatureShiftConfig(kind="contrast", min_contrast=0.5), 1, 2)
+    assert shifted.shape == x.shape and np.allclose(shifted, 0.7)
+    with pytest.raises(ValueError, match="rotate"):
+        apply_feature_shift(x, FeatureShiftConfig(kind="rotate"), 1, 2)
