@@ -78,7 +78,7 @@ BAD = [
         "symmetric",
     ),
     (with_("data.label_noise", {"rate": 1.0}), "data.label_noise.rate", "less than 1"),
-    (with_("model.name", "transformer"), "model.name", "known: cnn, mlp"),
+    (with_("model.name", "vit"), "model.name", "known: cnn, gru, lstm, mlp"),
     (
         with_("model", {"name": "mlp", "channels": [8]}),
         "model.channels",

@@ -71,6 +71,7 @@ def check(scenario: Scenario) -> None:
     _personalization(scenario)
     _privacy_attacks(scenario)
     _sharpness(scenario)
+    _sequences(scenario)
 
 
 def _clients(scenario: Scenario) -> None:
@@ -387,3 +388,61 @@ def class_fields(attack: AttackConfig) -> list[tuple[str, int]]:
     for src, dst in (attack.flip_map or {}).items():
         fields += [("attack.flip_map", src), ("attack.flip_map", dst)]
     return fields
+
+
+#: ``data.augment`` ops that move pixels in two dimensions: images only.
+IMAGE_AUGMENTS = ("shift", "flip", "rotate")
+#: Models that run one layer at every step (recurrent weights): Opacus's ghost clipping
+#: refuses parameter tying.
+TIED_WEIGHT_MODELS = ("gru", "lstm")
+
+
+def _sequences(scenario: Scenario) -> None:
+    """Image models and image operations against sequence inputs (``data.sequence``),
+    sequence models against images, and DP-SGD engines the sequence models defeat."""
+    from fedrobust.models import model_inputs
+
+    data, model = scenario.data, scenario.model
+    needs = model_inputs(model.name)
+    if data.sequence is not None and needs == "image":
+        raise field_error(
+            "model.name",
+            f"'{model.name}' needs images (C, H, W), but data.sequence: {data.sequence} "
+            "makes sequences (T, F); use gru, lstm, transformer or mlp",
+        )
+    if data.sequence is None and needs == "sequence" and data.dataset in BUNDLED_DATASETS:
+        raise field_error(
+            "model.name",
+            f"'{model.name}' needs sequences (T, F), but {data.dataset} holds images; set "
+            "data.sequence: rows to read each image row by row",
+        )
+    dp = scenario.privacy.dp
+    if dp.mode == "sample" and dp.grad_sample_mode == "ghost" and model.name in TIED_WEIGHT_MODELS:
+        raise field_error(
+            "privacy.dp.grad_sample_mode",
+            f"Opacus's ghost clipping refuses parameter tying, and '{model.name}' runs its "
+            "recurrent layer at every step; use fast (the default: ghost norms that sum "
+            "over the steps), hooks, functorch or ew",
+        )
+    if data.sequence is None:
+        return
+    where = f"with data.sequence: {data.sequence} (inputs are sequences, not images)"
+    for index, op in enumerate(data.augment):
+        if op.name in IMAGE_AUGMENTS:
+            raise field_error(
+                f"data.augment.{index}",
+                f"'{op.name}' moves pixels of an image, {where}; noise works on sequences",
+            )
+    if data.feature_shift is not None and data.feature_shift.kind == "rotate":
+        raise field_error(
+            "data.feature_shift.kind", f"rotate turns images, {where}; contrast works on sequences"
+        )
+    if model.normalize is not None:
+        raise field_error("model.normalize", f"standardises image channels (C, H, W), {where}")
+    continual = scenario.continual
+    if continual is not None and continual.domain is not None:
+        if continual.domain.kind == "rotate":
+            raise field_error(
+                "continual.domain.kind",
+                f"rotate turns images, {where}; permute works on sequences",
+            )

@@ -56,6 +56,7 @@ BUILDER_SOURCES = (
     "data/config.py",
     "data/federated.py",
     "data/partition.py",
+    "data/sequence.py",
     "data/sources.py",
     "data/transforms.py",
     "privacy/canaries.py",

@@ -236,7 +236,12 @@ class DataConfig(Section):
         See their sections.
     augment : list
         Training-batch augmentations on clients, applied in order: ``shift`` {pixels},
-        ``flip`` {p}, ``rotate`` {degrees}, ``noise`` {std}. Images only.
+        ``flip`` {p}, ``rotate`` {degrees}, ``noise`` {std}. Images only (``noise``
+        also on sequences).
+    sequence : str
+        rows: read each image (C, H, W) row by row as a sequence (T = H steps of
+        F = W * C features; sequential MNIST); an ``npz:`` ``x`` of shape (N, T, F) is
+        read as T steps of F features (``fedrobust.data.sequence``). Default: none.
     resize : list[int]
         ``[height, width]``: every image of the dataset is resized (bilinear, antialiased
         when shrinking) before the split, e.g. 8x8 digits to MNIST's 28x28 so a model
@@ -260,6 +265,7 @@ class DataConfig(Section):
         Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=2, max_length=2)]
         | None
     ) = None
+    sequence: Literal["rows"] | None = None
 
     @model_validator(mode="after")
     def _held_out_fits(self) -> DataConfig:

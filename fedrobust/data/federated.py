@@ -3,11 +3,12 @@
 Steps, in order, each seeded from the scenario seed so server and clients build
 the same split independently:
 
-1. load the source (resized with ``resize``); 2. hold out a stratified global test
-set (``test_fraction``); 3. split the rest with the flwr-datasets partitioner; 4. per
-client: split off validation (``val_fraction``) and a local test split
-(``local_test_fraction``), then limited data, long-tail imbalance and label noise on
-the training part only; a feature shift (``feature_shift``) on all three.
+1. load the source (resized with ``resize``, then read as sequences under
+``sequence``); 2. hold out a stratified global test set (``test_fraction``); 3. split
+the rest with the flwr-datasets partitioner; 4. per client: split off validation
+(``val_fraction``) and a local test split (``local_test_fraction``), then limited data,
+long-tail imbalance and label noise on the training part only; a feature shift
+(``feature_shift``) on all three.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fedrobust.data.config import DataConfig
+from fedrobust.data.sequence import as_sequences
 from fedrobust.data.sources import Source, load_source
 from fedrobust.data.transforms import (
     apply_feature_shift,
@@ -143,7 +145,7 @@ def _build_cached(cfg_json: str, seed: int) -> Federation:
     source = load_source(cfg.dataset, cfg.image_key, cfg.label_key)
     if cfg.resize is not None:
         source = replace(source, x=resize_images(source.x, tuple(cfg.resize), "data.resize"))
-    return _split(source, cfg, seed)
+    return _split(as_sequences(source, cfg.sequence), cfg, seed)
 
 
 def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:

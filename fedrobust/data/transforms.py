@@ -94,17 +94,18 @@ def shift_strength(client: int, num_clients: int) -> float:
 def apply_feature_shift(
     x: np.ndarray, cfg: FeatureShiftConfig, client: int, num_clients: int
 ) -> np.ndarray:
-    """Client ``client``'s inputs ``x`` (N, C, H, W in [0, 1]) under its fixed shift.
+    """Client ``client``'s inputs ``x`` (in [0, 1]) under its fixed shift.
 
-    rotate: by ``strength * degrees``; contrast: ``0.5 + c (x - 0.5)`` with ``c`` from 1
-    (strength 0) down to ``min_contrast`` (strength 1). Returns a new float32 array.
+    rotate: images (N, C, H, W) by ``strength * degrees``; contrast: any inputs (images,
+    sequences), ``0.5 + c (x - 0.5)`` with ``c`` from 1 (strength 0) down to
+    ``min_contrast`` (strength 1). Returns a new float32 array.
     """
-    if x.ndim != 4:
-        raise ValueError("data.feature_shift needs image inputs (N, C, H, W)")
     strength = shift_strength(client, num_clients)
     if cfg.kind == "contrast":
         factor = 1.0 - strength * (1.0 - cfg.min_contrast)
         return (0.5 + factor * (x - 0.5)).astype(np.float32)
+    if x.ndim != 4:
+        raise ValueError("data.feature_shift kind 'rotate' needs image inputs (N, C, H, W)")
     if len(x) == 0 or strength == 0:
         return x.astype(np.float32, copy=True)
     import torch

@@ -3,11 +3,12 @@
 ``build_model(cfg, spec)`` lives in :mod:`fedrobust.models.build`.
 """
 
-from fedrobust.models import cnn, mlp, resnet  # noqa: F401  (register)
+from fedrobust.models import cnn, mlp, recurrent, resnet, transformer  # noqa: F401  (register)
 from fedrobust.models.registry import (
     InputSpec,
     create_model,
     known_models,
+    model_inputs,
     model_options,
     register_model,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "InputSpec",
     "create_model",
     "known_models",
+    "model_inputs",
     "model_options",
     "register_model",
 ]

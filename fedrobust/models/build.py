@@ -25,7 +25,7 @@ def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
     the parameters under ``model.freeze`` frozen (``requires_grad`` off)."""
     options: dict[str, object] = {"hidden": cfg.hidden, "channels": cfg.channels}
     accepted = model_options(cfg.name)
-    for name in ("activation", "dropout", "checkpointing"):
+    for name in ("activation", "dropout", "checkpointing", "bidirectional", "heads", "layers"):
         if name in accepted:
             options[name] = getattr(cfg, name)
     model = initialise(create_model(cfg.name, spec, **options), cfg.init, cfg.activation)

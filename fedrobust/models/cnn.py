@@ -59,7 +59,7 @@ class CNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("cnn")
+@register_model("cnn", inputs="image")
 def build_cnn(
     spec: InputSpec,
     channels: list[int] | None = None,

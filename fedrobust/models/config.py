@@ -16,9 +16,11 @@ class ModelConfig(Section):
     Parameters
     ----------
     name : str
-        A registered model name (``cnn``, ``mlp``, ``resnet``).
+        A registered model name (``cnn``, ``mlp``, ``resnet``; for sequences ``gru``,
+        ``lstm``, ``transformer``).
     hidden : list[int]
-        Hidden widths: the MLP's layers, or the CNN's fully connected layer.
+        Hidden widths: the MLP's layers, the CNN's fully connected layer, the stacked
+        GRU/LSTM layers' hidden sizes, or the transformer's one width.
     channels : list[int]
         Convolution channels: one conv block each (cnn), one residual stage each (resnet).
     activation : str
@@ -43,6 +45,12 @@ class ModelConfig(Section):
     reset_head : bool
         Re-initialise the classifier (the last linear layer) after loading
         ``init_from``, seeded by the scenario's seed.
+    bidirectional : bool
+        gru, lstm: a backward layer beside each forward one.
+    heads : int
+        transformer: attention heads (default 4; must divide the width).
+    layers : int
+        transformer: encoder blocks (default 2).
     """
 
     name: str = "cnn"
@@ -56,6 +64,9 @@ class ModelConfig(Section):
     init_from: Annotated[str, Field(min_length=1)] | None = None
     freeze: list[Annotated[str, Field(min_length=1)]] = []
     reset_head: bool = False
+    bidirectional: bool = False
+    heads: Annotated[int, Field(ge=1)] | None = None
+    layers: Annotated[int, Field(ge=1, le=24)] | None = None
 
     @field_validator("name")
     @classmethod

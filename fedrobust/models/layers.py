@@ -15,6 +15,16 @@ def image_shape(shape: tuple[int, ...], model: str) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
+def sequence_shape(shape: tuple[int, ...], model: str) -> tuple[int, int]:
+    """``shape`` as (T, F): time steps and features per step, or a clear error."""
+    if len(shape) != 2:
+        hint = ""
+        if len(shape) == 3:
+            hint = " (images: set data.sequence: rows to read them row by row)"
+        raise ValueError(f"{model} needs sequence inputs (T, F), got shape {shape}{hint}")
+    return shape[0], shape[1]
+
+
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module: relu | leaky_relu | prelu | gelu | tanh."""
     factories = {

@@ -14,7 +14,11 @@ from fedrobust.registry import Registry
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the data tells the model: input shape (C, H, W) and number of classes."""
+    """What the data tells the model: input shape and number of classes.
+
+    The shape is (C, H, W) for images, (T, F) for sequences (T steps of F features,
+    ``data.sequence``) and (D,) for feature vectors.
+    """
 
     shape: tuple[int, ...]
     num_classes: int
@@ -22,11 +26,33 @@ class InputSpec:
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model", "model.name")
+#: The inputs each model needs: ``image`` (C, H, W), ``sequence`` (T, F) or ``any``.
+INPUT_KINDS = ("any", "image", "sequence")
+_INPUTS: dict[str, str] = {}
 
 
-def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Register ``factory(spec, **options) -> nn.Module`` under ``name``."""
-    return MODELS.register(name)
+def register_model(name: str, inputs: str = "any") -> Callable[[ModelFactory], ModelFactory]:
+    """Register ``factory(spec, **options) -> nn.Module`` under ``name``.
+
+    ``inputs`` says what it needs (:data:`INPUT_KINDS`): the scenario refuses an image
+    model on sequences and a sequence model on images before any data is loaded.
+    """
+    if inputs not in INPUT_KINDS:
+        raise ValueError(f"unknown input kind '{inputs}'; known: {', '.join(INPUT_KINDS)}")
+    register = MODELS.register(name)
+
+    def decorator(factory: ModelFactory) -> ModelFactory:
+        registered = register(factory)  # a name taken twice fails here, before any record
+        _INPUTS[name] = inputs
+        return registered
+
+    return decorator
+
+
+def model_inputs(name: str) -> str:
+    """What the model ``name`` needs: ``image``, ``sequence`` or ``any``."""
+    MODELS.get(name)  # an unknown name fails with the known ones
+    return _INPUTS.get(name, "any")
 
 
 def known_models() -> list[str]:

@@ -95,7 +95,7 @@ class ResNet(nn.Module):
         return self.head(self.pool(x))
 
 
-@register_model("resnet")
+@register_model("resnet", inputs="image")
 def build_resnet(
     spec: InputSpec,
     channels: list[int] | None = None,

@@ -53,8 +53,9 @@ class AttackConfig(Section):
     target_class : int
         backdoor: the class triggered inputs should be classified as.
     trigger_size : int
-        backdoor: side of the square trigger in the bottom-right corner (images) or the
-        number of last features (flat inputs) set to ``trigger_value``.
+        backdoor: side of the square trigger in the bottom-right corner (images; for
+        sequences the last features of the last steps) or the number of last features
+        (flat inputs) set to ``trigger_value``.
     trigger_value : float
         backdoor: value written into the trigger pixels (inputs are in [0, 1]).
     poison_fraction : float

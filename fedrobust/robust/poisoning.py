@@ -42,12 +42,16 @@ def stamp_trigger(cfg: AttackConfig, x: np.ndarray) -> np.ndarray:
     """A copy of ``x`` with the backdoor trigger written in.
 
     Images (N, C, H, W): a ``trigger_size`` square in the bottom-right corner of every
-    channel. Flat inputs (N, D): the last ``trigger_size`` features.
+    channel. Sequences (N, T, F): the last ``trigger_size`` features of the last
+    ``trigger_size`` steps (an image read by rows gets the image's square). Flat inputs
+    (N, D): the last ``trigger_size`` features.
     """
     x = np.array(x, copy=True)
     s = cfg.trigger_size
     if x.ndim == 4:
         x[:, :, -s:, -s:] = cfg.trigger_value
+    elif x.ndim == 3:
+        x[:, -s:, -s:] = cfg.trigger_value
     else:
         x[..., -s:] = cfg.trigger_value
     return x

@@ -9,12 +9,14 @@ from pydantic import ValidationError
 from fedrobust.data import build_federation
 from fedrobust.data.config import (
     DataConfig,
+    FeatureShiftConfig,
     ImbalanceConfig,
     LabelNoiseConfig,
     LimitedConfig,
     PartitionConfig,
 )
 from fedrobust.data.transforms import (
+    apply_feature_shift,
     apply_imbalance,
     apply_label_noise,
     apply_limited,
@@ -110,3 +112,11 @@ def test_resized_federation_has_the_new_input_shape_and_same_labels() -> None:
 def test_resize_needs_height_and_width() -> None:
     with pytest.raises(ValidationError, match="resize"):
         DataConfig(dataset="digits", resize=[28])
+
+
+def test_a_contrast_shift_works_on_sequences_and_rotation_needs_images() -> None:
+    x = np.full((2, 5, 3), 0.9, dtype=np.float32)
+    shifted = apply_feature_shift(x, FeatureShiftConfig(kind="contrast", min_contrast=0.5), 1, 2)
+    assert shifted.shape == x.shape and np.allclose(shifted, 0.7)
+    with pytest.raises(ValueError, match="rotate"):
+        apply_feature_shift(x, FeatureShiftConfig(kind="rotate"), 1, 2)

@@ -172,3 +172,10 @@ def test_backdoor_success_counts_triggered_non_target_inputs_sent_to_the_target(
         backdoor_success(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(9, 3)), cfg, x, y)
         <= 1.0
     )
+
+
+def test_a_sequence_trigger_is_the_last_features_of_the_last_steps() -> None:
+    cfg = AttackConfig(kind="backdoor", trigger_size=2, trigger_value=1.0)
+    stamped = stamp_trigger(cfg, np.zeros((3, 6, 4), dtype=np.float32))
+    assert (stamped[:, -2:, -2:] == 1.0).all()
+    assert stamped.sum() == 3 * 4  # nothing else changes
