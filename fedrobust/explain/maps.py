@@ -23,13 +23,11 @@ def stratified_indices(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     if n >= len(y):
         return np.arange(len(y))
     rng = stream(seed, Stream.HOLDOUT, SAMPLE_STREAM)
-    queues = [rng.permutation(np.flatnonzero(y == c)).tolist() for c in np.unique(y)]
-    chosen: list[int] = []
-    while len(chosen) < n:
-        for queue in queues:
-            if queue and len(chosen) < n:
-                chosen.append(queue.pop(0))
-    return np.sort(np.array(chosen, dtype=int))
+    queues = [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
+    # the k-th example of every class that has one, for k = 0, 1, ...: round robin
+    turns = np.concatenate([np.arange(len(q)) for q in queues])
+    order = np.argsort(turns, kind="stable")
+    return np.sort(np.concatenate(queues)[order][:n])
 
 
 def shares(maps: np.ndarray) -> np.ndarray:
