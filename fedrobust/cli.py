@@ -15,6 +15,7 @@ from fedrobust.commands.audit import cmd_audit
 from fedrobust.commands.compare import cmd_compare
 from fedrobust.commands.deploy import cmd_credentials, cmd_deploy, cmd_split
 from fedrobust.commands.evaluate import cmd_evaluate
+from fedrobust.commands.explain import cmd_explain
 from fedrobust.commands.export import cmd_export
 from fedrobust.commands.matrix import cmd_matrix
 from fedrobust.commands.privacy_attack import cmd_privacy_attack
@@ -204,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument(
         "--images", type=_positive, help="inversion: inputs to reconstruct per update"
     )
+    explain = sub.add_parser(
+        "explain",
+        help="attribution maps of a finished run's model (Captum): per-class maps, "
+        "examples, the backdoor trigger's share; added to its report",
+    )
+    explain.add_argument("run_dir", type=Path, help="a run directory")
+    explain.add_argument(
+        "--method",
+        help="integrated_gradients | saliency | gradient_shap | occlusion (default: the "
+        "scenario's evaluation.explain.method, else integrated_gradients)",
+    )
+    explain.add_argument(
+        "--samples", type=_positive, help="test examples to explain, stratified (default 100)"
+    )
     compare = sub.add_parser(
         "compare",
         help="runs and repeat directories side by side: curves, final figures (mean ± 95%% "
@@ -230,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "audit": cmd_audit,
         "privacy-attack": cmd_privacy_attack,
+        "explain": cmd_explain,
         "evaluate": cmd_evaluate,
         "matrix": cmd_matrix,
         "repeat": cmd_repeat,

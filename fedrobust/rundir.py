@@ -17,6 +17,8 @@ A run directory holds what one run of a scenario writes::
     tracking.json     the MLflow run a resume continues (``output.mlflow``)
     privacy_attacks/  updates the server recorded for ``evaluation.privacy_attacks``
                       (``updates/``), results.json and the attacks' pictures
+    explain/          attribution maps of ``evaluation.explain`` / ``fedrobust explain``:
+                      results.json, the figures and each method's maps (.npz)
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ EXPORT_DOC = "export.json"
 EXPORT_TABLE = "export.md"
 PRIVACY_ATTACKS_DIR = "privacy_attacks"
 PRIVACY_ATTACK_RESULTS = "results.json"
+EXPLAIN_DIR = "explain"
+EXPLAIN_RESULTS = "results.json"
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,16 @@ class RunDir:
     def privacy_attack_results(self) -> Path:
         """``privacy_attacks/results.json``: the attacks' figures (the report reads it)."""
         return self.privacy_attacks / PRIVACY_ATTACK_RESULTS
+
+    @property
+    def explain(self) -> Path:
+        """``explain/``: attribution figures and maps (``fedrobust.explain``)."""
+        return self.path / EXPLAIN_DIR
+
+    @property
+    def explain_results(self) -> Path:
+        """``explain/results.json``: each method's figures (the report reads it)."""
+        return self.explain / EXPLAIN_RESULTS
 
 
 def fsync_dir(directory: Path) -> None:

@@ -13,11 +13,13 @@ def preflight(scenario: Any) -> tuple[Any, str | None]:
     missing). Returns the federation and the privacy plan to print (None without DP).
     """
     from fedrobust.config.checks import check_with_data
+    from fedrobust.explain.config import check_explain
     from fedrobust.privacy.canaries import scenario_federation
     from fedrobust.simulation import check_app_dir
     from fedrobust.tracking import check_tracking
 
     check_tracking(scenario)  # output.tensorboard / output.mlflow without their package
+    check_explain(scenario)  # evaluation.explain without captum
     check_app_dir()
     fed = scenario_federation(scenario)  # data errors surface here, exit 2
     return fed, check_with_data(scenario, fed)

@@ -16,6 +16,7 @@ from fedrobust.adversarial.client import AdversarialTrainingHook
 from fedrobust.adversarial.server import RobustEvaluationHook
 from fedrobust.continual.client import ContinualHook
 from fedrobust.continual.server import ContinualMetricsHook
+from fedrobust.explain.server import ExplainHook
 from fedrobust.federation.client_hooks import ClientHook
 from fedrobust.federation.server_hooks import ServerHook, ServerSetup
 from fedrobust.personalization.client import PersonalizationHook
@@ -58,6 +59,7 @@ SERVER_HOOKS: tuple[type[ServerHook], ...] = (
     ContinualMetricsHook,
     ClientEvaluationHook,
     AuditHook,
+    ExplainHook,
     PrivacyAttackHook,
 )
 

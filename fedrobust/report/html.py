@@ -146,6 +146,9 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
     attacks = RunDir(figures).privacy_attack_results
     if attacks.is_file():
         sections.append(_privacy_attacks_section(json.loads(attacks.read_text()), attacks.parent))
+    explained = RunDir(figures).explain_results
+    if explained.is_file():
+        sections.append(_explain_section(json.loads(explained.read_text()), explained.parent))
     if doc["rounds"]:
         keys = ["round", "accuracy", "loss", "balanced_accuracy", "lr", "aggregated", "seconds"]
         if "epsilon" in doc["rounds"][-1]:
@@ -240,6 +243,35 @@ def _privacy_attacks_section(results: dict[str, Any], folder: Path) -> Section:
         if (folder / found["picture"]).is_file():
             body += embed_image(folder / found["picture"])
     return Section("Privacy attacks", body)
+
+
+def _explain_section(results: dict[str, Any], folder: Path) -> Section:
+    body = (
+        "<p>Attributions of the final model on test examples drawn per class; the maps "
+        "are for the true class, each normalised by its total |attribution| "
+        "(<code>explain/results.json</code>, the maps in <code>explain/*.npz</code>).</p>"
+    )
+    rows = []
+    for name, r in results.items():
+        complete = r.get("completeness") or {}
+        trigger = r.get("trigger") or {}
+        rows.append(
+            [name, r["samples"], r["accuracy"], complete.get("mean_abs_delta", "–"),
+             complete.get("relative_error", "–"), trigger.get("fraction_triggered", "–"),
+             trigger.get("fraction_clean", "–"), trigger.get("trigger_area", "–")]
+        )  # fmt: skip
+    body += html_table(
+        ["method", "examples", "accuracy", "IG |delta| mean", "IG relative error",
+         "|attr.| in trigger (triggered)", "(clean)", "trigger's share of input"],
+        rows,
+    )  # fmt: skip
+    for name, r in results.items():
+        pictures = [r.get("classes_picture"), r.get("examples_picture")]
+        pictures.append((r.get("trigger") or {}).get("picture"))
+        body += f"<h3>{html.escape(name)}</h3>" + "".join(
+            embed_image(folder / p) for p in pictures if p and (folder / p).is_file()
+        )
+    return Section("Interpretability (attribution maps)", body)
 
 
 def _poisoning_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) -> Section:
