@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("opacus", "sklearn", "scipy", "flwr_datasets", "datasets", "torchattacks",
-         "matplotlib", "onnx", "pandas")  # fmt: skip
+         "matplotlib", "onnx", "pandas", "captum", "optuna")  # fmt: skip
 
 #: A plain (non-DP) round-1 ``train`` message on the digits, handled in this process.
 PLAIN_ROUND = """
