@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	# would make pip fetch a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev,tracking]'
+	$(BIN)/pip install --quiet -e '.[tune]'  # fedrobust tune and its tests: optuna
 	# torchattacks 3.5.1 pins requests~=2.25.1 in its metadata, which conflicts with flwr;
 	# its code imports neither requests nor torchvision, so we install it without deps
 	# (its real needs, scipy and tqdm, come with the project above).
