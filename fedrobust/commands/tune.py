@@ -61,10 +61,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         rows = report.trial_rows(study, search)
         report.write_trials_csv(rows, search)
         best = report.write_best(study, search)
-        missing = report.write_plots(study, search.out)
+        missing = report.write_plots(study, search.out, search.metric)
         path = report.write_report(study, search, rows, settings, missing)
     table = Table(title=f"{search.name}: {len(rows)} trials")
-    for column in report.table_header(search):
+    for column in report.table_header(search, short=True):
         table.add_column(column)
     for row in rows:
         table.add_row(*report.table_cells(row, search))

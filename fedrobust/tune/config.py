@@ -182,7 +182,7 @@ class TuneConfig(Section):
         if not isinstance(raw, dict):
             return raw
         settings = {k: v for k, v in raw.items() if "." not in str(k)}
-        space = dict(settings.pop("space", None) or {})
+        space: dict[str, Distribution] = {}
         for key in settings:
             if key in SETTINGS:
                 continue

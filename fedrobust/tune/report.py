@@ -94,9 +94,15 @@ def table_cells(row: dict[str, Any], search: Search) -> list[str]:
     ]
 
 
-def table_header(search: Search) -> list[str]:
-    """The columns of :func:`table_cells` (a pruned trial's figure is its last round's)."""
-    return ["trial", "state", search.metric, "rounds", *search.space, "seconds"]
+def table_header(search: Search, short: bool = False) -> list[str]:
+    """The columns of :func:`table_cells` (a pruned trial's figure is its last round's);
+    ``short``: each path by its last part where that is unique (``lr``), for a console."""
+    paths = list(search.space)
+    if short:
+        lasts = [p.rsplit(".", 1)[-1] for p in paths]
+        paths = [last if lasts.count(last) == 1 else path
+                 for path, last in zip(paths, lasts, strict=True)]  # fmt: skip
+    return ["trial", "state", search.metric, "rounds", *paths, "seconds"]
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
@@ -129,7 +135,7 @@ def write_best(study: optuna.Study, search: Search) -> Path | None:
     return path
 
 
-def write_plots(study: optuna.Study, out: Path) -> dict[str, str]:
+def write_plots(study: optuna.Study, out: Path, metric: str) -> dict[str, str]:
     """Optuna's matplotlib plots as PNG; ``{file: why it is missing}`` for those not drawn.
 
     The history needs one complete trial, the importance two (with different values),
@@ -161,6 +167,9 @@ def write_plots(study: optuna.Study, out: Path) -> dict[str, str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna's "experimental" notices
                 axes = plot(study)
+            if name != "importance.png":  # Optuna's labels say "Objective" and "Step"
+                axes.set_ylabel(metric)
+                axes.set_xlabel("round" if name == "intermediate.png" else "trial")
             axes.figure.savefig(out / name, dpi=110, bbox_inches="tight")
             plt.close(axes.figure)
         except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as exc:

@@ -92,7 +92,7 @@ def test_a_study_prints_its_table_and_writes_best_yaml(
     checked: list[Any] = []
     monkeypatch.setattr(preflight_module, "preflight", checked.append)  # the data: tested apart
     plotted: list[Path] = []
-    monkeypatch.setattr(report, "write_plots", lambda study, out: plotted.append(out) or {})
+    monkeypatch.setattr(report, "write_plots", lambda study, out, metric: plotted.append(out) or {})
     out = tmp_path / "o"
     code, stdout, _ = cli(capsys, "tune", str(scenario), "--trials", "2", "--out", str(out),
                           "--pruner", "none")  # fmt: skip

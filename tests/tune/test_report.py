@@ -52,12 +52,13 @@ def test_the_table_csv_report_and_plots_cover_every_trial(
         "trial", "state", "val_accuracy", "rounds", "train.optimizer.lr", "model.hidden",
         "seconds",
     ]  # fmt: skip
+    assert report.table_header(search, short=True)[4:6] == ["lr", "hidden"]
     cells = report.table_cells(rows[0], search)
     assert cells[1] == "complete" and cells[3] == "3" and cells[5].startswith("[")
     with report.write_trials_csv(rows, search).open() as handle:
         table = list(csv.DictReader(handle))
     assert [float(r["val_accuracy"]) for r in table] == [t.value for t in study.trials]
-    missing = report.write_plots(study, search.out)
+    missing = report.write_plots(study, search.out, search.metric)
     assert missing == {}
     for name in report.PLOTS:
         assert (search.out / name).stat().st_size > 1000
@@ -72,7 +73,7 @@ def test_a_small_study_reports_the_plots_it_cannot_draw(
     scenario_file: Path, tmp_path: Path
 ) -> None:
     study, search = finished(scenario_file, tmp_path, 1)
-    missing = report.write_plots(study, search.out)
+    missing = report.write_plots(study, search.out, search.metric)
     assert set(missing) == {"importance.png"}
     assert "two completed trials" in missing["importance.png"]
     rows = report.trial_rows(study, search)
@@ -86,7 +87,7 @@ def test_without_a_completed_trial_there_is_no_best_yaml(
     study, search = finished(scenario_file, tmp_path, 2, fail=True)
     assert report.write_best(study, search) is None
     assert not (search.out / "best.yaml").exists()
-    missing = report.write_plots(study, search.out)
+    missing = report.write_plots(study, search.out, search.metric)
     assert set(missing) == {"history.png", "importance.png"}
     rows = report.trial_rows(study, search)
     text = report.write_report(study, search, rows, "", missing).read_text()
