@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	# torch first and pinned: the CPU wheel lies on disk; any unpinned torch request
 	# would make pip fetch a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,tracking]'
+	$(BIN)/pip install --quiet -e '.[dev,tracking,tune,explain]'
 	# torchattacks 3.5.1 pins requests~=2.25.1 in its metadata, which conflicts with flwr;
 	# its code imports neither requests nor torchvision, so we install it without deps
 	# (its real needs, scipy and tqdm, come with the project above).
@@ -43,7 +43,7 @@ test-all: $(STAMP)
 # the long end-to-end measurements (poisoning claims, report rendering, the example
 # notebook, which needs the notebook extra): ~20 min
 test-slow: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,tracking,notebook]'
+	$(BIN)/pip install --quiet -e '.[dev,tracking,tune,explain,notebook]'
 	$(BIN)/python -m pytest -q -m slow
 
 # a real SuperLink and SuperNodes on loopback, with TLS and node authentication: ~6 min

@@ -22,6 +22,7 @@ from fedrobust.commands.privacy_attack import cmd_privacy_attack
 from fedrobust.commands.repeat import cmd_repeat
 from fedrobust.commands.report import cmd_report, cmd_validate
 from fedrobust.commands.run import cmd_run
+from fedrobust.commands.tune import cmd_tune
 from fedrobust.errors import FedrobustError
 
 EXIT_INPUT = 2
@@ -233,6 +234,32 @@ def build_parser() -> argparse.ArgumentParser:
         default="accuracy",
         help="per-round figure to overlay: a numeric key of the rounds rows (default accuracy)",
     )
+    tune = sub.add_parser(
+        "tune",
+        help="search the scenario's tune: space with Optuna (needs fedrobust[tune]); "
+        "trials scored on validation figures, pruned per round; best.yaml and a report",
+    )
+    tune.add_argument("scenario", type=Path, help="scenario YAML file with a tune: section")
+    tune.add_argument(
+        "--trials", type=_positive, required=True,
+        help="trials in the study in all (a resumed study adds up to this many)",
+    )  # fmt: skip
+    tune.add_argument(
+        "--jobs", type=_positive, default=1, help="trials run at the same time (default 1)"
+    )
+    tune.add_argument(
+        "--out", help="output directory; holds the study to resume (default runs/tune-<name>)"
+    )
+    tune.add_argument(
+        "--metric",
+        help="validation figure to score: val_accuracy, val_balanced_accuracy or val_loss "
+        "(default tune.metric, else val_accuracy)",
+    )
+    tune.add_argument(
+        "--pruner",
+        choices=["median", "hyperband", "none"],
+        help="stop bad trials early (default tune.pruner, else median)",
+    )
     return parser
 
 
@@ -254,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "credentials": cmd_credentials,
         "export": cmd_export,
         "compare": cmd_compare,
+        "tune": cmd_tune,
     }
     try:
         return handlers[args.command](args)

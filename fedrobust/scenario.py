@@ -83,6 +83,7 @@ from fedrobust.train.config import (
     OptimizerConfig,
     TrainConfig,
 )
+from fedrobust.tune.config import TuneConfig
 
 # Names other modules import from here; each is defined in its feature's config module.
 __all__ = [
@@ -171,6 +172,7 @@ class Scenario(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     simulation: SimulationConfig = SimulationConfig()
     output: OutputConfig = OutputConfig()
+    tune: TuneConfig | None = None  # read by `fedrobust tune` only; `run` ignores it
 
     @model_validator(mode="after")
     def _combinations(self) -> Scenario:
@@ -206,6 +208,7 @@ class Scenario(Section):
         doc = self.model_dump(mode="json")
         doc["train"].pop("rounds")
         doc.pop("output")
+        doc.pop("tune", None)  # the search space does not change a run
         return _hash(doc)
 
 

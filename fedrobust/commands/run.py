@@ -25,6 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         done = check_resumable(run_dir, scenario)
         console.print(f"resuming {run_dir} after round {done}")
     headline(console, scenario, fed, run_dir, "simulation")
+    if scenario.tune is not None:
+        console.print("the tune: section is ignored here; `fedrobust tune` searches it")
     if privacy_plan:
         console.print(privacy_plan)
     return follow(
