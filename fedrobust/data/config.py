@@ -237,6 +237,10 @@ class DataConfig(Section):
     augment : list
         Training-batch augmentations on clients, applied in order: ``shift`` {pixels},
         ``flip`` {p}, ``rotate`` {degrees}, ``noise`` {std}. Images only.
+    labeled_fraction : float
+        Share of each client's training data that keeps its labels, in (0, 1] (a seeded,
+        per-client, stratified choice; at least one example); the rest is unlabelled,
+        used only by ``train.semi_supervised`` (:mod:`fedrobust.semisup`).
     """
 
     dataset: str = "mnist-5k"
@@ -251,6 +255,7 @@ class DataConfig(Section):
     label_noise: LabelNoiseConfig | None = None
     feature_shift: FeatureShiftConfig | None = None
     augment: list[AugmentConfig] = []
+    labeled_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
 
     @model_validator(mode="after")
     def _held_out_fits(self) -> DataConfig:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from fedrobust.config.base import Section, check_registered, field_error
+from fedrobust.semisup.config import SemiSupervisedConfig
 
 
 class OptimizerConfig(Section):
@@ -196,6 +197,8 @@ class TrainConfig(Section):
         fp32 | bf16 (CPU autocast for the forward pass).
     early_stopping : EarlyStoppingConfig
         Stop the run when the global metric stops improving; keep the best model.
+    semi_supervised : SemiSupervisedConfig
+        Learn from the unlabelled share of each client's data (``data.labeled_fraction``).
     """
 
     rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
@@ -212,3 +215,4 @@ class TrainConfig(Section):
     sampler: Literal["none", "balanced"] = "none"
     precision: Literal["fp32", "bf16"] = "fp32"
     early_stopping: EarlyStoppingConfig | None = None
+    semi_supervised: SemiSupervisedConfig | None = None
