@@ -37,6 +37,7 @@ class Stream(IntEnum):
     CONTINUAL_OFFSET = 10  # a client's task offset (with the client id)
     HOLDOUT = 11  # a device's validation split; the robust-evaluation subset
     POOL_ORDER = 12  # the order contiguous partitioners (iid, size, ...) cut the pool in
+    LABELED = 13  # which of a client's training examples keep their labels (with the client)
 
 
 # Tags shared by two names draw from different seeds or different extra ints, so their

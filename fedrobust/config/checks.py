@@ -49,6 +49,7 @@ def check_with_data(scenario: Scenario, federation: Federation) -> str | None:
     _check_attack_classes(scenario, federation.spec.num_classes)
     _check_secagg(scenario, model)
     _check_personalization(scenario, model)
+    _check_semi_supervised(scenario, federation.spec.shape)
     return _privacy_plan(scenario, federation)
 
 
@@ -115,6 +116,17 @@ def _check_personalization(scenario: Scenario, model: nn.Module) -> None:
     except ValueError as exc:
         field, _, what = str(exc).partition(": ")
         raise FedrobustError(field, what) from None
+
+
+def _check_semi_supervised(scenario: Scenario, shape: tuple[int, ...]) -> None:
+    """FixMatch's weak and strong views are image augmentations."""
+    semi = scenario.train.semi_supervised
+    if semi is not None and semi.method == "fixmatch" and len(shape) != 3:
+        raise FedrobustError(
+            "train.semi_supervised.method",
+            f"fixmatch's weak and strong views augment images (C, H, W), but this data's "
+            f"inputs are shaped {tuple(shape)}; use pseudo_label",
+        )
 
 
 def _privacy_plan(scenario: Scenario, federation: Federation) -> str | None:

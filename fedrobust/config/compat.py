@@ -72,6 +72,7 @@ def check(scenario: Scenario) -> None:
     _privacy_attacks(scenario)
     _sharpness(scenario)
     _sequences(scenario)
+    _limited_labels(scenario)
 
 
 def _clients(scenario: Scenario) -> None:
@@ -446,3 +447,57 @@ def _sequences(scenario: Scenario) -> None:
                 "continual.domain.kind",
                 f"rotate turns images, {where}; permute works on sequences",
             )
+
+
+#: Personalization methods that train a personal model on the client's whole training
+#: split (``ClientData``), labels and all, outside the local round's plan.
+_TRAINS_ON_ALL_LABELS = ("finetune", "ditto", "fedrep")
+
+
+def _limited_labels(scenario: Scenario) -> None:
+    """``data.labeled_fraction`` and ``train.semi_supervised`` (:mod:`fedrobust.semisup`)."""
+    data, semi = scenario.data, scenario.train.semi_supervised
+    if data.labeled_fraction == 1:
+        if semi is not None:
+            raise field_error(
+                "train.semi_supervised",
+                "needs unlabelled data: set data.labeled_fraction below 1",
+            )
+        return
+    if scenario.privacy.dp.mode == "sample":
+        raise field_error(
+            "data.labeled_fraction",
+            "DP-SGD's plan and accountant use the client's whole training set while it "
+            "trains on the labelled part, and the unlabelled term is not clipped per "
+            "example, so the printed epsilon would be wrong (privacy.dp.mode: sample); "
+            "use client-level DP (mode: client)",
+        )
+    if scenario.continual is not None:
+        raise field_error(
+            "data.labeled_fraction",
+            "continual learning cuts each round's task out of the client's data by its "
+            "labels, which the unlabelled part does not have; drop one of the two",
+        )
+    cfg = scenario.personalization
+    if cfg is not None and cfg.method in _TRAINS_ON_ALL_LABELS:
+        raise field_error(
+            "personalization.method",
+            f"'{cfg.method}' trains the personal model on the client's whole training "
+            "split with every label, the ones data.labeled_fraction hides included; use "
+            "fedper or fedbn",
+        )
+    attacks = scenario.evaluation.privacy_attacks
+    if attacks is not None and "membership" in attacks.attacks:
+        raise field_error(
+            "evaluation.privacy_attacks.attacks",
+            "membership inference counts every training example as a member, but with "
+            "data.labeled_fraction < 1 the unlabelled ones were never trained on with "
+            "their labels; drop membership",
+        )
+    if semi is not None and semi.uses_flip() and data.dataset in BUNDLED_DATASETS:
+        field = "weak.flip" if semi.weak.flip else "strong.ops"
+        raise field_error(
+            f"train.semi_supervised.{field}",
+            f"{data.dataset} holds digits, which a mirror image turns into other "
+            "shapes (or classes); do not flip",
+        )

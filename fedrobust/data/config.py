@@ -247,6 +247,10 @@ class DataConfig(Section):
         when shrinking) before the split, e.g. 8x8 digits to MNIST's 28x28 so a model
         pre-trained on one fits the other. Images only. A device's own ``data-path``
         file must already have this size.
+    labeled_fraction : float
+        Share of each client's training data that keeps its labels, in (0, 1] (a seeded,
+        per-client, stratified choice; at least one example); the rest is unlabelled,
+        used only by ``train.semi_supervised`` (:mod:`fedrobust.semisup`).
     """
 
     dataset: str = "mnist-5k"
@@ -266,6 +270,7 @@ class DataConfig(Section):
         | None
     ) = None
     sequence: Literal["rows"] | None = None
+    labeled_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
 
     @model_validator(mode="after")
     def _held_out_fits(self) -> DataConfig:

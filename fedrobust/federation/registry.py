@@ -8,6 +8,9 @@ attacker rewrites replies before the defence sees them; early stopping restores 
 best model before the others measure the model the run keeps; the audit reads the
 epsilon the privacy hook reports; the privacy attacks record the replies as the transport
 delivered them and attack the model the run keeps, last.
+
+Limited labels (``SemiSupervisedHook``) cut out a client's labelled part before the
+malicious client poisons it: data poisoning acts on the labelled examples.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from fedrobust.privacy_attacks.server import PrivacyAttackHook
 from fedrobust.robust.client import MaliciousHook
 from fedrobust.robust.server import AttackMetricsHook, CollusionHook, DefenseHook
 from fedrobust.scenario import Scenario
+from fedrobust.semisup.client import SemiSupervisedHook
 from fedrobust.strategy.client import FedDynClient, FedNovaClient, ScaffoldClient
 from fedrobust.train.early_stopping import EarlyStoppingHook
 
@@ -37,6 +41,7 @@ CLIENT_HOOKS: tuple[type[ClientHook], ...] = (
     ScaffoldClient,
     FedDynClient,
     FedNovaClient,
+    SemiSupervisedHook,
     MaliciousHook,
     AdversarialTrainingHook,
     ContinualHook,

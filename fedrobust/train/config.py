@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from fedrobust.config.base import Section, check_registered, field_error
+from fedrobust.semisup.config import SemiSupervisedConfig
 
 
 class SamConfig(Section):
@@ -247,6 +248,8 @@ class TrainConfig(Section):
         Stop the run when the global metric stops improving; keep the best model.
     weight_noise : WeightNoiseConfig, optional
         Gaussian weight perturbation during local training (not with optimizer.sam).
+    semi_supervised : SemiSupervisedConfig
+        Learn from the unlabelled share of each client's data (``data.labeled_fraction``).
     """
 
     rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
@@ -274,3 +277,5 @@ class TrainConfig(Section):
                 "gradient is taken at; use one",
             )
         return self
+
+    semi_supervised: SemiSupervisedConfig | None = None
