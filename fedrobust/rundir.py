@@ -23,12 +23,15 @@ A run directory holds what one run of a scenario writes::
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from fedrobust.errors import FedrobustError
 
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -189,3 +192,20 @@ def discard_checkpoint(run_dir: Path) -> None:
     if path.exists() or path.is_symlink():
         path.unlink()
         fsync_dir(run_dir)
+
+
+def read_json_results(path: Path) -> dict[str, Any]:
+    """A results file of a run (``privacy_attacks/results.json``, ``explain/results.json``)
+    as a dict; an empty dict when it does not exist yet.
+
+    Raises
+    ------
+    FedrobustError
+        Naming the file, when it exists but cannot be read as JSON.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise FedrobustError(str(path), f"unreadable ({exc})") from None

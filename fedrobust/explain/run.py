@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from fedrobust.data import Federation
-from fedrobust.errors import FedrobustError
 from fedrobust.explain.attributions import (
     Method,
     attribute_batches,
@@ -41,7 +40,7 @@ from fedrobust.explain.maps import (
     stratified_indices,
     trigger_mask,
 )
-from fedrobust.rundir import RunDir, write_atomic
+from fedrobust.rundir import RunDir, read_json_results, write_atomic
 from fedrobust.scenario import Scenario
 from fedrobust.seeds import Stream, stream
 from fedrobust.train.threads import torch_threads
@@ -219,13 +218,7 @@ def backdoor_view(
 
 def read_results(run_dir: Path) -> dict[str, Any]:
     """``explain/results.json`` of a run, or an empty dict."""
-    path = RunDir(run_dir).explain_results
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError) as exc:
-        raise FedrobustError(str(path), f"unreadable ({exc})") from None
+    return read_json_results(RunDir(run_dir).explain_results)
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from fedrobust.errors import FedrobustError
 from fedrobust.models.build import build_model
 from fedrobust.privacy_attacks.config import PrivacyAttacksConfig
 from fedrobust.privacy_attacks.updates import RecordedUpdate
-from fedrobust.rundir import RunDir, write_atomic
+from fedrobust.rundir import RunDir, read_json_results, write_atomic
 from fedrobust.scenario import Scenario
 from fedrobust.train import round_lr
 from fedrobust.train.threads import torch_threads
@@ -229,13 +229,7 @@ def attack_run(
 
 def read_results(run_dir: Path) -> dict[str, Any]:
     """``privacy_attacks/results.json`` of a run, or an empty dict."""
-    path = RunDir(run_dir).privacy_attack_results
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError) as exc:
-        raise FedrobustError(str(path), f"unreadable ({exc})") from None
+    return read_json_results(RunDir(run_dir).privacy_attack_results)
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
