@@ -176,6 +176,8 @@ class Scenario(Section):
 
     @model_validator(mode="after")
     def _combinations(self) -> Scenario:
+        if self.tune is not None:
+            self.tune.check_paths(type(self).model_fields)
         compat.check(self)
         return self
 

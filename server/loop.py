@@ -29,8 +29,9 @@ from fedrobust.federation.records import for_strategy
 from fedrobust.federation.registry import server_hooks
 from fedrobust.federation.server_hooks import RoundView, ServerHook, ServerSetup
 from fedrobust.federation.transport import Transport, build_transport
+from fedrobust.models.build import initial_model
 from fedrobust.models.registry import InputSpec
-from fedrobust.models.transfer import initial_model, keep_frozen
+from fedrobust.models.transfer import keep_frozen
 from fedrobust.personalization.evaluation import evaluate_clients
 from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.recipe import recipe_config

@@ -19,7 +19,7 @@ def preflight(scenario: Any) -> tuple[Any, str | None]:
     from fedrobust.tracking import check_tracking
 
     check_tracking(scenario)  # output.tensorboard / output.mlflow without their package
-    check_explain(scenario)  # evaluation.explain without captum
+    check_explain(scenario.evaluation.explain)  # evaluation.explain without captum
     check_app_dir()
     fed = scenario_federation(scenario)  # data errors surface here, exit 2
     return fed, check_with_data(scenario, fed)

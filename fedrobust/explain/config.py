@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from importlib.util import find_spec
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from fedrobust.config.base import Section
 from fedrobust.errors import FedrobustError
-
-if TYPE_CHECKING:
-    from fedrobust.scenario import Scenario
 
 #: The attribution methods and the fields each one reads (besides the common ones).
 METHOD_FIELDS: dict[str, set[str]] = {
@@ -88,7 +85,7 @@ class ExplainConfig(Section):
         return ExplainConfig.model_validate(fields)
 
 
-def check_explain(scenario: Scenario) -> None:
+def check_explain(cfg: ExplainConfig | None) -> None:
     """Refuse ``evaluation.explain`` before launch when Captum is not installed.
 
     Raises
@@ -96,5 +93,5 @@ def check_explain(scenario: Scenario) -> None:
     FedrobustError
         Naming ``evaluation.explain`` and the install command.
     """
-    if scenario.evaluation.explain is not None and find_spec("captum") is None:
+    if cfg is not None and find_spec("captum") is None:
         raise FedrobustError("evaluation.explain", f"needs the captum package: {INSTALL_HINT}")

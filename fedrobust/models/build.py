@@ -6,14 +6,14 @@ names without an import circle (schema -> registry; build -> schema and registry
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from fedrobust.errors import FedrobustError
 from fedrobust.models.layers import Normalized, initialise
 from fedrobust.models.registry import InputSpec, create_model, model_options
-from fedrobust.models.transfer import freeze
+from fedrobust.models.transfer import freeze, frozen_count, load_pretrained, reset_head
 
 if TYPE_CHECKING:  # the schema asks the models package for names; no import back at run time
     from fedrobust.data.config import NormalizeConfig
@@ -45,3 +45,21 @@ def _normalized(model: nn.Module, cfg: NormalizeConfig, spec: InputSpec) -> nn.M
             "(one value per image channel)",
         )
     return Normalized(model, cfg.mean, cfg.std)
+
+
+def initial_model(cfg: ModelConfig, spec: InputSpec, seed: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The server's initial global model, and the figures to record with round 0.
+
+    Builds the model (which freezes ``cfg.freeze``), loads ``cfg.init_from`` and resets
+    the head when ``cfg.reset_head``. The figures are ``{"transfer": {...}}`` (the
+    :class:`TransferReport` summary, ``frozen`` values and the reset head) or empty.
+    """
+    model = build_model(cfg, spec)
+    figures: dict[str, Any] = {}
+    if cfg.init_from is not None:
+        figures = load_pretrained(model, cfg.init_from).summary()
+    if cfg.reset_head:
+        figures["reset_head"] = reset_head(model, seed)
+    if cfg.freeze:
+        figures["frozen"] = frozen_count(model)
+    return model, {"transfer": figures} if figures else {}

@@ -26,8 +26,7 @@ from torch import nn
 from fedrobust.errors import FedrobustError
 
 if TYPE_CHECKING:
-    from fedrobust.models.config import ModelConfig
-    from fedrobust.models.registry import InputSpec
+    pass
 
 WHERE = "model.init_from"
 
@@ -205,26 +204,6 @@ def reset_head(model: nn.Module, seed: int) -> str:
 def frozen_count(model: nn.Module) -> int:
     """The number of parameter values that do not train."""
     return sum(p.numel() for p in model.parameters() if not p.requires_grad)
-
-
-def initial_model(cfg: ModelConfig, spec: InputSpec, seed: int) -> tuple[nn.Module, dict[str, Any]]:
-    """The server's initial global model, and the figures to record with round 0.
-
-    Builds the model (which freezes ``cfg.freeze``), loads ``cfg.init_from`` and resets
-    the head when ``cfg.reset_head``. The figures are ``{"transfer": {...}}`` (the
-    :class:`TransferReport` summary, ``frozen`` values and the reset head) or empty.
-    """
-    from fedrobust.models.build import build_model
-
-    model = build_model(cfg, spec)
-    figures: dict[str, Any] = {}
-    if cfg.init_from is not None:
-        figures = load_pretrained(model, cfg.init_from).summary()
-    if cfg.reset_head:
-        figures["reset_head"] = reset_head(model, seed)
-    if cfg.freeze:
-        figures["frozen"] = frozen_count(model)
-    return model, {"transfer": figures} if figures else {}
 
 
 def keep_frozen(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -5,16 +5,9 @@ Light on import (every process that reads a scenario imports the section): the
 optional packages are imported only when a tracker opens.
 """
 
-from fedrobust.tracking.base import (
-    TENSORBOARD_DIR,
-    TRACKING_FILE,
-    Tracker,
-    check_tracking,
-    close_trackers,
-    forward_round,
-    open_trackers,
-)
+from fedrobust.tracking.base import TENSORBOARD_DIR, TRACKING_FILE, Tracker, check_tracking
 from fedrobust.tracking.config import MlflowConfig
+from fedrobust.tracking.session import close_trackers, forward_round, open_trackers
 
 __all__ = [
     "TENSORBOARD_DIR",

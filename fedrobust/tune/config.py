@@ -32,8 +32,9 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
-from fedrobust.config.base import Section, field_error
+from fedrobust.config.base import FieldError, Section, field_error
 
 # The validation figures of metrics.json's rounds a trial can be scored on, and whether
 # higher is better. The test set is never a choice: it is scored once, on the chosen model.
@@ -186,13 +187,12 @@ class TuneConfig(Section):
         for key in settings:
             if key in SETTINGS:
                 continue
-            if key in _scenario_fields():
+            if key == "seed":
                 raise field_error(
-                    str(key),
-                    "cannot be searched: it is not a dotted field path"
-                    + (" (picking the seed that scores best picks noise; run the best "
-                       "scenario over seeds with `fedrobust repeat`)" if key == "seed" else ""),
-                )  # fmt: skip
+                    "seed",
+                    "cannot be searched: picking the seed that scores best picks noise; run "
+                    "the best scenario over seeds with `fedrobust repeat`",
+                )
             raise field_error(
                 str(key),
                 f"unknown key: a search path is a dotted scenario field such as "
@@ -216,7 +216,6 @@ class TuneConfig(Section):
                 "train.optimizer.lr: {loguniform: [0.001, 0.3]}"
             )
         for path in sorted(self.space):
-            check_path(path)
             for other in self.space:
                 if other.startswith(path + "."):
                     raise field_error(other, f"lies inside {path}, which is searched too")
@@ -227,20 +226,24 @@ class TuneConfig(Section):
         doc = handler(self)  # the paths go back to the section's top level, as written
         return {**{k: v for k, v in doc.items() if k != "space"}, **doc.get("space", {})}
 
+    def check_paths(self, fields: dict[str, FieldInfo]) -> None:
+        """Refuse a searched path that names no field of the scenario schema (``fields``:
+        the scenario's top level); the error blames ``tune.<path>``."""
+        for path in sorted(self.space):
+            try:
+                check_path(path, fields)
+            except FieldError as exc:
+                raise field_error(f"tune.{exc.field}", exc.what) from None
+
     @property
     def direction(self) -> Literal["maximize", "minimize"]:
         """Whether ``metric`` is maximised or minimised."""
         return VALIDATION_METRICS[self.metric]
 
 
-def _scenario_fields() -> dict[str, Any]:
-    from fedrobust.scenario import Scenario  # loaded by now: this validates its section
-
-    return dict(Scenario.model_fields)
-
-
-def check_path(path: str) -> None:
-    """Refuse a dotted path that names no field of the scenario schema.
+def check_path(path: str, fields: dict[str, FieldInfo]) -> None:
+    """Refuse a dotted path that names no field of the scenario schema, whose top-level
+    fields are ``fields`` (the scenario passes its own: this module never imports it).
 
     Raises
     ------
@@ -252,7 +255,6 @@ def check_path(path: str) -> None:
         raise field_error(path, "is not a dotted field path (empty part)")
     if parts[0] in UNSEARCHABLE:
         raise field_error(path, f"cannot be searched: {UNSEARCHABLE[parts[0]]}")
-    fields = _scenario_fields()
     for depth, part in enumerate(parts):
         where = ".".join(parts[:depth]) or "the scenario"
         if part not in fields:

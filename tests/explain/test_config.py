@@ -60,6 +60,6 @@ def test_a_run_asking_for_explanations_without_captum_is_refused_before_launch(
 
     monkeypatch.setattr(config, "find_spec", lambda name: None)
     with pytest.raises(FedrobustError, match=r"fedrobust\[explain\]") as caught:
-        config.check_explain(scenario({}))
+        config.check_explain(scenario({}).evaluation.explain)
     assert caught.value.where == "evaluation.explain"
-    config.check_explain(parse_scenario(BASE))  # no section: nothing to refuse
+    config.check_explain(parse_scenario(BASE).evaluation.explain)  # no section: nothing to refuse
