@@ -31,6 +31,7 @@ from fedrobust.robust.client import MaliciousHook
 from fedrobust.robust.server import AttackMetricsHook, CollusionHook, DefenseHook
 from fedrobust.scenario import Scenario
 from fedrobust.semisup.client import SemiSupervisedHook
+from fedrobust.semisup.server import SemiSupervisedMetricsHook
 from fedrobust.strategy.client import FedDynClient, FedNovaClient, ScaffoldClient
 from fedrobust.train.early_stopping import EarlyStoppingHook
 
@@ -62,6 +63,7 @@ SERVER_HOOKS: tuple[type[ServerHook], ...] = (
     AttackMetricsHook,
     RobustEvaluationHook,
     ContinualMetricsHook,
+    SemiSupervisedMetricsHook,
     ClientEvaluationHook,
     AuditHook,
     ExplainHook,
