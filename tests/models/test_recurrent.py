@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +13,9 @@ from fedrobust.models import InputSpec, create_model
 from fedrobust.models.build import build_model
 from fedrobust.models.config import ModelConfig
 from fedrobust.models.recurrent import RecurrentLayer
+from fedrobust.scenario import parse_scenario
+from server.loop import run_federation
+from tests.grid import InProcessGrid
 
 SPEC = InputSpec((7, 5), 4)
 
@@ -63,3 +69,25 @@ def test_bidirectional_is_a_model_field_only_recurrent_models_take() -> None:
         ModelConfig(name="mlp", bidirectional=True)
     with pytest.raises(ValueError, match="does not apply to model 'gru'"):
         ModelConfig(name="gru", channels=[4])
+
+
+def test_a_federation_of_gru_clients_trains_on_digits_read_row_by_row_under_dp_sgd(
+    tmp_path: Path, server_identity: None
+) -> None:
+    doc = {
+        "name": "gru-rows",
+        "seed": 1,
+        "data": {
+            "dataset": "digits",
+            "sequence": "rows",
+            "partition": {"kind": "iid", "num_clients": 2},
+        },
+        "model": {"name": "gru", "hidden": [16]},
+        "train": {"rounds": 2, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.01}},
+        "privacy": {"dp": {"mode": "sample", "noise_multiplier": 0.5, "max_grad_norm": 1.0}},
+    }
+    run_federation(InProcessGrid(2), parse_scenario(doc), tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    assert metrics["final"]["accuracy"] > 0.2  # 10 classes: chance is 0.1
+    assert metrics["final"]["epsilon"] > 0
