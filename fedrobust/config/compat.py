@@ -15,7 +15,7 @@ from typing import Protocol
 from fedrobust.adversarial.config import AdversarialConfig
 from fedrobust.config.base import field_error
 from fedrobust.config.evaluation import EvaluationConfig
-from fedrobust.continual.config import ContinualConfig
+from fedrobust.continual.config import BUFFER_METHODS, ContinualConfig
 from fedrobust.data.config import BUNDLED_DATASETS, DataConfig
 from fedrobust.models.config import ModelConfig
 from fedrobust.personalization.config import PersonalizationConfig
@@ -310,11 +310,25 @@ def _continual(scenario: Scenario) -> None:
             "client's private data outside DP-SGD's accounting (privacy.dp.mode: "
             "sample); use client-level DP (mode: client)",
         )
-    if "replay" in cl.methods() and cl.setting == "task_incremental":
+    buffered = [m for m in cl.methods() if m in BUFFER_METHODS]
+    if buffered and cl.setting == "task_incremental":
         raise field_error(
             "continual.method",
-            "replay would score old examples under the current task's head; use it "
+            f"{buffered[0]} would score old examples under the current task's head; use it "
             "class- or domain-incrementally",
+        )
+    if len(buffered) > 1:
+        raise field_error(
+            "continual.method",
+            f"{' and '.join(buffered)} each decide how the one replay buffer enters a step "
+            "(der and derpp already train on it, er_ace replays it with its own loss); "
+            "keep one",
+        )
+    if buffered and buffered[0] != "replay" and cl.replay.mode == "union":
+        raise field_error(
+            "continual.replay.mode",
+            f"union trains plain replay on the task's data and the buffer as one set; "
+            f"{buffered[0]} draws its own buffer batch each step (use mode: mix)",
         )
     if scenario.privacy.dp.mode == "sample":
         raise field_error(

@@ -1,5 +1,5 @@
-"""Continual learning: task splits and shifts, replay, EWC, LwF and forgetting metrics; the
-``continual`` section in ``config``.
+"""Continual learning: task splits and shifts, replay (mix, union, class-balanced), DER and
+DER++, ER-ACE, EWC, LwF and forgetting metrics; the ``continual`` section in ``config``.
 
 Names load on first use (PEP 562), so importing a submodule such as ``config`` does not pull in
 the heavy ones, nor can they, importing :mod:`fedrobust.scenario`, cycle back into it.
@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 from fedrobust.lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from fedrobust.continual.der import DarkReplay, der_loss
+    from fedrobust.continual.er_ace import ERACE, AsymmetricHead, asymmetric_logits
     from fedrobust.continual.ewc import EWC, fisher_diagonal, merge_fisher, snapshot
     from fedrobust.continual.lwf import LwF, distillation_loss
     from fedrobust.continual.metrics import ContinualMetrics
-    from fedrobust.continual.replay import Replay, ReservoirBuffer
+    from fedrobust.continual.replay import Replay, ReservoirBuffer, balanced_union
     from fedrobust.continual.tasks import (
         MaskedHead,
         TaskMask,
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "DarkReplay": "fedrobust.continual.der",
+    "der_loss": "fedrobust.continual.der",
+    "ERACE": "fedrobust.continual.er_ace",
+    "AsymmetricHead": "fedrobust.continual.er_ace",
+    "asymmetric_logits": "fedrobust.continual.er_ace",
+    "balanced_union": "fedrobust.continual.replay",
     "EWC": "fedrobust.continual.ewc",
     "fisher_diagonal": "fedrobust.continual.ewc",
     "merge_fisher": "fedrobust.continual.ewc",
@@ -48,6 +56,12 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AsymmetricHead",
+    "DarkReplay",
+    "ERACE",
+    "asymmetric_logits",
+    "balanced_union",
+    "der_loss",
     "ContinualMetrics",
     "EWC",
     "LwF",

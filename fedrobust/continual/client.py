@@ -1,13 +1,16 @@
 """The client's continual-learning hook: this round's task, its data and method plugins.
 
-The client keeps, in ``context.state``, the task it last trained, its replay buffer,
+The client keeps, in ``context.state``, the task it last trained, its replay buffer (with
+each example's logits at insertion for der and derpp),
 its EWC penalty (Fisher and anchor), under EWC's ``anchor: local`` its own model after
 its last round (the end of its task so far) and, for LwF, the global model at the start
 of the current task. When a new task begins (the client may have sat out the previous
 task's last rounds) the finished tasks are closed first: their data joins the buffer,
 their Fisher is folded into EWC (taken at the client's own model at the end of the task
 it trained, or at the global model now received: ``ewc.anchor``), and the received
-global model becomes LwF's teacher.
+global model becomes LwF's teacher. The buffer methods (``replay``, ``der``, ``derpp``,
+``er_ace``) share the one buffer; the reply's metrics report its size and its examples
+per class.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 from torch import nn
 
 from fedrobust.continual import EWC, LwF, Replay, ReservoirBuffer, TaskMask, fisher_diagonal
+from fedrobust.continual.config import LOGIT_METHODS
+from fedrobust.continual.der import DarkReplay
+from fedrobust.continual.er_ace import ERACE
 from fedrobust.continual.ewc import snapshot
 from fedrobust.continual.federated import (
     client_offset,
@@ -28,11 +35,12 @@ from fedrobust.continual.federated import (
     task_data,
     task_model,
 )
+from fedrobust.continual.replay import balanced_union
 from fedrobust.federation.client_hooks import ClientHook, ClientJob, LocalPlan
 from fedrobust.federation.records import Record
 from fedrobust.models.build import build_model
 from fedrobust.scenario import ContinualConfig, Scenario
-from fedrobust.train import TrainPlugin
+from fedrobust.train import TrainPlugin, TrainResult
 
 CL_TASK = "continual-task"  # the task this client last trained
 CL_BUFFER = "continual-replay"
@@ -68,6 +76,9 @@ class ContinualHook(ClientHook):
         self._trained = model
         first, last = self._plugins(job, task)
         x, y = task_data(cl, seed, plan.x, plan.y, task)
+        if cl.buffer_method() == "replay" and cl.replay.mode == "union":
+            generator = torch.Generator().manual_seed(job.seed)
+            x, y = balanced_union(x, y, self._buffer(seed), generator)
         return replace(plan, x=x, y=y, first=(*first, *plan.first), last=(*plan.last, *last))
 
     def _advance(self, job: ClientJob, task: int, model: nn.Module, plan: LocalPlan) -> None:
@@ -79,11 +90,12 @@ class ContinualHook(ClientHook):
             return
         methods = cl.methods()
         finished = range(max(last, 0), task)  # the last trained one and any skipped
-        if "replay" in methods and len(finished):
+        if cl.buffer_method() is not None and len(finished):
             buffer = self._buffer(seed)
             for t in finished:
                 xt, yt = task_data(cl, seed, plan.x, plan.y, t)
-                buffer.add(torch.as_tensor(xt), torch.as_tensor(yt))
+                z = _logits(model, xt) if cl.buffer_method() in LOGIT_METHODS else None
+                buffer.add(torch.as_tensor(xt), torch.as_tensor(yt), z)
             self.records[CL_BUFFER] = ArrayRecord(buffer.state_dict())
         if "ewc" in methods and len(finished):
             ewc = self._ewc()
@@ -123,9 +135,23 @@ class ContinualHook(ClientHook):
             self.records[CL_END] = ArrayRecord(self._trained.state_dict())
         return records
 
+    def metrics(
+        self, job: ClientJob, result: TrainResult, metrics: dict[str, float | int]
+    ) -> dict[str, float | int]:
+        """The replay buffer's size and examples per class (``replay-size``,
+        ``replay-class-<c>`` for every class), under a buffer method."""
+        if self.cfg.buffer_method() is None:
+            return metrics
+        buffer = self._buffer(job.scenario.seed)
+        counts = buffer.counts()
+        figures: dict[str, float | int] = {"replay-size": len(buffer)}
+        for c in range(job.spec.num_classes):
+            figures[f"replay-class-{c}"] = counts.get(c, 0)
+        return {**metrics, **figures}
+
     def _buffer(self, seed: int) -> ReservoirBuffer:
         """This client's replay buffer (empty before its first task ends)."""
-        buffer = ReservoirBuffer(self.cfg.replay.buffer_size, seed)
+        buffer = ReservoirBuffer(self.cfg.replay.buffer_size, seed, self.cfg.replay.balance)
         record = self.records.get(CL_BUFFER)
         if record is not None:
             buffer.load_state_dict(record.to_torch_state_dict())  # type: ignore[union-attr]
@@ -150,10 +176,15 @@ class ContinualHook(ClientHook):
         methods = cl.methods()
         if cl.setting == "task_incremental":
             first.append(TaskMask(task_classes(cl, task) or []))
-        if "replay" in methods:
-            buffer = self._buffer(job.scenario.seed)
-            if len(buffer):
-                first.append(Replay(buffer, cl.replay.ratio, job.seed))
+        buffered = cl.buffer_method()
+        buffer = self._buffer(job.scenario.seed) if buffered is not None else None
+        if buffered == "replay" and cl.replay.mode == "mix" and buffer is not None and len(buffer):
+            first.append(Replay(buffer, cl.replay.ratio, job.seed))
+        if buffered in LOGIT_METHODS and buffer is not None and len(buffer):
+            beta = cl.der.beta_value() if buffered == "derpp" else 0.0
+            first.append(DarkReplay(buffer, cl.der.alpha, beta, cl.replay.ratio, job.seed))
+        if buffered == "er_ace" and buffer is not None:
+            first.append(ERACE(buffer, cl.replay.ratio, job.seed))
         if "ewc" in methods and (ewc := self._ewc()) is not None:
             last.append(ewc)
         record = self.records.get(CL_OLD)
@@ -163,3 +194,14 @@ class ContinualHook(ClientHook):
             seen = None if cl.tasks is None else [c for g in cl.tasks[:task] for c in g]
             last.append(LwF(old, cl.lwf.temperature, cl.lwf.alpha, classes=seen))
         return tuple(first), tuple(last)
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, x: np.ndarray) -> torch.Tensor:
+    """The model's logits on ``x`` in eval mode (what der and derpp store with ``x``)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model(torch.as_tensor(x)).float()
+    finally:
+        model.train(was_training)

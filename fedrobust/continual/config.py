@@ -14,7 +14,11 @@ from pydantic import (
 
 from fedrobust.config.base import Section, field_error
 
-CONTINUAL_METHODS = ("ewc", "replay", "lwf")
+CONTINUAL_METHODS = ("ewc", "replay", "lwf", "der", "derpp", "er_ace")
+#: The methods that keep a replay buffer (the ``replay`` section's); at most one per scenario.
+BUFFER_METHODS = ("replay", "der", "derpp", "er_ace")
+#: The methods whose buffer also stores each example's logits at insertion.
+LOGIT_METHODS = ("der", "derpp")
 
 
 class EWCConfig(Section):
@@ -54,18 +58,58 @@ class EWCConfig(Section):
 
 
 class ReplayConfig(Section):
-    """Experience replay from a per-client reservoir buffer (Vitter's algorithm R).
+    """Experience replay from a per-client reservoir buffer (Vitter's algorithm R); also the
+    buffer of ``der``, ``derpp`` and ``er_ace``.
 
     Parameters
     ----------
     buffer_size : int
         Examples each client keeps from its finished tasks.
     ratio : float
-        Replayed examples appended per current example in each batch.
+        Buffer examples drawn per current example in each batch (mode mix; and the buffer
+        batch of der, derpp and er_ace).
+    mode : str
+        mix (a ``ratio`` buffer batch appended to each step's batch) | union (method
+        replay only: each round trains on the task's data and the buffer as one set,
+        drawn class-balanced).
+    balance : bool
+        A class-balanced reservoir (equal slots per seen class; an example of a smaller
+        class evicts one of the largest) instead of a uniform one.
     """
 
     buffer_size: Annotated[int, Field(ge=1)] = 200
     ratio: Annotated[float, Field(gt=0, le=4)] = 1.0
+    mode: Literal["mix", "union"] = "mix"
+    balance: bool = False
+
+    def applicable(self) -> set[str]:
+        fields = set(type(self).model_fields)
+        return fields - {"ratio"} if self.mode == "union" else fields
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> ReplayConfig:
+        self.check_applicable(f"mode '{self.mode}'")
+        return self
+
+
+class DERConfig(Section):
+    """Dark experience replay (Buzzega et al. 2020): methods der and derpp.
+
+    Parameters
+    ----------
+    alpha : float
+        Weight of the mean squared error between the logits of buffer examples now and
+        the logits stored with them.
+    beta : float, optional
+        derpp only: weight of the buffer examples' cross-entropy (default 0.5).
+    """
+
+    alpha: Annotated[float, Field(ge=0)] = 0.5
+    beta: Annotated[float, Field(ge=0)] | None = None
+
+    def beta_value(self) -> float:
+        """DER++'s beta (its default when unset)."""
+        return 0.5 if self.beta is None else self.beta
 
 
 class LwFConfig(Section):
@@ -120,9 +164,11 @@ class ContinualConfig(Section):
         together (every client moves on at the same round) | own (each client's task
         boundaries are shifted by a seeded offset of up to ``rounds_per_task - 1`` rounds).
     method : str
-        none | ewc | replay | lwf, or a combination joined by ``+`` (``ewc+replay``).
-    ewc, replay, lwf : sections
-        Each method's settings.
+        none | ewc | replay | lwf | der | derpp | er_ace, or a combination joined by ``+``
+        (``ewc+replay``); at most one of the buffer methods replay, der, derpp, er_ace.
+    ewc, replay, lwf, der : sections
+        Each method's settings (der and derpp read ``der``; every buffer method reads
+        ``replay``'s buffer).
     """
 
     setting: Literal["class_incremental", "task_incremental", "domain_incremental"]
@@ -134,6 +180,7 @@ class ContinualConfig(Section):
     ewc: EWCConfig = EWCConfig()
     replay: ReplayConfig = ReplayConfig()
     lwf: LwFConfig = LwFConfig()
+    der: DERConfig = DERConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> ContinualConfig:
@@ -144,6 +191,8 @@ class ContinualConfig(Section):
                                    f"'+'-joined set of {', '.join(CONTINUAL_METHODS)}")  # fmt: skip
         if len(set(methods)) != len(methods):
             raise field_error("method", "names a method twice")
+        if self.der.beta is not None and "derpp" not in methods:
+            raise field_error("der.beta", "applies to method derpp only")
         if self.setting == "domain_incremental":
             if self.tasks is not None:
                 raise field_error("tasks", "does not apply to domain_incremental (use domain)")
@@ -164,6 +213,10 @@ class ContinualConfig(Section):
     def methods(self) -> list[str]:
         """The methods in use (empty for none)."""
         return [] if self.method == "none" else self.method.split("+")
+
+    def buffer_method(self) -> str | None:
+        """The method that keeps the replay buffer (``None`` when none does)."""
+        return next((m for m in self.methods() if m in BUFFER_METHODS), None)
 
     def num_tasks(self) -> int:
         """Number of tasks."""

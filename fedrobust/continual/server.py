@@ -1,5 +1,6 @@
 """The server's continual-learning hook: accuracy on every task after each round, the
-accuracy matrix's row when a task ends, and forgetting at the end."""
+accuracy matrix's row when a task ends, each client's replay buffer as its reply reports
+it, and forgetting at the end."""
 
 from __future__ import annotations
 
@@ -34,7 +35,23 @@ class ContinualMetricsHook(ServerHook):
         ends = plan.is_last_round_of_task(rnd) or rnd == self.scenario.train.rounds
         if ends and task == len(self.metrics.rows):
             self.metrics.record(task, row)
-        return {"task": task, "task_accuracy": row, "seen_accuracy": seen_mean(row, task)}
+        figures = {"task": task, "task_accuracy": row, "seen_accuracy": seen_mean(row, task)}
+        if cl.buffer_method() is not None:
+            figures["replay_buffer"] = self._buffers(view)
+        return figures
+
+    def _buffers(self, view: RoundView) -> list[dict[str, Any]]:
+        """Each contributor's buffer: its size and examples per class (from its metrics)."""
+        buffers = []
+        for msg in view.outcome.contributors:
+            metrics = msg.content.metric_records.get("metrics")
+            if metrics is None or "replay-size" not in metrics:
+                continue
+            per_class = [metrics.get(f"replay-class-{c}", 0)
+                         for c in range(self.fed.spec.num_classes)]  # fmt: skip
+            buffers.append({"client": view.partition(msg), "size": metrics["replay-size"],
+                            "per_class": per_class})  # fmt: skip
+        return buffers
 
     def finish(self, model: nn.Module, totals: dict[str, Any]) -> dict[str, Any]:
         return {"continual": self.metrics.to_dict()}

@@ -7,7 +7,7 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
-from fedrobust.continual.client import CL_END, CL_EWC, ContinualHook
+from fedrobust.continual.client import CL_BUFFER, CL_END, CL_EWC, ContinualHook
 from fedrobust.federation.client_hooks import ClientJob, LocalPlan
 from fedrobust.models import InputSpec
 from fedrobust.models.build import build_model
@@ -66,3 +66,51 @@ def test_ewc_anchor_is_the_clients_own_model_at_the_end_of_its_task_or_the_globa
     assert len(anchors) == len(expected)
     for i, want in enumerate(expected):
         torch.testing.assert_close(anchors[f"anchor.{i}"], want.detach())
+
+
+def _buffer_scenario(method: str, replay: dict) -> Scenario:
+    return parse_scenario({
+        "name": "cl",
+        "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 2}},
+        "model": {"name": "mlp", "hidden": [8]},
+        "train": {"rounds": 2, "batch_size": 8},
+        "continual": {"setting": "class_incremental", "tasks": [[0, 1], [2, 3]],
+                      "rounds_per_task": 1, "method": method, "replay": replay},
+    })  # fmt: skip
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.random((64, 4), dtype=np.float32), np.repeat(np.arange(4), 16)
+
+
+def test_der_buffer_stores_the_received_models_logits_and_the_reply_reports_it() -> None:
+    x, y = _data()
+    sc = _buffer_scenario("derpp", {"buffer_size": 10, "balance": True})
+    hook = ContinualHook(sc.continual)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    _round(hook, sc, 1, build_model(sc.model, SPEC).state_dict(), x, y)  # task 0
+    received = build_model(sc.model, SPEC)
+    _round(hook, sc, 2, received.state_dict(), x, y)  # task 1: task 0 joins the buffer
+    state = hook.state_dict()[CL_BUFFER].to_torch_state_dict()  # type: ignore[union-attr]
+    assert len(state["x"]) == 10 and set(state["y"].tolist()) == {0, 1}
+    with torch.no_grad():
+        torch.testing.assert_close(state["z"], received.eval()(state["x"]))
+    job = ClientJob(sc, SPEC, ConfigRecord({}), RecordDict({}), 2, 0, seed=2)
+    figures = hook.metrics(job, None, {"num-examples": 32})  # type: ignore[arg-type]
+    assert figures["replay-size"] == 10
+    assert [figures[f"replay-class-{c}"] for c in range(4)] == [5, 5, 0, 0]
+
+
+def test_union_mode_trains_on_task_and_buffer_drawn_class_balanced() -> None:
+    x, y = _data()
+    sc = _buffer_scenario("replay", {"buffer_size": 8, "mode": "union"})
+    hook = ContinualHook(sc.continual)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    _round(hook, sc, 1, build_model(sc.model, SPEC).state_dict(), x, y)
+    model = build_model(sc.model, SPEC)
+    job = ClientJob(sc, SPEC, ConfigRecord({}), RecordDict({}), 2, 0, seed=2)
+    plan = hook.plan(job, model, LocalPlan(x=x, y=y))
+    assert len(plan.y) == 32 + 8  # task 1's 32 examples and the 8 in the buffer
+    assert np.bincount(plan.y).tolist() == [10, 10, 10, 10]
+    assert not plan.first  # no per-step mixing under union

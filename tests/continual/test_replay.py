@@ -96,3 +96,54 @@ def test_replay_appends_ratio_of_batch() -> None:
     assert len(x) == 0 and len(y) == 0
     x, y = Replay(buffer, ratio=5.0, seed=0).batch(xb, yb)
     assert len(y) == 10 + 30  # no more than the buffer holds
+
+
+def test_balanced_reservoir_gives_each_seen_class_an_equal_share_evicting_the_largest() -> None:
+    buffer = ReservoirBuffer(capacity=4, seed=0, balance=True)
+    buffer.add(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
+    buffer.add(torch.ones(2, 2), torch.ones(2, dtype=torch.long))
+    assert buffer.counts() == {0: 2, 1: 2}  # each class-1 example evicted a class-0 one
+    buffer.add(torch.full((10, 2), 2.0), torch.full((10,), 2))
+    # 2nd class-2 example: class 2 holds 1 < 2 (the largest) -> evicts from the largest;
+    # from the 3rd on, class 2 is a largest class and only replaces its own examples.
+    assert buffer.counts() == {0: 1, 1: 1, 2: 2}
+    assert all(int(buffer.x[i, 0]) == int(buffer.y[i]) for i in range(4))  # rows kept paired
+
+
+def test_balanced_reservoir_keeps_a_late_small_class_a_uniform_one_drowns() -> None:
+    y = torch.cat([torch.zeros(100, dtype=torch.long), torch.ones(10, dtype=torch.long)])
+    balanced = ReservoirBuffer(capacity=20, seed=0, balance=True)
+    uniform = ReservoirBuffer(capacity=20, seed=0)
+    for buffer in (balanced, uniform):
+        buffer.add(y.float().unsqueeze(1), y)
+    assert balanced.counts() == {0: 10, 1: 10}
+    assert uniform.counts().get(1, 0) <= 6  # expected 20 * 10 / 110 ~ 1.8
+
+
+def test_buffer_stores_logits_with_their_examples_and_keeps_them_through_state() -> None:
+    buffer = ReservoirBuffer(capacity=5, seed=1, balance=True)
+    x = torch.arange(12.0).reshape(6, 2)
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    buffer.add(x, y, logits=x * 10)
+    restored = ReservoirBuffer(capacity=5, seed=1, balance=True)
+    restored.load_state_dict(ArrayRecord(buffer.state_dict()).to_torch_state_dict())
+    assert restored.class_seen == {0: 2, 1: 2, 2: 2}
+    xs, ys, zs = restored.sample_logits(5)
+    torch.testing.assert_close(zs, xs * 10)
+    with pytest.raises(ValueError, match="logits"):
+        restored.add(x, y)  # a buffer of logits takes logits with every batch
+
+
+def test_union_draws_every_class_equally_from_task_data_and_buffer() -> None:
+    from fedrobust.continual.replay import balanced_union
+
+    buffer = ReservoirBuffer(capacity=4, seed=0)
+    buffer.add(torch.tensor([[0.0], [0.0], [1.0], [1.0]]), torch.tensor([0, 0, 1, 1]))
+    y = np.array([2] * 6 + [3] * 2)
+    x = y[:, None].astype(np.float32) + np.arange(8, dtype=np.float32)[:, None] / 100
+    ux, uy = balanced_union(x, y, buffer, torch.Generator().manual_seed(0))
+    # 8 task + 4 buffer examples, 4 classes: 3 of each.
+    assert np.bincount(uy).tolist() == [3, 3, 3, 3]
+    assert np.array_equal(np.floor(ux[:, 0]).astype(int), uy)  # rows stay paired
+    assert len(np.unique(ux[uy == 2, 0])) == 3  # a large class gives distinct examples
+    assert set(np.rint((ux[uy == 3, 0] - 3) * 100).astype(int)) == {6, 7}  # a small one: all
