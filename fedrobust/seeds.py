@@ -6,11 +6,13 @@ Two kinds of randomness, two homes:
   attacks, simulated dropouts) derives from the scenario's public ``seed`` through a
   named :class:`Stream`, so the same scenario and seed give the same run.
 - **Protecting** randomness (DP-SGD noise and Poisson batches, client-level DP noise,
-  the client sample under client-level DP) comes from the operating system's secret
+  the client sample under client-level DP, a defence's buckets, coordinate subsamples and
+  noise) comes from the operating system's secret
   entropy (:func:`secret_seed`, :func:`secret_rng`). Those draws use Mersenne-Twister
   generators (torch's and numpy's) seeded with 63 to 256 secret bits: nobody holding the
   run directory can regenerate them. ``privacy.dp.reproducible: true`` derives them from
-  the seed instead, for research; such runs say ``privacy_valid: false``.
+  the seed instead, for research; such runs say ``privacy_valid: false``;
+  ``defense.reproducible: true`` does the same for a defence's draws.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Stream(IntEnum):
     HOLDOUT = 11  # a device's validation split; the robust-evaluation subset
     POOL_ORDER = 12  # the order contiguous partitioners (iid, size, ...) cut the pool in
     LABELED = 13  # which of a client's training examples keep their labels (with the client)
+    DEFENSE = 14  # a defence's draws (bucketing, DnC, FLAME), ``defense.reproducible`` only
 
 
 # Tags shared by two names draw from different seeds or different extra ints, so their

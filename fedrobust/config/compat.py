@@ -213,7 +213,7 @@ def _poisoning(scenario: Scenario) -> None:
             f"'{defense.name}' combines individual updates, which voids the noise "
             "calibration of client-level DP (privacy.dp.mode: client); use fedavg",
         )
-    sampled = scenario.sampled_per_round()
+    sampled = _bucketing(scenario)
     f = scenario.defense_num_malicious()
     # Krum / Multi-Krum: n >= 2f + 3 (Blanchard et al. 2017, https://arxiv.org/abs/1703.02757);
     # Bulyan: n >= 4f + 3 (El Mhamdi et al. 2018, https://arxiv.org/abs/1802.07927).
@@ -239,7 +239,52 @@ def _poisoning(scenario: Scenario) -> None:
         raise field_error(
             "defense.num_selected", f"is larger than the {sampled} clients sampled per round"
         )
+    if defense.name == "dnc" and int(defense.filter_factor * f) >= sampled:
+        raise field_error(
+            "defense.filter_factor",
+            f"dnc removes filter_factor * f = {int(defense.filter_factor * f)} of the "
+            f"{sampled} updates per round, leaving none",
+        )
     _alie(scenario)
+
+
+def _bucketing(scenario: Scenario) -> int:
+    """``defense.bucketing``: refused without a rule and for FLTrust; the number of inputs
+    the rule sees per round (the clients sampled, or their buckets), against which the
+    rule's checks on ``f`` run (f attackers spoil up to f buckets; Karimireddy, He &
+    Jaggi 2022)."""
+    defense = scenario.defense
+    sampled = scenario.sampled_per_round()
+    if defense.bucketing is None:
+        return sampled
+    if defense.name == "fedavg":
+        raise field_error(
+            "defense.bucketing",
+            "averages updates in buckets before a robust rule; defense.name fedavg is no "
+            "rule (the mean of bucket means is the mean): name one, e.g. median",
+        )
+    from fedrobust.robust.defenses import DEFENSES
+
+    if not DEFENSES.get(defense.name).bucketable:
+        raise field_error(
+            "defense.bucketing",
+            f"'{defense.name}' scores each client's own update against the server's "
+            "root update; bucket means would mix honest and malicious clients' scores",
+        )
+    if defense.bucketing > sampled:
+        raise field_error(
+            "defense.bucketing", f"is larger than the {sampled} clients sampled per round"
+        )
+    buckets = -(-sampled // defense.bucketing)
+    f = scenario.defense_num_malicious()
+    if 2 * f >= buckets:
+        raise field_error(
+            "defense.bucketing",
+            f"{sampled} updates in buckets of {defense.bucketing} make {buckets} buckets, "
+            f"of which the {f} attackers can spoil {f}, a majority no rule survives "
+            "(the paper's s * delta <= delta_max); use smaller buckets",
+        )
+    return buckets
 
 
 def _alie(scenario: Scenario) -> None:

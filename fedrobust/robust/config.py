@@ -157,12 +157,14 @@ class DefenseConfig(Section):
     name : str
         fedavg (no defence) | krum | multikrum | bulyan (Flower's selection rules) |
         median | trimmed_mean (coordinate-wise) | norm_bound (clip each update's norm) |
-        centered_clip (Karimireddy et al. 2021) | fltrust (Cao et al. 2021).
+        centered_clip (Karimireddy et al. 2021) | fltrust (Cao et al. 2021) | dnc
+        (Shejwalkar & Houmansadr 2021) | flame (Nguyen et al. 2022) | signsgd_mv
+        (Bernstein et al. 2019). ``docs/guide/defenses.md`` describes each.
     num_malicious : int
-        krum, multikrum, bulyan: attackers the rule assumes per round (default: the
-        scenario's ``attack`` count, else 0); refused when too few clients are sampled
-        for the rule to tolerate them (krum, multikrum: n >= 2f + 3, Blanchard et al.
-        2017; bulyan: n >= 4f + 3).
+        krum, multikrum, bulyan, dnc, centered_clip (``tau_schedule: theory``):
+        attackers the rule assumes per round (default: the scenario's ``attack`` count,
+        else 0); refused when too few clients are sampled for the rule to tolerate them
+        (krum, multikrum: n >= 2f + 3, Blanchard et al. 2017; bulyan: n >= 4f + 3).
     num_selected : int
         multikrum: updates averaged (default: sampled clients - num_malicious).
     beta : float
@@ -172,9 +174,31 @@ class DefenseConfig(Section):
         norm_bound: largest update norm kept (default: the median norm of the round).
     tau : float
         centered_clip: clipping radius around the centre (default: the median distance
-        to the centre, recomputed each iteration).
+        to the centre, recomputed each iteration); given, ``tau_schedule`` is fixed.
+    tau_schedule : str
+        centered_clip: median (default) | fixed (``tau``, required) | theory
+        (Karimireddy et al. 2021's ``4 rho sqrt((1 - delta) / (3 delta))`` with ``rho``
+        the median distance to the centre and ``delta = f / n``).
     iterations : int
-        centered_clip: clipping iterations (the centre starts at the last aggregate).
+        centered_clip: clipping iterations (the centre starts at the last aggregate);
+        dnc: filtering iterations whose kept sets are intersected.
+    subsample : int
+        dnc: coordinates drawn per iteration (default 10000; all when the model is
+        smaller).
+    filter_factor : float
+        dnc: ``c``, each iteration removes the ``c * f`` highest outlier scores.
+    noise_lambda : float
+        flame: noise standard deviation as a share of the median update norm.
+    server_lr : float
+        signsgd_mv: the step of every coordinate in the majority's direction.
+    bucketing : int, optional
+        Every rule that takes client updates (not fltrust, not fedavg): random buckets
+        of this many updates are averaged before the rule (Karimireddy, He & Jaggi
+        2022); the rule's ``f`` stays a count of spoiled buckets.
+    reproducible : bool
+        bucketing, dnc, flame: derive the rule's draws (permutation, coordinates,
+        noise) from the seed instead of the secret source (research only: an attacker
+        who knows the seed knows them).
     root_samples : int
         fltrust: size of the server's clean root set, drawn (seeded) from the clients'
         held-out validation splits.
@@ -192,6 +216,13 @@ class DefenseConfig(Section):
     iterations: Annotated[int, Field(ge=1, le=100)] = 3
     root_samples: Annotated[int, Field(ge=1)] = 100
     root_epochs: Annotated[int, Field(ge=1)] | None = None
+    tau_schedule: Literal["median", "fixed", "theory"] = "median"
+    subsample: Annotated[int, Field(ge=1)] = 10_000
+    filter_factor: Annotated[float, Field(ge=0)] = 1.0
+    noise_lambda: Annotated[float, Field(ge=0)] = 0.001
+    server_lr: Annotated[float, Field(gt=0)] = 0.001
+    bucketing: Annotated[int, Field(ge=1)] | None = None
+    reproducible: bool = False
 
     @field_validator("name")
     @classmethod
@@ -199,9 +230,19 @@ class DefenseConfig(Section):
         return check_registered(value, "defense", sorted(known_defenses()))
 
     def applicable(self) -> set[str]:
-        return defense_options(self.name) | {"name"}
+        draws = self.bucketing is not None or self.name in ("dnc", "flame")
+        # bucketing: compat.py says why a rule refuses it
+        return (
+            defense_options(self.name)
+            | {"name", "bucketing"}
+            | ({"reproducible"} if draws else set())
+        )
 
     @model_validator(mode="after")
     def _fields_fit_name(self) -> DefenseConfig:
         self.check_applicable(f"defense.name '{self.name}'")
+        if self.tau_schedule == "fixed" and self.tau is None:
+            raise field_error("tau", "tau_schedule: fixed needs a tau")
+        if self.tau_schedule == "theory" and self.tau is not None:
+            raise field_error("tau", "tau_schedule: theory computes tau; drop tau")
         return self

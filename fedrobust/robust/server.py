@@ -140,7 +140,9 @@ class DefenseHook(ServerHook):
 
     def __init__(self, setup: ServerSetup) -> None:
         scenario = self.scenario = setup.scenario
-        self.rule = create_defense(scenario.defense, scenario.defense_num_malicious())
+        self.rule = create_defense(
+            scenario.defense, scenario.defense_num_malicious(), seed=scenario.seed
+        )
         self.num_classes = setup.fed.spec.num_classes
         self.root = (
             root_set(setup.fed, scenario.defense.root_samples, scenario.seed)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fedrobust.registry import Registry
+from fedrobust.seeds import Stream, secret_rng, stream
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,13 @@ class DefenseOptions(Protocol):
     iterations: int
     root_samples: int
     root_epochs: int | None
+    bucketing: int | None
+    reproducible: bool
+    tau_schedule: str
+    subsample: int
+    filter_factor: float
+    noise_lambda: float
+    server_lr: float
 
 
 class Defense(ABC):
@@ -82,6 +90,9 @@ class Defense(ABC):
         The scenario's ``defense`` section.
     num_malicious : int
         Attackers the rule assumes (``Scenario.defense_num_malicious()``).
+    seed : int
+        The scenario's seed; the rule's draws (:meth:`rng`) derive from it only under
+        ``defense.reproducible``, otherwise they come from the secret source.
     """
 
     #: The ``defense`` fields the rule reads (others are refused for it).
@@ -92,21 +103,39 @@ class Defense(ABC):
     #: clipping rules (norm_bound, centered_clip) keep every client, scaled: they flag
     #: none and report ``clipped_share`` instead.
     selects_clients: bool = True
+    #: Whether ``defense.bucketing`` may average the updates before the rule sees them
+    #: (not for a rule that scores individual clients against a reference, FLTrust).
+    bucketable: bool = True
+    #: Tells this object's draws from those of a rule it wraps (bucketing) under
+    #: ``defense.reproducible``.
+    draw_tag: int = 0
 
-    def __init__(self, cfg: DefenseOptions, num_malicious: int = 0) -> None:
+    def __init__(self, cfg: DefenseOptions, num_malicious: int = 0, seed: int = 0) -> None:
         self.cfg = cfg
         self.num_malicious = num_malicious
+        self.seed = seed
+        self.draws = 0
+
+    def rng(self) -> np.random.Generator:
+        """A fresh generator for one of the rule's draws: the secret source, or under
+        ``defense.reproducible`` the ``DEFENSE`` stream of the seed and a draw counter
+        (checkpointed by :meth:`state_dict`, so a resumed run draws the same)."""
+        self.draws += 1
+        if self.cfg.reproducible:
+            return stream(self.seed, Stream.DEFENSE, self.draw_tag, self.draws)
+        return secret_rng()
 
     @abstractmethod
     def combine(self, updates: Updates) -> Combined:
         """Combine one round's updates."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Cross-round state (checkpointed); stateless rules have none."""
-        return {}
+        """Cross-round state (checkpointed): the draw counter, and what a subclass adds."""
+        return {"draws": self.draws} if self.draws else {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+        self.draws = int(state.get("draws", 0))
 
 
 def weighted_mean(deltas: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -127,6 +156,13 @@ def register_defense(name: str) -> Callable[[type[Defense]], type[Defense]]:
     return DEFENSES.register(name)
 
 
-def create_defense(cfg: DefenseOptions, num_malicious: int = 0) -> Defense:
-    """The defence ``cfg.name`` names; an unknown name lists the known ones."""
-    return DEFENSES.get(cfg.name)(cfg, num_malicious)
+def create_defense(cfg: DefenseOptions, num_malicious: int = 0, seed: int = 0) -> Defense:
+    """The defence ``cfg.name`` names, behind ``defense.bucketing`` when set; an unknown
+    name lists the known ones."""
+    rule = DEFENSES.get(cfg.name)(cfg, num_malicious, seed)
+    bucket_size = cfg.bucketing
+    if bucket_size is None:
+        return rule
+    from fedrobust.robust.defenses.bucketing import Bucketing
+
+    return Bucketing(rule, bucket_size)

@@ -28,6 +28,7 @@ class FLTrust(Defense):
     options = frozenset({"root_samples", "root_epochs"})
 
     needs_reference = True
+    bucketable = False  # it scores each client against the root update
 
     def combine(self, updates: Updates) -> Combined:
         if updates.reference is None:
