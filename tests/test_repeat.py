@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import fedrobust.commands.repeat as repeat
-from fedrobust.cli import main
+from tests.cli import cli
 
 SCENARIO = """\
 name: tiny-repeat
@@ -24,16 +24,6 @@ data:
 model: {name: mlp, hidden: [16]}
 train: {rounds: 2, batch_size: 32}
 """
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``fedrobust ARGS`` (argparse errors included)."""
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

@@ -16,20 +16,10 @@ import yaml
 
 import fedrobust.commands.preflight as preflight_module
 import fedrobust.tune.study as study_module
-from fedrobust.cli import main
 from fedrobust.scenario import load_scenario
 from fedrobust.tune import report
+from tests.cli import cli
 from tests.tune.conftest import SCENARIO, FakeRunner, empty_study_db, quick_storage  # noqa: F401
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``fedrobust ARGS`` (argparse errors included)."""
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

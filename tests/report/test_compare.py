@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from fedrobust.cli import main
 from fedrobust.errors import FedrobustError
 from fedrobust.report.compare import (
     curve,
@@ -23,6 +22,7 @@ from fedrobust.report.compare import (
 )
 from fedrobust.report.stats import mean_ci
 from fedrobust.report.summary import number
+from tests.cli import cli
 
 
 def scenario(name: str = "base", seed: int = 0, **sections: Any) -> dict[str, Any]:
@@ -79,13 +79,6 @@ def write_repeat(out: Path, runs: dict[int, list[float]], **sections: Any) -> Pa
         write_run(out / f"seed-{seed}", accuracies, scenario_doc=scenario(seed=seed, **sections))
     (out / "summary.json").write_text(json.dumps({"seeds": sorted(runs)}))
     return out
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``fedrobust ARGS``."""
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_loads_a_run_and_a_repeat_directory(tmp_path: Path) -> None:
