@@ -5,7 +5,9 @@ through ``fedrobust repeat`` into ``OUT/<file stem>/`` (seeds that already compl
 not run again), and the table shows, per arm and figure, the mean ± half-width of the
 95 % Student-t interval, the per-seed values, and how the arm's first figure compares
 with the baseline's: ``higher`` or ``lower`` only when the intervals do not overlap,
-``no measurable difference`` otherwise.
+``no measurable difference`` otherwise. Arms run on the same seeds, so the last column
+also compares them seed by seed: the mean and 95 % interval of the per-seed difference
+from the baseline, ``higher`` / ``lower`` only when that interval excludes 0.
 
 Figures are the dotted keys of ``final`` in ``summary.json`` (``accuracy``,
 ``balanced_accuracy``, ``continual.average_accuracy``, ``robust_accuracy.pgd@0.1``, ...).
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fedrobust.report.stats import overlap
+from fedrobust.report.summary import figure_stats
 
 
 def repeat(scenario: Path, seeds: int, jobs: int, out: Path) -> dict[str, Any]:
@@ -60,15 +63,46 @@ def verdict(arm: dict[str, Any] | None, base: dict[str, Any] | None) -> str:
     return "higher" if a[0] > b[0] else "lower"
 
 
+def paired(arm: dict[str, Any] | None, base: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Statistics of ``arm - base`` over the seeds both have (``figure_stats`` of the
+    per-seed differences)."""
+    if arm is None or base is None:
+        return None
+    seeds = sorted(set(arm["values"]) & set(base["values"]))
+    if not seeds:
+        return None
+    return figure_stats({s: arm["values"][s] - base["values"][s] for s in seeds})
+
+
+def judged(diff: dict[str, Any] | None) -> str:
+    """``higher`` / ``lower`` when the difference's interval excludes 0."""
+    if diff is None or diff["ci"] is None:
+        return "-"
+    low, high = diff["ci"]
+    return "higher" if low > 0 else "lower" if high < 0 else "no measurable difference"
+
+
+def paired_cell(diff: dict[str, Any] | None) -> str:
+    """``+mean ± half: verdict`` of a paired difference."""
+    if diff is None or diff["half_width"] is None:
+        return "-"
+    return f"{diff['mean']:+.3f} ± {diff['half_width']:.3f}: {judged(diff)}"
+
+
 def table(names: list[str], summaries: list[dict[str, Any]], figures: list[str]) -> str:
-    """The markdown table: one row per arm, one column per figure, the verdict last."""
-    head = ["arm", *figures, f"{figures[0]} vs {names[0]}"]
+    """The markdown table: one row per arm, one column per figure, then the verdicts
+    on the first figure: by interval overlap, and by the paired per-seed difference."""
+    first = figures[0]
+    head = ["arm", *figures, f"{first} vs {names[0]}", f"paired difference in {first}"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    base = summaries[0]["figures"].get(figures[0])
+    base = summaries[0]["figures"].get(first)
     for i, (name, summary) in enumerate(zip(names, summaries, strict=True)):
         stats = [summary["figures"].get(f) for f in figures]
-        judged = "baseline" if i == 0 else verdict(stats[0], base)
-        lines.append("| " + " | ".join([name, *map(cell, stats), judged]) + " |")
+        if i == 0:
+            verdicts = ["baseline", "baseline"]
+        else:
+            verdicts = [verdict(stats[0], base), paired_cell(paired(stats[0], base))]
+        lines.append("| " + " | ".join([name, *map(cell, stats), *verdicts]) + " |")
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compare import cell, repeat
+from compare import cell, judged, paired, repeat
 
 from fedrobust.report.summary import figure_stats
 
@@ -62,25 +62,6 @@ def seed_rounds(run: Path, personal: bool) -> float | None:
         series = [r["accuracy"] for r in rounds]
     found = rounds_to(series)
     return None if found is None else float(found)
-
-
-def paired(arm: dict[str, Any] | None, base: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Statistics of ``arm - base`` over the seeds both have (``figure_stats`` of the
-    per-seed differences)."""
-    if arm is None or base is None:
-        return None
-    seeds = sorted(set(arm["values"]) & set(base["values"]))
-    if not seeds:
-        return None
-    return figure_stats({s: arm["values"][s] - base["values"][s] for s in seeds})
-
-
-def judged(diff: dict[str, Any] | None) -> str:
-    """``higher`` / ``lower`` when the difference's interval excludes 0."""
-    if diff is None or diff["ci"] is None:
-        return "-"
-    low, high = diff["ci"]
-    return "higher" if low > 0 else "lower" if high < 0 else "no measurable difference"
 
 
 def arm_row(path: Path, seeds: int, jobs: int, out: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The benchmarks' settings stay valid scenarios, and compare.py judges arms by their intervals."""
+"""The benchmarks' settings stay valid scenarios, and compare.py judges arms by their
+intervals and seed by seed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from types import ModuleType
 import pytest
 import yaml
 
+from fedrobust.report.summary import figure_stats
 from fedrobust.scenario import parse_scenario
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -53,6 +55,19 @@ def test_compare_table_has_a_row_per_arm_and_the_baseline_first() -> None:
                  {"figures": {"accuracy": _stats(0.9, 0.01)}}]  # fmt: skip
     text = compare.table(["plain", "clip"], summaries, ["accuracy"])
     lines = text.splitlines()
-    assert lines[0] == "| arm | accuracy | accuracy vs plain |"
+    assert lines[0] == "| arm | accuracy | accuracy vs plain | paired difference in accuracy |"
     assert lines[2].startswith("| plain | 0.800 ± 0.010") and lines[2].endswith("baseline |")
-    assert lines[3].endswith("higher |")
+    assert lines[3].endswith("higher | - |")  # one seed each: no paired interval
+
+
+def test_compare_pairs_arms_seed_by_seed_where_their_intervals_overlap() -> None:
+    compare = _compare()
+    base = figure_stats({0: 0.60, 1: 0.67, 2: 0.57})  # seeds differ a lot ...
+    arm = figure_stats({0: 0.83, 1: 0.92, 2: 0.84})  # ... the arm wins on each
+    assert compare.verdict(arm, base) == "no measurable difference"
+    diff = compare.paired(arm, base)
+    assert diff["mean"] == pytest.approx(0.25) and compare.judged(diff) == "higher"
+    mixed = figure_stats({0: 0.70, 1: 0.60, 2: 0.62})  # wins once, loses twice
+    assert compare.judged(compare.paired(mixed, base)) == "no measurable difference"
+    only_one_shared = figure_stats({2: 0.9, 5: 0.9})
+    assert compare.paired_cell(compare.paired(only_one_shared, base)) == "-"
