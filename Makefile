@@ -11,21 +11,21 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # Re-installs only when pyproject.toml or this Makefile changes.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first and pinned: the CPU wheel lies on disk; any unpinned torch request
-	# would make pip fetch a multi-GB CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,tracking,tune,explain]'
-	# torchattacks 3.5.1 pins requests~=2.25.1 in its metadata, which conflicts with flwr;
-	# its code imports neither requests nor torchvision, so we install it without deps
-	# (its real needs, scipy and tqdm, come with the project above).
+	# torch first, at the version constraints.txt pins: the CPU wheel lies on disk; any
+	# other torch request would make pip fetch a multi-GB CUDA build.
+	$(BIN)/pip install --quiet -c constraints.txt torch
+	# every extra (pyproject.toml), at this project's pinned versions
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,dev]'
+	# torchattacks 3.5.1 pins requests~=2.25.1 and asks for torchvision in its metadata;
+	# its code needs neither, so it comes without deps (the attacks extra brings its needs).
 	$(BIN)/pip install --quiet --no-deps torchattacks==3.5.1
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fedrobust run scenarios/quickstart.yaml
+	$(BIN)/fedrobust run quickstart
 
 # three pytest workers: most of an end-to-end test is waiting on a Flower simulation's
 # start-up, so three at once fill the 2 cores (pytest-xdist; PYTEST_WORKERS=0 runs serially)
@@ -43,7 +43,7 @@ test-all: $(STAMP)
 # the long end-to-end measurements (poisoning claims, report rendering, the example
 # notebook, which needs the notebook extra): ~20 min
 test-slow: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,tracking,tune,explain,notebook]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,dev,notebook]'
 	$(BIN)/python -m pytest -q -m slow
 
 # a real SuperLink and SuperNodes on loopback, with TLS and node authentication: ~6 min

@@ -4,11 +4,11 @@ In a deployment Flower starts a new ClientApp process for every message, so each
 message pays the interpreter, the imports and whatever the client rebuilds. Three
 measures, each printed as a markdown table:
 
-(a) imports: ``import clients.client_app`` beside ``import torch`` alone, each in a fresh
-    interpreter (``-c`` with ``PYTHONPATH`` at the checkout), median of ``--runs`` runs
-    each, the two alternating after one discarded warm-up. ``import s`` is timed inside
-    the interpreter around the import; ``process s`` is the whole subprocess, interpreter
-    start included. Target: the ClientApp's import at most 1.5x torch's.
+(a) imports: ``import fedrobust.apps.clients.client_app`` beside ``import torch`` alone,
+    each in a fresh interpreter (``-c`` with ``PYTHONPATH`` at the checkout), median of
+    ``--runs`` runs each, the two alternating after one discarded warm-up. ``import s``
+    is timed inside the interpreter around the import; ``process s`` is the whole
+    subprocess, interpreter start included. Target: the ClientApp's import at most 1.5x torch's.
 (b) one ``train`` message in a fresh process (this file run with ``--child``), phase by
     phase: the imports; decoding the message (the recipe's ConfigRecord and the global
     model, as files written by the parent); reading the recipe (``read_recipe``); the
@@ -75,7 +75,7 @@ def time_import(module: str) -> tuple[float, float]:
 
 def import_table(runs: int) -> str:
     """Table (a): the ClientApp's import beside torch's, medians of ``runs``."""
-    modules = ("torch", "clients.client_app")
+    modules = ("torch", "fedrobust.apps.clients.client_app")
     for module in modules:
         time_import(module)  # warm-up: bytecode caches, page cache
     samples: dict[str, list[tuple[float, float]]] = {m: [] for m in modules}
@@ -98,7 +98,7 @@ def import_table(runs: int) -> str:
             f"| `import {module}` | {imp:.2f} | {proc:.2f} | {imp / torch_import:.2f}x | "
             f"{proc / torch_process:.2f}x |"
         )
-    ratio = med["clients.client_app"][0] / torch_import
+    ratio = med["fedrobust.apps.clients.client_app"][0] / torch_import
     verdict = "met" if ratio <= IMPORT_TARGET else "NOT met"
     lines.append(f"\nimport ratio target <= {IMPORT_TARGET}x: {verdict} ({ratio:.2f}x)")
     return "\n".join(lines)
@@ -130,7 +130,7 @@ def child(message_dir: Path, cache: Path) -> None:
     """Handle one ``train`` message in this (fresh) process, timing each phase; prints JSON."""
     times: dict[str, float] = {}
     t = time.perf_counter()
-    import clients.client_app as client_app  # the imports a ClientApp process pays
+    import fedrobust.apps.clients.client_app as client_app  # the imports a ClientApp process pays
 
     times["imports"] = time.perf_counter() - t
 

@@ -1,7 +1,10 @@
 """Start this device's SuperNode: the one command an edge node runs.
 
-    python -m clients.edge_node --superlink HOST:PORT --root-certificates ca.crt \\
+    fedrobust-node --superlink HOST:PORT --root-certificates ca.crt \\
         --key node-key --partition-id 0 --num-partitions 3 [--data-path data.npz]
+
+(``python -m fedrobust.apps.clients.edge_node`` is the same command.) It needs only the
+base install, ``pip install fedrobust``.
 
 It checks what the device holds before anything connects: the CA certificate, the
 private key (an OpenSSH EC key, as ``flwr supernode register`` wants its public half)
@@ -34,7 +37,7 @@ EXIT_INPUT = 2
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m clients.edge_node", description="Start this device's SuperNode."
+        prog="fedrobust-node", description="Start this device's SuperNode."
     )
     parser.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink")
     parser.add_argument(

@@ -7,10 +7,24 @@ the Python API (:mod:`fedrobust.api`); they load on first use, so importing the 
 
 from __future__ import annotations
 
+import platform
+from importlib import metadata
 from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["RunResult", "load_run", "run", "validate"]
+
+
+def versions() -> dict[str, str]:
+    """fedrobust's version and those of what a run depends on (metrics.json keeps them)."""
+    found = {"fedrobust": __version__}
+    for name in ("flwr", "torch", "opacus"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
+    found["python"] = platform.python_version()
+    return found
 
 
 def __getattr__(name: str) -> Any:

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from fedrobust.extras import require
+
 if TYPE_CHECKING:
     from torchattacks.attack import Attack
 
@@ -34,6 +36,7 @@ logging.getLogger("torchattacks").setLevel(logging.WARNING)
 
 @functools.cache
 def _registry() -> dict[str, type[Attack]]:
+    require("adversarial attacks (torchattacks)", "torchattacks")
     import torchattacks  # ~0.1 s and more: only where an attack is named
     from torchattacks.attack import Attack
 

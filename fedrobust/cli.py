@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from fedrobust import versions
+from fedrobust.bundled import resolve_scenario
 from fedrobust.commands.audit import cmd_audit
 from fedrobust.commands.compare import cmd_compare
 from fedrobust.commands.deploy import cmd_credentials, cmd_deploy, cmd_split
@@ -22,10 +24,12 @@ from fedrobust.commands.privacy_attack import cmd_privacy_attack
 from fedrobust.commands.repeat import cmd_repeat
 from fedrobust.commands.report import cmd_report, cmd_validate
 from fedrobust.commands.run import cmd_run
+from fedrobust.commands.scenarios import cmd_scenarios
 from fedrobust.commands.tune import cmd_tune
 from fedrobust.errors import FedrobustError
 
 EXIT_INPUT = 2
+SCENARIO_HELP = "scenario YAML file, or the name of a bundled one (fedrobust scenarios)"
 
 
 def _positive(text: str) -> int:
@@ -56,15 +60,30 @@ def _seed(text: str) -> int:
     return value
 
 
+def version_line() -> str:
+    """``fedrobust X (flwr Y, torch Z, ...)``: what ``--version`` prints."""
+    found = versions()
+    others = ", ".join(f"{name} {v}" for name, v in found.items() if name != "fedrobust")
+    return f"fedrobust {found['fedrobust']} ({others})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fedrobust`` parser: one sub-parser per command."""
     parser = argparse.ArgumentParser(
         prog="fedrobust", description="Privacy-preserving and robust federated learning."
     )
+    parser.add_argument(
+        "--version", action="version", version=version_line(), help="print the versions and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    scenarios = sub.add_parser(
+        "scenarios", help="list the bundled scenarios (each runs by name: fedrobust run NAME)"
+    )
+    scenarios.add_argument("--paths", action="store_true", help="print each one's file")
+
     run = sub.add_parser("run", help="run a scenario in a Flower simulation")
-    run.add_argument("scenario", type=Path, help="scenario YAML file")
+    run.add_argument("scenario", type=resolve_scenario, help=SCENARIO_HELP)
     run.add_argument("--out", help="run directory (default: output.dir or runs/<name>)")
     run.add_argument("--rounds", type=_positive, help="override train.rounds")
     run.add_argument("--seed", type=_seed, help="override the scenario seed")
@@ -78,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "deploy",
         help="run a scenario on local SuperNodes behind a TLS SuperLink with node authentication",
     )
-    deploy.add_argument("scenario", type=Path, help="scenario YAML file")
+    deploy.add_argument("scenario", type=resolve_scenario, help=SCENARIO_HELP)
     deploy.add_argument("--out", help="run directory (default: output.dir or runs/<name>)")
     deploy.add_argument("--rounds", type=_positive, help="override train.rounds")
     deploy.add_argument("--seed", type=_seed, help="override the scenario seed")
@@ -107,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     split = sub.add_parser(
         "split", help="write each client's data of a scenario as DIR/client-<i>.npz for devices"
     )
-    split.add_argument("scenario", type=Path, help="scenario YAML file")
+    split.add_argument("scenario", type=resolve_scenario, help=SCENARIO_HELP)
     split.add_argument("--out", type=Path, required=True, help="directory for the npz files")
 
     export = sub.add_parser(
@@ -121,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/export)")
 
     validate = sub.add_parser("validate", help="check a scenario and print it resolved")
-    validate.add_argument("scenario", type=Path, help="scenario YAML file")
+    validate.add_argument("scenario", type=resolve_scenario, help=SCENARIO_HELP)
     validate.add_argument(
         "--data", action="store_true", help="also load and split the data (slower)"
     )
@@ -132,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("target", type=Path, help="a run directory, or a model .pt file")
     evaluate.add_argument(
-        "--scenario", type=Path, help="the scenario of a model file (default: the run's)"
+        "--scenario",
+        type=resolve_scenario,
+        help="the scenario of a model file (default: the run's)",
     )
     evaluate.add_argument("--attacks", default="pgd,fgsm", help="comma-separated attack names")
     evaluate.add_argument("--eps", default="0.1,0.2,0.3", help="comma-separated budgets in (0, 1]")
@@ -147,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     matrix = sub.add_parser(
         "matrix", help="run the attack x defense grid of a scenario and tabulate it"
     )
-    matrix.add_argument("scenario", type=Path, help="scenario YAML file (data, model, recipe)")
+    matrix.add_argument(
+        "scenario", type=resolve_scenario, help=SCENARIO_HELP + " (data, model, recipe)"
+    )
     matrix.add_argument(
         "--attacks",
         required=True,
@@ -169,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     repeat = sub.add_parser(
         "repeat", help="run a scenario over N seeds; mean and 95%% CI of every final figure"
     )
-    repeat.add_argument("scenario", type=Path, help="scenario YAML file")
+    repeat.add_argument("scenario", type=resolve_scenario, help=SCENARIO_HELP)
     repeat.add_argument(
         "--seeds",
         type=_positive,
@@ -239,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="search the scenario's tune: space with Optuna (needs fedrobust[tune]); "
         "trials scored on validation figures, pruned per round; best.yaml and a report",
     )
-    tune.add_argument("scenario", type=Path, help="scenario YAML file with a tune: section")
+    tune.add_argument(
+        "scenario", type=resolve_scenario, help=SCENARIO_HELP + " with a tune: section"
+    )
     tune.add_argument(
         "--trials", type=_positive, required=True,
         help="trials in the study in all (a resumed study adds up to this many)",
@@ -282,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": cmd_export,
         "compare": cmd_compare,
         "tune": cmd_tune,
+        "scenarios": cmd_scenarios,
     }
     try:
         return handlers[args.command](args)

@@ -28,7 +28,6 @@ from fedrobust.lifetime import die_with_parent
 from fedrobust.rundir import RunDir, discard_checkpoint
 from fedrobust.scenario import Scenario, scenario_to_yaml
 
-APP_DIR = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
 QUIET_ENV = {
     "FLWR_TELEMETRY_ENABLED": "0",

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from fedrobust.errors import FedrobustError
+from fedrobust.extras import require
 from fedrobust.report.html import Section, embed_image, html_table, write_page
-from fedrobust.report.plots import plot_matrix
 from fedrobust.robust.config import (
     ATTACK_FIELDS,
     AttackConfig,
@@ -366,6 +366,9 @@ def write_matrix(rows: list[dict[str, Any]], out: Path) -> None:
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     defenses = list(dict.fromkeys(r["defense"] for r in rows))
     title = "final test accuracy" + (" (mean over seeds)" if seeded else "")
+    require("fedrobust matrix", "matplotlib")
+    from fedrobust.report.plots import plot_matrix
+
     sections = [Section("Final accuracy", embed_image(plot_matrix(
         _value(rows, "accuracy"), attacks, defenses, title,
         out / "matrix_accuracy.png")))]  # fmt: skip

@@ -27,6 +27,7 @@ from fedrobust.adversarial.config import (
     AdversarialEvaluationConfig,
     AdversarialTrainingConfig,
 )
+from fedrobust.bundled import resolve_scenario
 from fedrobust.config import compat
 from fedrobust.config.base import FieldError, Section
 from fedrobust.config.evaluation import EvaluationConfig
@@ -287,7 +288,8 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     Parameters
     ----------
     path : str or Path
-        The YAML file.
+        The YAML file, or the name of a bundled scenario (``quickstart``;
+        :mod:`fedrobust.bundled`).
     overrides : dict, optional
         Dotted keys to set before validation, e.g. ``{"train.rounds": 3}``.
 
@@ -296,9 +298,11 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     FedrobustError
         With the dotted field path, or the file (and line) for I/O and syntax errors.
     """
-    path = Path(path)
+    path = resolve_scenario(path)
     if not path.is_file():
-        raise FedrobustError(str(path), "no such scenario file")
+        raise FedrobustError(
+            str(path), "no such scenario file, nor a bundled scenario (`fedrobust scenarios`)"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fedrobust.apps import FLOWER_APP_DIR as APP_DIR
 from fedrobust.data.cache import CACHE_ENV
 from fedrobust.errors import FedrobustError
+from fedrobust.extras import require
 from fedrobust.launch import (
-    APP_DIR,
     BIN_DIR,
     RunWatch,
     flower_env,
@@ -156,13 +157,12 @@ def run_simulation(
     return watch.result(RunDir(run_dir).flwr_log)
 
 
-def check_app_dir() -> None:
-    """The Flower app (pyproject.toml with [tool.flwr.app]) must sit beside the package."""
+def check_simulation() -> None:
+    """Refuse before anything starts when a simulation cannot run: Ray (the ``simulation``
+    extra) missing, or the Flower app's manifest (``fedrobust/apps/flower``) missing."""
+    require("a Flower simulation", "ray")
     if not (APP_DIR / "pyproject.toml").is_file():
-        raise FedrobustError(
-            str(APP_DIR),
-            "no pyproject.toml here: install fedrobust from its checkout (pip install -e .)",
-        )
+        raise FedrobustError(str(APP_DIR), "the Flower app's pyproject.toml is missing")
 
 
 def check_resumable(run_dir: Path, scenario: Scenario) -> int:

@@ -1,7 +1,7 @@
 """fedrobust's Flower ServerApp (message API).
 
 Run configuration (``[tool.flwr.app.config]``, overridden by ``fedrobust run``):
-``scenario`` (YAML path; relative paths are read from the app directory),
+``scenario`` (a YAML path, or the name of a bundled scenario: :mod:`fedrobust.bundled`),
 ``out-dir`` (default: the scenario's ``output.dir`` or ``runs/<name>``),
 ``rounds`` and ``seed`` (0 / -1 keep the scenario's values), ``resume`` (continue from
 the run directory's checkpoint) and ``token`` (tags this launch in metrics.json).
@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from fedrobust.apps.server.loop import run_federation
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedrobust.bundled import resolve_scenario
 from fedrobust.scenario import load_scenario
-from server.loop import run_federation
-
-APP_DIR = Path(__file__).resolve().parents[1]
 
 app = ServerApp()
 
@@ -27,9 +26,7 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """Load the scenario named in the run config and run it."""
     cfg = context.run_config
-    scenario_path = Path(str(cfg.get("scenario", "scenarios/quickstart.yaml")))
-    if not scenario_path.is_absolute():
-        scenario_path = APP_DIR / scenario_path
+    scenario_path = resolve_scenario(str(cfg.get("scenario", "quickstart")))
     overrides: dict[str, object] = {}
     if int(cfg.get("rounds", 0)) > 0:
         overrides["train.rounds"] = int(cfg["rounds"])

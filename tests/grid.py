@@ -3,11 +3,10 @@ no Flower simulation (loop logic in seconds, for the default test run)."""
 
 from __future__ import annotations
 
+from fedrobust.apps.clients.client_app import app
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.supercore.task_identity import TaskIdentity
-
-from clients.client_app import app
 
 NUM_CLIENTS = 5
 

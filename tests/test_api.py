@@ -56,7 +56,8 @@ def test_validate_names_the_bad_field(change: dict[str, Any], where: str) -> Non
 def test_load_run_gives_figures_rounds_model_and_report(
     tmp_path: Path, server_identity: None
 ) -> None:
-    from server.loop import run_federation
+    from fedrobust.apps.server.loop import run_federation
+
     from tests.grid import InProcessGrid
 
     out = tmp_path / "run"

@@ -21,7 +21,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False, soft_wrap=True)
     scenario = load_scenario(args.scenario, overrides(args))
-    fed, privacy_plan = preflight(scenario)
+    fed, privacy_plan = preflight(scenario, simulation=False)
     run_dir = resolve_run_dir(scenario, args.out)
     n = scenario.data.partition.num_clients
     if args.data_dir is not None:  # every device file must fit before any node starts

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from fedrobust.commands.common import load_model_for, require_run_dir
-from fedrobust.errors import FedrobustError
+from fedrobust.extras import require
 from fedrobust.rundir import EXPORT_DOC, EXPORT_TABLE, RunDir
 
 
@@ -18,13 +18,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir
     require_run_dir(run_dir)
     if args.format == "onnx":
-        import importlib.util
-
-        missing = [
-            m for m in ("onnx", "onnxscript", "onnxruntime") if not importlib.util.find_spec(m)
-        ]
-        if missing:
-            raise FedrobustError("--format", f"onnx needs {', '.join(missing)}: pip install them")
+        require("--format onnx", "onnx", "onnxscript", "onnxruntime")
     scenario, fed, model = load_model_for(run_dir, None)
     out = args.out or RunDir(run_dir).export
     rows = export_model(model, fed.x_test, fed.y_test, out, args.format, args.quantize)

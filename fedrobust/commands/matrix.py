@@ -14,15 +14,17 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     """Run every cell and tabulate it; 1 when a cell failed."""
     from rich.console import Console
 
+    from fedrobust.extras import require
     from fedrobust.launch import RunFailed
     from fedrobust.matrix import CELL_FILE, MATRIX_MD, build_cells, run_matrix
     from fedrobust.rundir import REPORT_FILE
     from fedrobust.scenario import load_scenario, scenario_to_yaml
-    from fedrobust.simulation import check_app_dir, run_simulation
+    from fedrobust.simulation import check_simulation, run_simulation
 
     console = Console(highlight=False, soft_wrap=True)
     base = load_scenario(args.scenario, overrides(args))
-    check_app_dir()
+    check_simulation()
+    require("fedrobust matrix", "matplotlib")
     seeds = args.seeds
     cells = build_cells(
         base, names(args.attacks, "--attacks"), names(args.defenses, "--defenses"), seeds

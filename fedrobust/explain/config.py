@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from importlib.util import find_spec
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from fedrobust.config.base import Section
-from fedrobust.errors import FedrobustError
+from fedrobust.extras import require
 
 #: The attribution methods and the fields each one reads (besides the common ones).
 METHOD_FIELDS: dict[str, set[str]] = {
@@ -18,8 +17,6 @@ METHOD_FIELDS: dict[str, set[str]] = {
     "occlusion": {"baseline", "window"},
 }
 COMMON_FIELDS = {"method", "samples", "examples"}
-#: What ``pip`` installs Captum with.
-INSTALL_HINT = "pip install 'fedrobust[explain]'"
 
 
 class ExplainConfig(Section):
@@ -86,12 +83,12 @@ class ExplainConfig(Section):
 
 
 def check_explain(cfg: ExplainConfig | None) -> None:
-    """Refuse ``evaluation.explain`` before launch when Captum is not installed.
+    """Refuse ``evaluation.explain`` before launch when Captum or matplotlib is missing.
 
     Raises
     ------
     FedrobustError
         Naming ``evaluation.explain`` and the install command.
     """
-    if cfg is not None and find_spec("captum") is None:
-        raise FedrobustError("evaluation.explain", f"needs the captum package: {INSTALL_HINT}")
+    if cfg is not None:
+        require("evaluation.explain", "captum", "matplotlib")

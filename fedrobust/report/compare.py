@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from fedrobust.errors import FedrobustError
+from fedrobust.extras import require
 from fedrobust.report.html import Section, embed_image, html_table, write_page
 from fedrobust.report.metrics import read_metrics
-from fedrobust.report.plots import plot_compare
 from fedrobust.report.stats import mean_ci
 from fedrobust.report.summary import CONFIDENCE, flatten, mean_pm, summarize
 from fedrobust.rundir import RunDir
@@ -380,6 +380,9 @@ def write_comparison(comparison: Comparison, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     metric = comparison.metric
     curves = {entry.name: curve(entry, metric) for entry in comparison.entries}
+    require("fedrobust compare", "matplotlib")
+    from fedrobust.report.plots import plot_compare
+
     png = plot_compare([c for c in curves.values() if c], metric, out / COMPARE_PNG)
     lacking = [name for name, c in curves.items() if c is None]
     note = f"<p>Without {html.escape(metric)}: {html.escape(', '.join(lacking))}.</p>"

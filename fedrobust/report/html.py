@@ -17,17 +17,8 @@ from typing import Any
 
 import yaml
 
+from fedrobust.extras import install_hint, missing_modules
 from fedrobust.report.metrics import read_metrics
-from fedrobust.report.plots import (
-    plot_client_spread,
-    plot_continual,
-    plot_curves,
-    plot_fairness,
-    plot_label_histograms,
-    plot_poisoning,
-    plot_privacy,
-    plot_robustness,
-)
 from fedrobust.rundir import RunDir
 
 STYLE = """
@@ -58,6 +49,16 @@ class Section:
 def embed_image(fig_path: Path) -> str:
     data = base64.b64encode(fig_path.read_bytes()).decode()
     return f'<img alt="{html.escape(fig_path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def figure(plot: str, data: Any, path: Path) -> str:
+    """``fedrobust.report.plots.<plot>(data, path)``, embedded; without matplotlib (the
+    ``report`` extra) a line that says what to install instead."""
+    if missing_modules("matplotlib"):
+        return f"<p><i>figure not drawn: {html.escape(install_hint('report'))}</i></p>"
+    from fedrobust.report import plots
+
+    return embed_image(getattr(plots, plot)(data, path))
 
 
 def _fmt(value: Any) -> str:
@@ -103,24 +104,24 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
 
     if doc["rounds"]:
         sections.append(
-            Section("Learning curves", embed_image(plot_curves(doc, figures / "curves.png")))
+            Section("Learning curves", figure("plot_curves", doc, figures / "curves.png"))
         )
     if doc.get("data"):
-        hist = plot_label_histograms(doc["data"], figures / "label_histograms.png")
+        hist = figure("plot_label_histograms", doc["data"], figures / "label_histograms.png")
         sizes = [
             [c["client"], c["train"], c["val"], c["noise_rate"]] for c in doc["data"]["clients"]
         ]
         sections.append(
             Section(
                 "Clients: label distribution",
-                _unassigned_line(doc["data"]) + embed_image(hist)
+                _unassigned_line(doc["data"]) + hist
                 + "<details><summary>sizes</summary>"
                 + html_table(["client", "train", "val", "measured noise"], sizes) + "</details>",
             )
         )  # fmt: skip
     if any(r.get("clients") for r in doc["rounds"]):
-        spread = plot_client_spread(doc, figures / "client_spread.png")
-        sections.append(Section("Clients: accuracy spread", embed_image(spread)))
+        spread = figure("plot_client_spread", doc, figures / "client_spread.png")
+        sections.append(Section("Clients: accuracy spread", spread))
     if any(r.get("global_local") for r in doc["rounds"]) or final.get("global_local"):
         sections.append(_fairness_section(doc, final, figures))
     if final.get("per_class_recall"):
@@ -132,12 +133,12 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
         sections.append(_privacy_section(doc, final, figures))
     if final.get("robust_accuracy"):
         table = html_table(["attack@eps", "accuracy"], sorted(final["robust_accuracy"].items()))
-        plot = embed_image(plot_robustness(doc, figures / "robustness.png"))
+        plot = figure("plot_robustness", doc, figures / "robustness.png")
         sections.append(Section("Adversarial robustness (final model)", plot + table))
     if any("task_accuracy" in r for r in doc["rounds"]):
         cont = final.get("continual") or {}
         rows = [[k, cont.get(k)] for k in ("average_accuracy", "forgetting", "bwt")]
-        body = embed_image(plot_continual(doc, figures / "continual.png"))
+        body = figure("plot_continual", doc, figures / "continual.png")
         sections.append(Section("Continual learning", body + html_table(["", ""], rows)))
     if any("secure_aggregation" in r for r in doc["rounds"]):
         sections.append(_secagg_section(doc))
@@ -164,7 +165,7 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
 
 
 def _fairness_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) -> Section:
-    plot = embed_image(plot_fairness(doc, figures / "fairness.png"))
+    plot = figure("plot_fairness", doc, figures / "fairness.png")
     rows = [
         [name, s.get("mean"), s.get("worst_10pct"), s.get("std"), s.get("clients")]
         for name, key in (("global model", "global_local"), ("personal models", "personalized"))
@@ -192,7 +193,7 @@ def _privacy_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) 
         rows.append(["noise multiplier", f"{min(values):.4g} .. {max(values):.4g}"])
     refused = sum(r.get("dropped", {}).get("budget_exhausted", 0) for r in doc["rounds"])
     rows.append(["rounds refused (budget spent)", refused])
-    body = html_table(["", ""], rows) + embed_image(plot_privacy(doc, figures / "privacy.png"))
+    body = html_table(["", ""], rows) + figure("plot_privacy", doc, figures / "privacy.png")
     audit = final.get("audit")
     if audit:
         body += "<h3>Canary audit (Steinke, Nasr &amp; Jagielski 2023)</h3>" + html_table(
@@ -296,7 +297,7 @@ def _poisoning_section(doc: dict[str, Any], final: dict[str, Any], figures: Path
     )
     return Section(
         "Poisoning",
-        head + "</p>" + embed_image(plot_poisoning(doc, figures / "poisoning.png")) + table,
+        head + "</p>" + figure("plot_poisoning", doc, figures / "poisoning.png") + table,
     )
 
 

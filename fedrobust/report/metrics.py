@@ -3,6 +3,7 @@
 Layout (the contract in ARCHITECTURE.md)::
 
     {"status": "running" | "completed" | "failed", "error": str | null, "token": str,
+     "versions": {"fedrobust", "flwr", "torch", "opacus", "python"},
      "scenario": {...}, "data": {...}, "initial": {...},
      "rounds": [{"round", "accuracy", "loss", "seconds", ...}, ...],
      "final": {... last round's figures, "wall_seconds", "rounds_completed", then the
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedrobust import versions
 from fedrobust.errors import FedrobustError
 from fedrobust.rundir import METRICS_FILE as METRICS_FILE  # re-exported for callers
 from fedrobust.rundir import RunDir, discard_checkpoint, write_atomic
@@ -124,6 +126,7 @@ class RunRecorder:
             "status": "running",
             "error": None,
             "token": token,
+            "versions": versions(),
             "scenario": scenario,
             "data": None,
             "initial": None,
@@ -152,6 +155,7 @@ class RunRecorder:
             "status": "running",
             "error": None,
             "token": token,
+            "versions": versions(),
             "scenario": scenario,
             "rounds": old["rounds"][:rounds_done],
             "final": None,

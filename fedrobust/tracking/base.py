@@ -8,11 +8,10 @@ them (:mod:`fedrobust.tracking.session` opens, feeds and closes them);
 
 from __future__ import annotations
 
-from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedrobust.errors import FedrobustError
+from fedrobust.extras import require
 
 if TYPE_CHECKING:
     from fedrobust.scenario import Scenario
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
 TENSORBOARD_DIR = "tb"
 #: ``DIR/tracking.json``: the MLflow run a resumed run continues.
 TRACKING_FILE = "tracking.json"
-#: What ``pip`` installs the optional trackers with.
-INSTALL_HINT = "pip install 'fedrobust[tracking]'"
 #: The statuses a run ends with (metrics.json's vocabulary).
 COMPLETED, FAILED = "completed", "failed"
 
@@ -56,7 +53,7 @@ def check_tracking(scenario: Scenario) -> None:
         Naming ``output.tensorboard`` or ``output.mlflow`` and the install command.
     """
     output = scenario.output
-    if output.tensorboard and find_spec("tensorboard") is None:
-        raise FedrobustError("output.tensorboard", f"needs the tensorboard package: {INSTALL_HINT}")
-    if output.mlflow is not None and find_spec("mlflow") is None:
-        raise FedrobustError("output.mlflow", f"needs the mlflow package: {INSTALL_HINT}")
+    if output.tensorboard:
+        require("output.tensorboard", "tensorboard")
+    if output.mlflow is not None:
+        require("output.mlflow", "mlflow")

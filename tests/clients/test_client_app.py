@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 import pytest
+from fedrobust.apps.clients.client_app import train
 from flwr.app import ArrayRecord, Context, Message, MessageType, Metadata, RecordDict
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 from opacus.accountants import RDPAccountant
 
-from clients.client_app import train
 from fedrobust.data import build_federation
 from fedrobust.models.build import build_model
 from fedrobust.privacy.client_dp import CLIENT_CLIPPING, UNIFORM_WEIGHT, client_dp_mod
@@ -127,7 +127,7 @@ def test_user_level_dp_clips_the_update_on_the_client_and_weights_it_one() -> No
 
 
 def test_a_node_with_a_data_path_trains_and_reports_on_its_own_file(tmp_path) -> None:
-    from clients.client_app import query
+    from fedrobust.apps.clients.client_app import query
 
     sc = parse_scenario(
         {"name": "edge", "data": {"dataset": "digits", "val_fraction": 0.1,

@@ -6,8 +6,8 @@ import shlex
 
 import numpy as np
 import pytest
+from fedrobust.apps.clients.edge_node import main
 
-from clients.edge_node import main
 from fedrobust.deploy.pki import create_node_keys, create_server_cert
 
 

@@ -19,7 +19,7 @@ HEAVY = ("opacus", "sklearn", "scipy", "flwr_datasets", "datasets", "torchattack
 PLAIN_ROUND = """
 import time
 from flwr.app import ArrayRecord, Context, Message, Metadata, RecordDict
-from clients.client_app import train
+from fedrobust.apps.clients.client_app import train
 from fedrobust.models.build import build_model
 from fedrobust.models.registry import InputSpec
 from fedrobust.recipe import recipe_config
@@ -58,7 +58,7 @@ def loaded_after(code: str, cache: Path | None = None) -> set[str]:
 
 
 def test_importing_the_client_app_loads_no_heavy_package() -> None:
-    assert loaded_after("import clients.client_app") == set()
+    assert loaded_after("import fedrobust.apps.clients.client_app") == set()
 
 
 def test_a_plain_round_never_loads_opacus_and_with_its_partition_cached_nothing_heavy(

@@ -65,7 +65,7 @@ def test_without_optuna_the_command_exits_2_with_the_install_line(
 ) -> None:  # fmt: skip
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else find_spec(name)
+        "fedrobust.extras.find_spec", lambda name: None if name == "optuna" else find_spec(name)
     )
     code, _, err = cli(capsys, "tune", str(scenario), "--trials", "1", "--out", str(tmp_path))
     assert code == 2

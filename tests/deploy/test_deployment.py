@@ -11,9 +11,10 @@ import subprocess
 
 import pytest
 
+from fedrobust.apps import FLOWER_APP_DIR as APP_DIR
 from fedrobust.deploy.local import LocalFederation, node_config
 from fedrobust.deploy.pki import create_node_keys
-from fedrobust.launch import APP_DIR, RunWatch
+from fedrobust.launch import RunWatch
 from fedrobust.scenario import load_scenario
 from tests.test_cli_run import fedrobust
 

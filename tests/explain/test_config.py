@@ -58,7 +58,7 @@ def test_a_run_asking_for_explanations_without_captum_is_refused_before_launch(
 ) -> None:
     from fedrobust.explain import config
 
-    monkeypatch.setattr(config, "find_spec", lambda name: None)
+    monkeypatch.setattr("fedrobust.extras.find_spec", lambda name: None)
     with pytest.raises(FedrobustError, match=r"fedrobust\[explain\]") as caught:
         config.check_explain(scenario({}).evaluation.explain)
     assert caught.value.where == "evaluation.explain"

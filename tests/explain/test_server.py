@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 import torch
+from fedrobust.apps.server.loop import run_federation
 
 from fedrobust.data import build_federation
 from fedrobust.explain.server import ExplainHook
 from fedrobust.federation.server_hooks import ServerSetup
 from fedrobust.models.build import build_model
 from fedrobust.scenario import parse_scenario
-from server.loop import run_federation
 from tests.grid import InProcessGrid
 
 DOC: dict[str, Any] = {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fedrobust.apps.server.loop import run_federation
 from torch import nn
 
 from fedrobust.models import InputSpec, create_model
@@ -14,7 +15,6 @@ from fedrobust.models.build import build_model
 from fedrobust.models.config import ModelConfig
 from fedrobust.models.recurrent import RecurrentLayer
 from fedrobust.scenario import parse_scenario
-from server.loop import run_federation
 from tests.grid import InProcessGrid
 
 SPEC = InputSpec((7, 5), 4)

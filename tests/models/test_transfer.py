@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from fedrobust.apps.server.loop import run_federation
 
 from fedrobust.errors import FedrobustError
 from fedrobust.models import InputSpec
@@ -20,7 +21,6 @@ from fedrobust.privacy.dpsgd import DPSGDRecipe
 from fedrobust.scenario import parse_scenario
 from fedrobust.train import local_train
 from fedrobust.train.config import TrainConfig
-from server.loop import run_federation
 from tests.grid import InProcessGrid
 
 DIGITS = InputSpec((1, 8, 8), 10)

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fedrobust.apps.server.loop import run_federation
 from flwr.app import Message, MetricRecord, RecordDict
 
 from fedrobust.personalization.evaluation import fairness_summary
 from fedrobust.report.html import write_report
 from fedrobust.scenario import Scenario, parse_scenario
-from server.loop import run_federation
 from tests.grid import NUM_CLIENTS, InProcessGrid
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fedrobust.apps.server.loop import run_federation
 from opacus.accountants import create_accountant
 
 from fedrobust.scenario import parse_scenario
-from server.loop import run_federation
 from tests.grid import InProcessGrid
 from tests.test_cli_run import fedrobust
 
@@ -117,9 +117,9 @@ CLIENT_LEVEL = {
 @pytest.mark.usefixtures("server_identity")
 def test_dp_noise_is_secret_by_default_and_seeded_only_when_asked(tmp_path: Path) -> None:
     import torch
+    from fedrobust.apps.server.loop import run_federation
 
     from fedrobust.scenario import parse_scenario
-    from server.loop import run_federation
     from tests.server.test_loop import InProcessGrid
 
     def run(name: str, reproducible: bool) -> tuple[list[torch.Tensor], dict]:

@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 import pytest
+from fedrobust.apps.clients.client_app import train
 from flwr.app import ArrayRecord, Context, Message, MessageType, Metadata, RecordDict
 
-from clients.client_app import train
 from fedrobust.data import build_federation
 from fedrobust.models.build import build_model
 from fedrobust.privacy.client import LEDGER_KEY, ledger_record

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fedrobust.apps.server.loop import run_federation
 
 from fedrobust.cli import main
 from fedrobust.scenario import parse_scenario
-from server.loop import run_federation
 from tests.grid import InProcessGrid
 from tests.test_cli_run import fedrobust
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fedrobust.apps.server.loop import run_federation
 from flwr.app import Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
@@ -16,7 +17,6 @@ from fedrobust.federation.screening import screen_replies
 from fedrobust.robust.malformed import MALFORMATIONS, malform_metrics, malform_records
 from fedrobust.robust.updates import flat_delta
 from fedrobust.scenario import parse_scenario
-from server.loop import run_federation
 from tests.federation.test_screening import GLOBAL, reply
 from tests.server.test_loop import InProcessGrid
 

@@ -1,7 +1,8 @@
 """SecAgg+ rounds on the message API, with the real ClientApp handlers in-process.
 
-A fake grid delivers each message to ``clients.client_app.secagg`` with the node's own
-Context, as Flower would; the server side is ``fedrobust.secagg.transport.secagg_round``.
+A fake grid delivers each message to ``fedrobust.apps.clients.client_app.secagg`` with
+the node's own Context, as Flower would; the server side is
+``fedrobust.secagg.transport.secagg_round``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import copy
 
 import numpy as np
 import pytest
+from fedrobust.apps.clients.client_app import secagg, train
 from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
 
-from clients.client_app import secagg, train
 from fedrobust.data import build_federation
 from fedrobust.errors import FedrobustError
 from fedrobust.models.build import build_model

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fedrobust.apps.server.loop import run_federation
 
 from fedrobust.scenario import parse_scenario
-from server.loop import run_federation
 from tests.grid import InProcessGrid
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from fedrobust.apps.server.loop import run_federation
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from torch import nn
 
@@ -20,7 +21,6 @@ from fedrobust.federation.client_hooks import ClientHook, ClientJob
 from fedrobust.federation.records import Record, to_node
 from fedrobust.federation.server_hooks import RoundView, ServerHook, ServerSetup
 from fedrobust.scenario import Scenario, parse_scenario
-from server.loop import run_federation
 from tests.grid import NUM_CLIENTS, InProcessGrid
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from fedrobust.apps.server.loop import run_federation
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -22,7 +23,6 @@ from flwr.app import (
 )
 
 from fedrobust.scenario import Scenario, parse_scenario
-from server.loop import run_federation
 from tests.grid import NUM_CLIENTS, InProcessGrid
 
 

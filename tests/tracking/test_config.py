@@ -12,7 +12,7 @@ import pytest
 from fedrobust.commands.preflight import preflight
 from fedrobust.errors import FedrobustError
 from fedrobust.scenario import Scenario, parse_scenario, scenario_to_yaml
-from fedrobust.tracking import base, check_tracking, open_trackers
+from fedrobust.tracking import check_tracking, open_trackers
 from fedrobust.tracking.config import MlflowConfig, resolve_tracking_uri
 
 
@@ -58,7 +58,9 @@ def test_a_relative_local_store_sits_beside_the_run_directory(tmp_path: Path) ->
 def test_a_missing_package_is_refused_naming_the_field(
     monkeypatch: pytest.MonkeyPatch, output: dict[str, Any], missing: str, field: str
 ) -> None:
-    monkeypatch.setattr(base, "find_spec", lambda name: None if name == missing else object())
+    monkeypatch.setattr(
+        "fedrobust.extras.find_spec", lambda name: None if name == missing else object()
+    )
     sc = scenario(**output)
     for check in (check_tracking, preflight, lambda s: open_trackers(s, Path("unused"), 0)):
         with pytest.raises(FedrobustError) as caught:

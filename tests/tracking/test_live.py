@@ -9,16 +9,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import fedrobust.apps.server.loop as server_loop
 import pytest
+from fedrobust.apps.server.loop import run_federation
 from flwr.app import Message
 
 import fedrobust.report.metrics
-import server.loop
 from fedrobust.errors import FedrobustError
 from fedrobust.report.metrics import RunRecorder
 from fedrobust.scenario import parse_scenario
 from fedrobust.tracking import Tracker
-from server.loop import run_federation
 from tests.grid import InProcessGrid
 
 pytestmark = pytest.mark.usefixtures("server_identity")
@@ -119,7 +119,7 @@ def test_a_failed_run_closes_its_trackers_as_failed(
     def no_disk(*args: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(server.loop, "save_model", no_disk)
+    monkeypatch.setattr(server_loop, "save_model", no_disk)
     doc = {**SCENARIO, "train": {**SCENARIO["train"], "rounds": 1}}
     with pytest.raises(OSError, match="disk full"):
         run_federation(InProcessGrid(3), parse_scenario(doc), tmp_path / "run")

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fedrobust.apps.server.loop import run_federation
 
 from fedrobust.scenario import parse_scenario
 from fedrobust.tracking import TENSORBOARD_DIR, TRACKING_FILE
-from server.loop import run_federation
 from tests.grid import InProcessGrid
 
 pytest.importorskip("tensorboard")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedrobust.extras import require
 from fedrobust.robust.defenses.base import Combined, Defense, Updates, register_defense
 
 
@@ -41,6 +42,7 @@ def majority_cluster(distances: np.ndarray) -> list[int]:
     n = len(distances)
     if n < 3:
         return list(range(n))
+    require("defense.name: flame", "sklearn")
     from sklearn.cluster import HDBSCAN
 
     labels = HDBSCAN(
