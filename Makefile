@@ -1,12 +1,13 @@
 # Two entry points that do all set-up themselves on a fresh machine:
 #   make demo   creates .venv if missing, installs, runs scenarios/quickstart.yaml offline
 #   make test   same set-up, then the test suite
+#   make docs   same set-up plus the docs tooling, then the site (mkdocs.yml) into site/
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-all test-slow test-deployment lint setup clean
+.PHONY: demo test test-fast test-all test-slow test-deployment lint docs setup clean
 
 setup: $(STAMP)
 
@@ -50,9 +51,15 @@ test-slow: $(STAMP)
 test-deployment: $(STAMP)
 	$(BIN)/python -m pytest -q -m deployment
 
+# the documentation site (mkdocs.yml) into site/, with --strict: a broken link or a
+# missing reference fails; the scenario and CLI references are generated from the code
+docs: $(STAMP)
+	test -x $(BIN)/mkdocs || $(BIN)/pip install --quiet -c constraints.txt -e '.[all,dev,docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

@@ -156,6 +156,35 @@ class Scenario(Section):
         Scenario name; names the default run directory.
     seed : int
         Seed for every random choice (splits, sampling, initialisation, batches).
+    data : DataConfig
+        The data source, its federated split and per-client transforms.
+    model : ModelConfig
+        The network every client trains.
+    train : TrainConfig
+        The local training recipe and the rounds.
+    strategy : StrategyConfig
+        The server's update rule (Flower's FedAvg, FedProx, FedAdam, ...; SCAFFOLD,
+        FedDyn, FedNova).
+    privacy : PrivacyConfig
+        Differential privacy (sample- or client-level), the canary audit and SecAgg+.
+    adversarial : AdversarialConfig
+        Adversarial training on the clients and robust evaluation on the server.
+    attack : AttackConfig
+        Malicious clients: data and update poisoning, colluders, malformed replies.
+    defense : DefenseConfig
+        How the round's client updates are combined (robust aggregation).
+    continual : ContinualConfig or None
+        A sequence of tasks and the continual-learning method (default: none).
+    personalization : PersonalizationConfig or None
+        A personal model per client (default: none).
+    evaluation : EvaluationConfig
+        Extra evaluations of the run: privacy attacks, attribution maps.
+    simulation : SimulationConfig
+        Resources of the Flower simulation and the server's reply timeout.
+    output : OutputConfig
+        Where the run is written and which live trackers follow it.
+    tune : TuneConfig or None
+        The search space of ``fedrobust tune``; ``fedrobust run`` ignores it.
     """
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]

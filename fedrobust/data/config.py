@@ -150,28 +150,60 @@ class LabelNoiseConfig(Section):
 
 
 class ShiftAugment(Section):
-    """Random translation by up to ``pixels`` in each direction (zero fill)."""
+    """Random translation by up to ``pixels`` in each direction (zero fill).
+
+    Parameters
+    ----------
+    name : str
+        shift.
+    pixels : int
+        The largest shift, in pixels, along each axis.
+    """
 
     name: Literal["shift"]
     pixels: Annotated[int, Field(ge=1)] = 2
 
 
 class FlipAugment(Section):
-    """Horizontal flip with probability ``p`` (only where mirror images keep the label)."""
+    """Horizontal flip with probability ``p`` (only where mirror images keep the label).
+
+    Parameters
+    ----------
+    name : str
+        flip.
+    p : float
+        Probability that an image is mirrored, in (0, 1].
+    """
 
     name: Literal["flip"]
     p: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
 class RotateAugment(Section):
-    """Random rotation by up to ``degrees`` either way."""
+    """Random rotation by up to ``degrees`` either way.
+
+    Parameters
+    ----------
+    name : str
+        rotate.
+    degrees : float
+        The largest rotation, in degrees, either way (at most 180).
+    """
 
     name: Literal["rotate"]
     degrees: Annotated[float, Field(gt=0, le=180)] = 10.0
 
 
 class NoiseAugment(Section):
-    """Additive Gaussian noise of standard deviation ``std``, clipped to [0, 1]."""
+    """Additive Gaussian noise of standard deviation ``std``, clipped to [0, 1].
+
+    Parameters
+    ----------
+    name : str
+        noise.
+    std : float
+        Standard deviation of the noise, in input units, in (0, 1].
+    """
 
     name: Literal["noise"]
     std: Annotated[float, Field(gt=0, le=1)] = 0.05
@@ -232,8 +264,16 @@ class DataConfig(Section):
         distribution, before imbalance, limits and label noise); > 0 turns on per-client
         evaluation (``final.global_local``; with ``personalization``,
         ``final.personalized``).
-    partition, imbalance, limited, label_noise, feature_shift
-        See their sections.
+    partition : PartitionConfig
+        How the training pool is split across clients.
+    imbalance : ImbalanceConfig or None
+        A long-tail class imbalance on each client's training data (default: none).
+    limited : LimitedConfig or None
+        Keep only part of each client's training data (default: all of it).
+    label_noise : LabelNoiseConfig or None
+        Corrupt a share of each client's training labels (default: none).
+    feature_shift : FeatureShiftConfig or None
+        A per-client input transform, stronger for each client (default: none).
     augment : list
         Training-batch augmentations on clients, applied in order: ``shift`` {pixels},
         ``flip`` {p}, ``rotate`` {degrees}, ``noise`` {std}. Images only (``noise``

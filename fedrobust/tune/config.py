@@ -169,7 +169,10 @@ class TuneConfig(Section):
     sampler : str
         tpe | random: how the next trial's values are chosen (seeded by the scenario seed).
     space : dict[str, Distribution]
-        Written as the section's dotted keys: scenario field path -> distribution.
+        Written as the section's dotted keys: scenario field path -> distribution, one of
+        ``{loguniform: [low, high]}`` (low > 0), ``{uniform: [low, high]}`` (optional
+        ``step``), ``{int: [low, high]}`` (optional ``step``, or ``log: true``) and
+        ``{choice: [v1, v2, ...]}``; e.g. ``train.optimizer.lr: {loguniform: [0.001, 0.3]}``.
     """
 
     metric: Literal[tuple(VALIDATION_METRICS)] = "val_accuracy"  # type: ignore[valid-type]
