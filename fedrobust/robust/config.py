@@ -159,7 +159,7 @@ class DefenseConfig(Section):
         median | trimmed_mean (coordinate-wise) | norm_bound (clip each update's norm) |
         centered_clip (Karimireddy et al. 2021) | fltrust (Cao et al. 2021) | dnc
         (Shejwalkar & Houmansadr 2021) | flame (Nguyen et al. 2022) | signsgd_mv
-        (Bernstein et al. 2019). ``docs/guide/defenses.md`` describes each.
+        (Bernstein et al. 2019). ``docs/how-to/defenses.md`` describes each.
     num_malicious : int
         krum, multikrum, bulyan, dnc, centered_clip (``tau_schedule: theory``):
         attackers the rule assumes per round (default: the scenario's ``attack`` count,

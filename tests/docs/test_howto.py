@@ -98,7 +98,8 @@ def one_round(name: str, tmp_path: Path) -> dict[str, Any]:
 
 def run_one_round(name: str, raw: dict[str, Any], out: Path) -> dict[str, Any]:
     """Run ``raw`` in process on as many clients as it has; metrics.json as a dict."""
-    from server.loop import run_federation
+    from fedrobust.apps.server.loop import run_federation
+
     from tests.grid import InProcessGrid
 
     scenario = parse_scenario(raw)
