@@ -23,12 +23,13 @@ from fedrobust.robust.defenses.base import (
     DEFENSES,
     Combined,
     Defense,
+    DefenseOptions,
     Updates,
     clipped_share,
-    create_defense,
     register_defense,
     weighted_mean,
 )
+from fedrobust.robust.defenses.bucketing import Bucketing
 
 __all__ = [
     "DEFENSES",
@@ -40,3 +41,13 @@ __all__ = [
     "register_defense",
     "weighted_mean",
 ]
+
+
+def create_defense(cfg: DefenseOptions, num_malicious: int = 0, seed: int = 0) -> Defense:
+    """The defence ``cfg.name`` names, behind ``defense.bucketing`` when set; an unknown
+    name lists the known ones."""
+    rule = DEFENSES.get(cfg.name)(cfg, num_malicious, seed)
+    bucket_size = cfg.bucketing
+    if bucket_size is None:
+        return rule
+    return Bucketing(rule, bucket_size)

@@ -154,15 +154,3 @@ DEFENSES: Registry[type[Defense]] = Registry("defense", "defense.name")
 def register_defense(name: str) -> Callable[[type[Defense]], type[Defense]]:
     """Register a :class:`Defense` subclass under ``name`` (``defense.name``)."""
     return DEFENSES.register(name)
-
-
-def create_defense(cfg: DefenseOptions, num_malicious: int = 0, seed: int = 0) -> Defense:
-    """The defence ``cfg.name`` names, behind ``defense.bucketing`` when set; an unknown
-    name lists the known ones."""
-    rule = DEFENSES.get(cfg.name)(cfg, num_malicious, seed)
-    bucket_size = cfg.bucketing
-    if bucket_size is None:
-        return rule
-    from fedrobust.robust.defenses.bucketing import Bucketing
-
-    return Bucketing(rule, bucket_size)
