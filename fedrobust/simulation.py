@@ -173,7 +173,8 @@ def check_resumable(run_dir: Path, scenario: Scenario) -> int:
     FedrobustError
         Naming the file or field: a continual scenario, a missing or malformed checkpoint
         or metrics.json, a checkpoint of another scenario or ahead of metrics.json (not
-        this run's), a run that stopped early or already did ``train.rounds`` rounds.
+        this run's), a run that stopped early or already did ``train.rounds`` rounds; a
+        scenario with ``train.client_momentum`` (its state lives in the clients).
     """
     from fedrobust.checkpoint import load_checkpoint
     from fedrobust.report.metrics import read_metrics
@@ -183,6 +184,12 @@ def check_resumable(run_dir: Path, scenario: Scenario) -> int:
             "--resume",
             "continual runs cannot resume: the clients' replay buffers, Fisher information "
             "and task history live in the simulation's memory, which a new one starts without",
+        )
+    if scenario.train.client_momentum is not None:
+        raise FedrobustError(
+            "--resume",
+            "runs with train.client_momentum cannot resume: each client's momentum lives "
+            "in the simulation's memory, which a new one starts without",
         )
     ckpt = load_checkpoint(run_dir, scenario.resume_digest())
     doc = read_metrics(run_dir)

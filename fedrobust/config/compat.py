@@ -73,6 +73,7 @@ def check(scenario: Scenario) -> None:
     _sharpness(scenario)
     _sequences(scenario)
     _limited_labels(scenario)
+    _client_momentum(scenario)
 
 
 def _clients(scenario: Scenario) -> None:
@@ -559,4 +560,48 @@ def _limited_labels(scenario: Scenario) -> None:
             f"train.semi_supervised.{field}",
             f"{data.dataset} holds digits, which a mirror image turns into other "
             "shapes (or classes); do not flip",
+        )
+
+
+#: Personalization methods whose private layers stay out of every reply.
+_PRIVATE_LAYERS = ("fedper", "fedrep", "fedbn")
+
+
+def _client_momentum(scenario: Scenario) -> None:
+    """``train.client_momentum`` (:mod:`fedrobust.robust.momentum`) against what reads or
+    bounds each reply as this round's own update.
+
+    It composes with SecAgg+ (the client masks its momentum like any update), DP-SGD (a
+    function of the DP-SGD releases: post-processing), every defence, continual learning
+    and ditto / finetune.
+    """
+    beta = scenario.train.client_momentum
+    if beta is None:
+        return
+    field = "train.client_momentum"
+    if scenario.privacy.dp.mode == "client":
+        raise field_error(
+            field,
+            "does not compose with client-level DP (privacy.dp.mode: client): its clipping "
+            "and noise are accounted per round for that round's update, while a momentum "
+            "reply carries every earlier round's update too through state the accountant "
+            "does not model; use DP-SGD (mode: sample), under which momentum is "
+            "post-processing",
+        )
+    name = scenario.strategy.name
+    if name in DRIFT_EXTRAS:
+        raise field_error(
+            field,
+            f"does not compose with strategy '{name}': its {DRIFT_EXTRAS[name]} and the "
+            "server's per-client state are computed from this round's update, which a "
+            "momentum reply replaces by an average over rounds; use fedavg, fedprox or a "
+            "server optimizer",
+        )
+    cfg = scenario.personalization
+    if cfg is not None and cfg.method in _PRIVATE_LAYERS:
+        raise field_error(
+            field,
+            f"does not compose with personalization.method '{cfg.method}': its private "
+            "layers' local updates would enter the momentum the client keeps and replies "
+            "from; use ditto or finetune, which keep no private layers",
         )

@@ -11,6 +11,9 @@ delivered them and attack the model the run keeps, last.
 
 Limited labels (``SemiSupervisedHook``) cut out a client's labelled part before the
 malicious client poisons it: data poisoning acts on the labelled examples.
+
+Client momentum (``ClientMomentumHook``) replies before the malicious client and leaves
+an attacking client's reply as trained: an attacker crafts from its raw update, undamped.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from fedrobust.privacy.client import ClientLevelDPHook, DPSGDHook, PolicyHook
 from fedrobust.privacy.server import AuditHook, PrivacyHook
 from fedrobust.privacy_attacks.server import PrivacyAttackHook
 from fedrobust.robust.client import MaliciousHook
+from fedrobust.robust.momentum import ClientMomentumHook
 from fedrobust.robust.server import AttackMetricsHook, CollusionHook, DefenseHook
 from fedrobust.scenario import Scenario
 from fedrobust.semisup.client import SemiSupervisedHook
@@ -43,6 +47,7 @@ CLIENT_HOOKS: tuple[type[ClientHook], ...] = (
     FedDynClient,
     FedNovaClient,
     SemiSupervisedHook,
+    ClientMomentumHook,
     MaliciousHook,
     AdversarialTrainingHook,
     ContinualHook,

@@ -250,6 +250,11 @@ class TrainConfig(Section):
         Gaussian weight perturbation during local training (not with optimizer.sam).
     semi_supervised : SemiSupervisedConfig
         Learn from the unlabelled share of each client's data (``data.labeled_fraction``).
+    client_momentum : float, optional
+        Client momentum ``beta`` in [0, 1) for Byzantine-robust aggregation: each client
+        sends the bias-corrected moving average of its own updates instead of this
+        round's update (``fedrobust.robust.momentum``; Karimireddy, He & Jaggi 2021).
+        Off when null.
     """
 
     rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
@@ -279,3 +284,4 @@ class TrainConfig(Section):
         return self
 
     semi_supervised: SemiSupervisedConfig | None = None
+    client_momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
