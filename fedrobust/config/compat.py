@@ -563,45 +563,25 @@ def _limited_labels(scenario: Scenario) -> None:
         )
 
 
-#: Personalization methods whose private layers stay out of every reply.
-_PRIVATE_LAYERS = ("fedper", "fedrep", "fedbn")
-
-
 def _client_momentum(scenario: Scenario) -> None:
-    """``train.client_momentum`` (:mod:`fedrobust.robust.momentum`) against what reads or
-    bounds each reply as this round's own update.
-
-    It composes with SecAgg+ (the client masks its momentum like any update), DP-SGD (a
-    function of the DP-SGD releases: post-processing), every defence, continual learning
-    and ditto / finetune.
-    """
-    beta = scenario.train.client_momentum
-    if beta is None:
+    """``train.client_momentum`` against what takes each reply for the round's own update;
+    it composes with SecAgg+, DP-SGD (post-processing), defences, continual, ditto."""
+    if scenario.train.client_momentum is None:
         return
-    field = "train.client_momentum"
+    why = None
+    name, cfg = scenario.strategy.name, scenario.personalization
     if scenario.privacy.dp.mode == "client":
-        raise field_error(
-            field,
-            "does not compose with client-level DP (privacy.dp.mode: client): its clipping "
-            "and noise are accounted per round for that round's update, while a momentum "
-            "reply carries every earlier round's update too through state the accountant "
-            "does not model; use DP-SGD (mode: sample), under which momentum is "
-            "post-processing",
+        why = (
+            "client-level DP (privacy.dp.mode: client), whose clipping and noise are "
+            "accounted for each round's update, not an average over rounds kept in client "
+            "state; use DP-SGD (mode: sample), under which momentum is post-processing"
         )
-    name = scenario.strategy.name
-    if name in DRIFT_EXTRAS:
-        raise field_error(
-            field,
-            f"does not compose with strategy '{name}': its {DRIFT_EXTRAS[name]} and the "
-            "server's per-client state are computed from this round's update, which a "
-            "momentum reply replaces by an average over rounds; use fedavg, fedprox or a "
-            "server optimizer",
+    elif name in DRIFT_EXTRAS:
+        why = f"strategy '{name}', whose {DRIFT_EXTRAS[name]} needs the round's own update"
+    elif cfg is not None and cfg.method in ("fedper", "fedrep", "fedbn"):
+        why = (
+            f"personalization.method '{cfg.method}': its private layers' updates would "
+            "enter the momentum the client replies from; use ditto or finetune"
         )
-    cfg = scenario.personalization
-    if cfg is not None and cfg.method in _PRIVATE_LAYERS:
-        raise field_error(
-            field,
-            f"does not compose with personalization.method '{cfg.method}': its private "
-            "layers' local updates would enter the momentum the client keeps and replies "
-            "from; use ditto or finetune, which keep no private layers",
-        )
+    if why is not None:
+        raise field_error("train.client_momentum", f"does not compose with {why}")
