@@ -37,5 +37,5 @@ def apply_delta(global_weights: ArrayRecord, delta: np.ndarray) -> ArrayRecord:
             part = delta[offset : offset + value.size].reshape(value.shape)
             offset += value.size
             value = (value + part).astype(value.dtype)
-        out[key] = Array(np.ascontiguousarray(value))
+        out[key] = Array(np.require(value, requirements="C"))  # keeps 0-d arrays 0-d
     return out

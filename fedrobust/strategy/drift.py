@@ -78,7 +78,7 @@ def zeros_like(arrays: Mapping[str, np.ndarray]) -> Arrays:
 
 def to_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
     """An ArrayRecord of ``arrays``, in their order."""
-    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+    return ArrayRecord({k: Array(np.require(v, requirements="C")) for k, v in arrays.items()})
 
 
 def to_tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -99,7 +99,7 @@ def replace_floats(record: ArrayRecord, arrays: Mapping[str, np.ndarray]) -> Arr
         value = array.numpy()
         if key in arrays:
             value = np.asarray(arrays[key]).astype(value.dtype)
-        out[key] = Array(np.ascontiguousarray(value))
+        out[key] = Array(np.require(value, requirements="C"))  # keeps 0-d arrays 0-d
     return out
 
 
