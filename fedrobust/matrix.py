@@ -162,8 +162,16 @@ def cell_scenario(base: Scenario, attack: str, defense: str, assumed: int) -> Sc
     doc["defense"] = {"name": defense, **{k: v for k, v in defense_set.items() if k in keep}}
     if attack == NO_ATTACK and "num_malicious" in keep:
         doc["defense"]["num_malicious"] = assumed
+    # The wrapper fields go with every rule that takes them: bucketing (refused without a
+    # rule and for FLTrust, by compat.py: those cells run without it) and reproducible.
+    wrapper = {k: v for k, v in defense_set.items() if k in ("bucketing", "reproducible")}
     try:
-        return parse_scenario(doc)
+        try:
+            return parse_scenario({**doc, "defense": {**doc["defense"], **wrapper}})
+        except FedrobustError as exc:
+            if not wrapper or exc.where not in ("defense.bucketing", "defense.reproducible"):
+                raise
+            return parse_scenario(doc)
     except FedrobustError as exc:
         raise FedrobustError(
             exc.where, f"{exc.what} (cell attack {attack} x defense {defense})"

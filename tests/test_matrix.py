@@ -47,6 +47,16 @@ def test_cells_keep_the_parameters_that_apply_and_start_with_the_clean_row() -> 
     assert len({c.scenario.name for c in cells}) == 6
 
 
+def test_bucketing_and_reproducible_go_with_every_rule_that_takes_them() -> None:
+    base = {**BASE, "attack": {"kind": "sign_flip", "count": 1},
+            "defense": {"name": "median", "bucketing": 2, "reproducible": True}}  # fmt: skip
+    cells = build_cells(parse_scenario(base), ["sign_flip"], ["median", "dnc", "fltrust"])
+    by_defense = {c.defense: c.scenario.defense for c in cells if c.attack == "sign_flip"}
+    assert by_defense["median"].bucketing == 2 and by_defense["median"].reproducible
+    assert by_defense["dnc"].bucketing == 2 and by_defense["dnc"].reproducible
+    assert by_defense["fltrust"].bucketing is None  # compat.py refuses it: run without
+
+
 @pytest.mark.parametrize(
     ("extra", "assumed"),
     [({}, 3), ({"defense": {"name": "multikrum", "num_malicious": 2}}, 2),
