@@ -40,6 +40,7 @@ from fedrobust.explain.maps import (
     stratified_indices,
     trigger_mask,
 )
+from fedrobust.extras import require
 from fedrobust.rundir import RunDir, read_json_results, write_atomic
 from fedrobust.scenario import Scenario
 from fedrobust.seeds import Stream, stream
@@ -91,6 +92,7 @@ def explain_model(
     scenario: Scenario, fed: Federation, model: nn.Module, cfg: ExplainConfig, folder: Path
 ) -> dict[str, Any]:
     """The figures of one method (results.json's entry); draws its figures in ``folder``."""
+    require("attribution maps (their figures)", "matplotlib")
     from fedrobust.explain.plots import plot_class_maps, plot_examples
 
     chosen = stratified_indices(fed.y_test, cfg.samples, scenario.seed)

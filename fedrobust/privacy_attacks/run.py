@@ -25,6 +25,7 @@ from torch import nn
 
 from fedrobust.data import Federation
 from fedrobust.errors import FedrobustError
+from fedrobust.extras import require
 from fedrobust.models.build import build_model
 from fedrobust.privacy_attacks.config import PrivacyAttacksConfig
 from fedrobust.privacy_attacks.updates import RecordedUpdate
@@ -191,6 +192,7 @@ def attack_run(
     Returns the summary figures (``final.privacy_attacks``); results.json keeps the
     other attack's results from an earlier call.
     """
+    require("privacy attacks (their figures)", "matplotlib")
     from fedrobust.report.plots import plot_reconstructions, plot_roc
 
     folder = RunDir(run_dir).privacy_attacks
