@@ -36,13 +36,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord
+from flwr.app import ArrayRecord, ConfigRecord
 
 from fedrobust.federation.client_hooks import ClientHook, ClientJob
 from fedrobust.federation.records import Record
 from fedrobust.robust.malicious import attacking
 from fedrobust.scenario import Scenario
-from fedrobust.strategy.drift import Arrays, float_arrays, to_record
+from fedrobust.strategy.drift import Arrays, float_arrays, replace_floats, to_record
 
 #: The client's momentum ``m_i`` (float64, by state-dict key) in ``context.state``.
 MOMENTUM = "client-momentum"
@@ -74,18 +74,6 @@ def bias_corrected(momentum: Arrays, beta: float, rounds: int) -> Arrays:
         raise ValueError(f"needs at least one round of momentum (got {rounds})")
     scale = 1.0 - beta**rounds
     return {key: m / scale for key, m in momentum.items()}
-
-
-def with_floats(record: ArrayRecord, arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
-    """``record`` with the arrays named in ``arrays`` replaced (cast to the record's
-    dtypes, shapes kept, 0-d ones too); every other array is ``record``'s own, untouched."""
-    out = ArrayRecord()
-    for key, array in record.items():
-        if key in arrays:
-            dtype = array.numpy().dtype
-            array = Array(np.array(np.asarray(arrays[key]).astype(dtype), order="C"))
-        out[key] = array
-    return out
 
 
 class ClientMomentumHook(ClientHook):
@@ -130,4 +118,4 @@ class ClientMomentumHook(ClientHook):
         self.rounds += 1
         step = bias_corrected(self.momentum, self.beta, self.rounds)
         sent = {k: start[k].astype(np.float64) + step[k] for k in start}
-        return {**records, "arrays": with_floats(trained, sent)}
+        return {**records, "arrays": replace_floats(trained, sent)}
