@@ -6,7 +6,8 @@ import argparse
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    """Print each bundled scenario's name and first comment line (``--paths``: its file)."""
+    """Print each bundled scenario's name and the first sentence of its leading comment
+    (``--paths``: its file instead)."""
     from fedrobust.bundled import bundled_scenarios, scenario_summary
 
     scenarios = bundled_scenarios()
