@@ -74,8 +74,8 @@ class ContinualHook(ClientHook):
         task = schedule(cl).task(job.rnd, client_offset(job.scenario, job.partition))
         self._advance(job, task, model, plan)
         self._trained = model
-        first, last = self._plugins(job, task)
         x, y = task_data(cl, seed, plan.x, plan.y, task)
+        first, last = self._plugins(job, task, (x, y))
         if cl.buffer_method() == "replay" and cl.replay.mode == "union":
             generator = torch.Generator().manual_seed(job.seed)
             x, y = balanced_union(x, y, self._buffer(seed), generator)
@@ -167,9 +167,10 @@ class ContinualHook(ClientHook):
         return ewc
 
     def _plugins(
-        self, job: ClientJob, task: int
+        self, job: ClientJob, task: int, data: tuple[np.ndarray, np.ndarray]
     ) -> tuple[tuple[TrainPlugin, ...], tuple[TrainPlugin, ...]]:
-        """Plugins before the round's others (task head, replay) and after them (EWC, LwF)."""
+        """Plugins before the round's others (task head, replay) and after them (EWC, LwF);
+        ``data``: the round's task data (ER-ACE's memory draws from it too)."""
         cl = self.cfg
         first: list[TrainPlugin] = []
         last: list[TrainPlugin] = []
@@ -184,7 +185,8 @@ class ContinualHook(ClientHook):
             beta = cl.der.beta_value() if buffered == "derpp" else 0.0
             first.append(DarkReplay(buffer, cl.der.alpha, beta, cl.replay.ratio, job.seed))
         if buffered == "er_ace" and buffer is not None:
-            first.append(ERACE(buffer, cl.replay.ratio, job.seed))
+            current = (torch.as_tensor(data[0]), torch.as_tensor(data[1]))
+            first.append(ERACE(buffer, cl.replay.ratio, job.seed, current))
         if "ewc" in methods and (ewc := self._ewc()) is not None:
             last.append(ewc)
         record = self.records.get(CL_OLD)

@@ -3,7 +3,14 @@
 Caccia et al. 2022, "New Insights on Reducing Abrupt Representation Change in Online
 Continual Learning", https://arxiv.org/abs/2104.05025. The incoming batch's cross-entropy
 is taken over the classes present in that batch only (the other logits are masked), so
-new classes do not push the old ones' logits down; the buffer batch's over all classes.
+new classes do not push the old ones' logits down; the memory batch's over all classes.
+
+The paper's learner is online: its reservoir takes every incoming batch, so the memory
+batch holds the current task's classes as well as the old ones, and its all-class
+cross-entropy is what teaches old logits to stay below new ones on new examples. Here a
+task's data joins the buffer only when the task ends, so the memory batch is drawn from
+the buffer and the current task's data together, each seen class equally likely (the
+share a class-balanced reservoir over the stream would hold).
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ class AsymmetricHead(MaskedHead):
 
 
 class ERACE(TrainPlugin):
-    """ER-ACE: append a buffer batch; score the incoming rows over their own classes only.
+    """ER-ACE: append a memory batch; score the incoming rows over their own classes only.
 
     ``local_train`` hands plugins the network and the reduced loss, never the logits, so
     (like :class:`~fedrobust.continual.tasks.TaskMask`) ``before_training`` wraps the model
@@ -72,11 +79,15 @@ class ERACE(TrainPlugin):
     Parameters
     ----------
     buffer : ReservoirBuffer
-        The memory (may be empty: the incoming batch is still masked).
+        The finished tasks' examples (may be empty).
     ratio : float
-        Buffer examples appended per incoming example.
+        Memory examples appended per incoming example.
     seed : int
         Seeds the draws.
+    current : tuple of torch.Tensor, optional
+        The current task's inputs and labels: the memory batch draws from them beside
+        the buffer, in proportion to the classes of each (module docstring). Without
+        them the memory batch is the buffer's alone.
 
     Notes
     -----
@@ -84,11 +95,38 @@ class ERACE(TrainPlugin):
     size) or snapshot the model.
     """
 
-    def __init__(self, buffer: ReservoirBuffer, ratio: float, seed: int) -> None:
+    def __init__(
+        self,
+        buffer: ReservoirBuffer,
+        ratio: float,
+        seed: int,
+        current: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         self.buffer = buffer
         self.ratio = ratio
         self.generator = torch.Generator().manual_seed(seed)
         self.head: AsymmetricHead | None = None
+        self.current = current if current is not None and len(current[1]) else None
+        self.share = 0.0  # of the memory batch drawn from the current task
+        if self.current is not None:
+            new = set(self.current[1].tolist())
+            old = set(buffer.counts()) - new
+            self.share = len(new) / (len(new) + len(old))
+
+    def memory(self, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``n`` memory examples: ``round(share * n)`` of the current task's, the rest
+        the buffer's (fewer when the buffer holds fewer); ``None`` when there are none."""
+        k = round(self.share * n)
+        parts = []
+        if k > 0 and self.current is not None:
+            x, y = self.current
+            pick = torch.randint(len(y), (k,), generator=self.generator)
+            parts.append((x[pick], y[pick]))
+        if n - k > 0 and len(self.buffer) > 0:
+            parts.append(self.buffer.sample(n - k, self.generator))
+        if not parts:
+            return None
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def before_training(self, model: nn.Module) -> nn.Module:
         self.head = AsymmetricHead(model)
@@ -99,8 +137,9 @@ class ERACE(TrainPlugin):
             raise RuntimeError("ERACE.batch called before before_training")
         incoming = len(x)
         n = round(self.ratio * incoming)
-        if n > 0 and len(self.buffer) > 0:
-            xr, yr = self.buffer.sample(n, self.generator)
+        drawn = self.memory(n) if n > 0 else None
+        if drawn is not None:
+            xr, yr = drawn
             x = torch.cat([x, xr.to(x.device, x.dtype)])
             y = torch.cat([y, yr.to(y.device, y.dtype)])
         self.head.rows = (y, incoming)

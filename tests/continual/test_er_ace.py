@@ -54,3 +54,25 @@ def test_with_an_empty_buffer_the_incoming_batch_is_still_masked() -> None:
     x, y = ace.batch(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([0]))
     assert len(x) == 1
     assert float(F.cross_entropy(head(x), y).detach()) < 1e-6
+
+
+def test_memory_batch_draws_the_current_task_beside_the_buffer_by_class_share() -> None:
+    # the buffer holds classes 0 and 1, the current task classes 2 and 3: half the memory
+    # batch comes from each (the share a class-balanced reservoir over the stream holds)
+    buffer = ReservoirBuffer(capacity=4, seed=0)
+    buffer.add(torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]))
+    current = (torch.ones(6, 2), torch.tensor([2, 3, 2, 3, 2, 3]))
+    ace = ERACE(buffer, ratio=2.0, seed=0, current=current)
+    ace.before_training(_identity(2))
+    x, y = ace.batch(torch.ones(2, 2), torch.tensor([2, 3]))
+    assert len(y) == 6  # 2 incoming + 4 memory
+    memory = y[2:].tolist()
+    assert sum(c in (2, 3) for c in memory) == 2 and sum(c in (0, 1) for c in memory) == 2
+
+
+def test_on_the_first_task_the_memory_batch_is_the_current_tasks() -> None:
+    current = (torch.ones(3, 2), torch.tensor([0, 1, 1]))
+    ace = ERACE(ReservoirBuffer(capacity=2, seed=0), ratio=1.0, seed=0, current=current)
+    ace.before_training(_identity(2))
+    _, y = ace.batch(torch.ones(2, 2), torch.tensor([0, 1]))
+    assert len(y) == 4 and set(y[2:].tolist()) <= {0, 1}
