@@ -172,7 +172,12 @@ def _carries_fisher(msg: Message) -> bool:
 
 
 class FisherAggregationHook(ServerHook):
-    """``continual.ewc.aggregate``: merge the clients' Fisher diagonals, send them back."""
+    """``continual.ewc.aggregate``: merge the clients' Fisher diagonals, send them back.
+
+    Each round's ``ewc_fisher`` figure: the Fishers ``received``, those ``dropped`` by
+    reason (:func:`fisher_problem`'s, ``duplicate_fisher`` for a second one of the same
+    client and task, ``malformed`` when checking raised) and the ``tasks`` merged so far.
+    """
 
     name = "continual-fisher"
 
