@@ -8,7 +8,11 @@ of the current task. When a new task begins (the client may have sat out the pre
 task's last rounds) the finished tasks are closed first: their data joins the buffer,
 their Fisher is folded into EWC (taken at the client's own model at the end of the task
 it trained, or at the global model now received: ``ewc.anchor``), and the received
-global model becomes LwF's teacher. The buffer methods (``replay``, ``der``, ``derpp``,
+global model becomes LwF's teacher. Under ``ewc.aggregate`` the reply of the round that
+closes a task carries that task's Fisher (the latest finished task with data), and a
+training message that carries the federation's Fisher of every finished task
+(:mod:`fedrobust.continual.fisher_server`) replaces the client's own in the penalty,
+with the client's own anchor. The buffer methods (``replay``, ``der``, ``derpp``,
 ``er_ace``) share the one buffer; the reply's metrics report its size and its examples
 per class.
 """
@@ -35,6 +39,13 @@ from fedrobust.continual.federated import (
     task_data,
     task_model,
 )
+from fedrobust.continual.fisher_server import (
+    FISHER_EXAMPLES_METRIC,
+    FISHER_RECORD,
+    FISHER_TASK,
+    FISHER_TASK_METRIC,
+    fisher_record,
+)
 from fedrobust.continual.replay import balanced_union
 from fedrobust.federation.client_hooks import ClientHook, ClientJob, LocalPlan
 from fedrobust.federation.records import Record
@@ -58,6 +69,10 @@ class ContinualHook(ClientHook):
         self.cfg = cfg
         self.records: dict[str, Record] = {}
         self._trained: nn.Module | None = None  # the model local training updates in place
+        self.aggregate = "ewc" in cfg.methods() and cfg.ewc.aggregate
+        self.reply_records = (FISHER_RECORD,) if self.aggregate else ()
+        # ewc.aggregate: the task closed this round, its Fisher record and example count
+        self._closed: tuple[int, ArrayRecord, int] | None = None
 
     @classmethod
     def create(cls, scenario: Scenario) -> ContinualHook | None:
@@ -72,10 +87,11 @@ class ContinualHook(ClientHook):
     def plan(self, job: ClientJob, model: nn.Module, plan: LocalPlan) -> LocalPlan:
         cl, seed = self.cfg, job.scenario.seed
         task = schedule(cl).task(job.rnd, client_offset(job.scenario, job.partition))
+        self._closed = None
         self._advance(job, task, model, plan)
         self._trained = model
         x, y = task_data(cl, seed, plan.x, plan.y, task)
-        first, last = self._plugins(job, task, (x, y))
+        first, last = self._plugins(job, task, model, (x, y))
         if cl.buffer_method() == "replay" and cl.replay.mode == "union":
             generator = torch.Generator().manual_seed(job.seed)
             x, y = balanced_union(x, y, self._buffer(seed), generator)
@@ -107,6 +123,9 @@ class ContinualHook(ClientHook):
                 at = model if at is None else at
                 fisher = fisher_diagonal(task_model(cl, at, t), xt, yt, kind=cl.ewc.fisher,
                                          samples=cl.ewc.fisher_samples, seed=job.seed)  # fmt: skip
+                if self.aggregate:
+                    examples = min(cl.ewc.fisher_samples, len(yt))
+                    self._closed = (t, fisher_record(model, fisher), examples)
                 if ewc is None:
                     ewc = EWC(fisher, snapshot(at), cl.ewc.lambda_)
                 else:
@@ -129,17 +148,24 @@ class ContinualHook(ClientHook):
     def reply(
         self, job: ClientJob, records: dict[str, Record], global_arrays: ArrayRecord
     ) -> dict[str, Record]:
-        """Keep the model this client just trained (EWC's anchor at the end of its task)."""
+        """Keep the model this client just trained (EWC's anchor at the end of its task);
+        under ``ewc.aggregate``, send the Fisher of the task closed this round."""
         if "ewc" in self.cfg.methods() and self.cfg.ewc.anchor == "local":
             assert self._trained is not None, "plan() runs before reply()"
             self.records[CL_END] = ArrayRecord(self._trained.state_dict())
+        if self._closed is not None:
+            records = {**records, FISHER_RECORD: self._closed[1]}
         return records
 
     def metrics(
         self, job: ClientJob, result: TrainResult, metrics: dict[str, float | int]
     ) -> dict[str, float | int]:
         """The replay buffer's size and examples per class (``replay-size``,
-        ``replay-class-<c>`` for every class), under a buffer method."""
+        ``replay-class-<c>`` for every class), under a buffer method; under
+        ``ewc.aggregate``, the task of the Fisher sent and its examples."""
+        if self._closed is not None:
+            task, _, examples = self._closed
+            metrics = {**metrics, FISHER_TASK_METRIC: task, FISHER_EXAMPLES_METRIC: examples}
         if self.cfg.buffer_method() is None:
             return metrics
         buffer = self._buffer(job.scenario.seed)
@@ -166,8 +192,35 @@ class ContinualHook(ClientHook):
         ewc.load_state_dict(record.to_torch_state_dict())  # type: ignore[union-attr]
         return ewc
 
+    def _federated(self, job: ClientJob, task: int, model: nn.Module, ewc: EWC) -> EWC:
+        """``ewc`` with the federation's Fisher of tasks ``0..task-1`` when the message
+        carries it (:mod:`~fedrobust.continual.fisher_server`), else ``ewc`` itself.
+
+        Raises
+        ------
+        ValueError
+            A Fisher for other tasks or other parameters than this client's (its error
+            reply drops it from the round instead of mixing).
+        """
+        record = job.content.array_records.get(FISHER_RECORD)
+        if record is None:
+            return ewc
+        sent = job.content.config_records.get(FISHER_TASK)
+        if sent is None or sent.get("task") != task - 1:
+            got = None if sent is None else sent.get("task")
+            raise ValueError(f"a Fisher of tasks up to {got} reached a client on task {task}")
+        names = [name for name, _ in model.named_parameters()]
+        if list(record.keys()) != names:
+            raise ValueError("the federation's Fisher does not match the model's parameters")
+        fisher = [torch.from_numpy(record[name].numpy().copy()) for name in names]
+        return EWC(fisher, ewc.anchor, ewc.lam)
+
     def _plugins(
-        self, job: ClientJob, task: int, data: tuple[np.ndarray, np.ndarray]
+        self,
+        job: ClientJob,
+        task: int,
+        model: nn.Module,
+        data: tuple[np.ndarray, np.ndarray],
     ) -> tuple[tuple[TrainPlugin, ...], tuple[TrainPlugin, ...]]:
         """Plugins before the round's others (task head, replay) and after them (EWC, LwF);
         ``data``: the round's task data (ER-ACE's memory draws from it too)."""
@@ -188,7 +241,7 @@ class ContinualHook(ClientHook):
             current = (torch.as_tensor(data[0]), torch.as_tensor(data[1]))
             first.append(ERACE(buffer, cl.replay.ratio, job.seed, current))
         if "ewc" in methods and (ewc := self._ewc()) is not None:
-            last.append(ewc)
+            last.append(self._federated(job, task, model, ewc) if self.aggregate else ewc)
         record = self.records.get(CL_OLD)
         if "lwf" in methods and task > 0 and record is not None:
             old = build_model(job.scenario.model, job.spec)

@@ -41,6 +41,14 @@ class EWCConfig(Section):
         after its last round of the task, on that task's data | global: at the global
         model the client receives when it moves on to the next task. A task the client
         never trained (it joined or was sampled only later) is taken at the global model.
+    aggregate : bool
+        Server-side Fisher aggregation (default false): each client sends the Fisher of
+        the task it closes; the server merges them per task (weighted by examples, or the
+        coordinate-wise median under a robust ``defense``), folds the tasks with
+        ``online``'s decay and sends the result with every later training message; the
+        client's penalty then uses the federation's Fisher, with its own anchor, in place
+        of its own. A client uses its own Fisher until some client has sent the Fisher of
+        the task it just finished. Refused with SecAgg+ and with client-level DP.
     """
 
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
@@ -50,6 +58,7 @@ class EWCConfig(Section):
     fisher_samples: Annotated[int, Field(ge=1)] = 200
     fisher: Literal["empirical", "true"] = "empirical"
     anchor: Literal["local", "global"] = "local"
+    aggregate: bool = False
 
     @model_serializer(mode="wrap")
     def _dump_applicable(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -193,6 +202,8 @@ class ContinualConfig(Section):
             raise field_error("method", "names a method twice")
         if self.der.beta is not None and "derpp" not in methods:
             raise field_error("der.beta", "applies to method derpp only")
+        if self.ewc.aggregate and "ewc" not in methods:
+            raise field_error("ewc.aggregate", "applies to a method with ewc (ewc, ewc+replay)")
         if self.setting == "domain_incremental":
             if self.tasks is not None:
                 raise field_error("tasks", "does not apply to domain_incremental (use domain)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from fedrobust.adversarial.client import AdversarialTrainingHook
 from fedrobust.adversarial.server import RobustEvaluationHook
 from fedrobust.continual.client import ContinualHook
+from fedrobust.continual.fisher_server import FisherAggregationHook
 from fedrobust.continual.server import ContinualMetricsHook
 from fedrobust.explain.server import ExplainHook
 from fedrobust.federation.client_hooks import ClientHook
@@ -68,6 +69,7 @@ SERVER_HOOKS: tuple[type[ServerHook], ...] = (
     AttackMetricsHook,
     RobustEvaluationHook,
     ContinualMetricsHook,
+    FisherAggregationHook,
     SemiSupervisedMetricsHook,
     ClientEvaluationHook,
     AuditHook,
