@@ -57,11 +57,13 @@ def check_with_data(scenario: Scenario, federation: Federation) -> str | None:
 
 def _check_device(scenario: Scenario) -> None:
     """``train.device`` must be visible here, and fp16 needs it to be CUDA. It becomes
-    this process's device (:func:`~fedrobust.train.device.use_device`): the ServerApp
-    checks before its first evaluation, which then runs on it."""
-    from fedrobust.train.device import check_precision, use_device
+    this process's device (:func:`~fedrobust.train.device.use_device`), with
+    ``train.deterministic``: the ServerApp checks before its first evaluation, which then
+    runs on it."""
+    from fedrobust.train.device import check_precision, set_deterministic, use_device
 
     check_precision(scenario.train.precision, use_device(scenario.train.device))
+    set_deterministic(scenario.train.deterministic)  # before the server's first evaluation
 
 
 def _check_model(scenario: Scenario, federation: Federation) -> nn.Module:
