@@ -223,7 +223,8 @@ def test_deterministic_sets_torch_and_the_cublas_workspace(
         torch.use_deterministic_algorithms(False)
 
 
-def test_deterministic_training_repeats_exactly() -> None:
+def test_deterministic_training_repeats_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)  # unset again afterwards
     x, y = _data()
     weights = []
     try:
