@@ -41,6 +41,7 @@ class Stream(IntEnum):
     POOL_ORDER = 12  # the order contiguous partitioners (iid, size, ...) cut the pool in
     LABELED = 13  # which of a client's training examples keep their labels (with the client)
     DEFENSE = 14  # a defence's draws (bucketing, DnC, FLAME), ``defense.reproducible`` only
+    SYNTHETIC = 15  # the ``synthetic:`` source (0: labels, 1: templates, 2 and chunk: examples)
 
 
 # Tags shared by two names draw from different seeds or different extra ints, so their

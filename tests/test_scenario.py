@@ -116,7 +116,7 @@ BAD = [
     ),
     (with_("train.early_stopping", {"metric": "f1"}), "train.early_stopping.metric", "accuracy"),
     (with_("train.grad_clip", 0), "train.grad_clip", "greater than 0"),
-    (with_("train.precision", "fp16"), "train.precision", "bf16"),
+    (with_("train.precision", "fp8"), "train.precision", "bf16"),
     (
         with_("model", {"name": "cnn", "checkpointing": True}),
         "model.checkpointing",

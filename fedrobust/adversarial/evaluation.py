@@ -22,6 +22,7 @@ from torch import nn
 
 from fedrobust.attacks import create_attack
 from fedrobust.seeds import Stream, stream
+from fedrobust.train.device import current_device, model_device, to_device
 
 if TYPE_CHECKING:
     from torchattacks.attack import Attack
@@ -73,6 +74,7 @@ def robust_accuracy(
     seed: int = 0,
     batch_size: int = 256,
     on_attack: Callable[[int], None] | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, float]:
     """Accuracy of ``model`` under each attack at each budget, their worst case per
     budget, and the clean accuracy of the attacked examples.
@@ -103,6 +105,9 @@ def robust_accuracy(
     on_attack : callable, optional
         Called with the number of (attack, budget) pairs done after each one (a
         progress bar).
+    device : torch.device, optional
+        Where the model and the attacks run (default: this process's
+        :func:`~fedrobust.train.device.current_device`); the model returns where it was.
 
     Returns
     -------
@@ -123,6 +128,9 @@ def robust_accuracy(
     was_training = model.training
     model.eval()
     figures: dict[str, float] = {}
+    device = current_device() if device is None else device
+    home = model_device(model)
+    model.to(device)  # torchattacks crafts on the model's device
     try:
         clean = _predicted_right(model, inputs, labels, batch_size)
         with torch.random.fork_rng():  # the caller's RNG stream stays as it was
@@ -147,6 +155,7 @@ def robust_accuracy(
                 eps_done.append(budget)
         figures[CLEAN_KEY] = float(clean.sum()) / n
     finally:
+        model.to(home)
         model.train(was_training)
     return figures
 
@@ -155,9 +164,11 @@ def _predicted_right(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 ) -> np.ndarray:
     """Per example: whether ``model`` classifies the clean input correctly."""
+    device = model_device(model)
     with torch.no_grad():
         return np.concatenate([
-            (model(x[i : i + batch_size]).argmax(1).cpu() == y[i : i + batch_size]).numpy()
+            (model(to_device(x[i : i + batch_size], device)).argmax(1).cpu()
+             == y[i : i + batch_size]).numpy()
             for i in range(0, len(y), batch_size)
         ])  # fmt: skip
 

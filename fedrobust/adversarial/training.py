@@ -70,7 +70,7 @@ class AdversarialExamples(_AttacksLocalModel):
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.model is None or len(y) == 0:
             return x, y
-        chosen = torch.rand(len(y), generator=self.generator) < self.ratio
+        chosen = (torch.rand(len(y), generator=self.generator) < self.ratio).to(x.device)
         if not chosen.any():
             return x, y
         attack = create_attack(

@@ -18,6 +18,7 @@ def preflight(scenario: Any, simulation: bool = True) -> tuple[Any, str | None]:
     from fedrobust.privacy.canaries import scenario_federation
     from fedrobust.simulation import check_simulation
     from fedrobust.tracking import check_tracking
+    from fedrobust.train.device import check_simulation_device
 
     check_tracking(scenario)  # output.tensorboard / output.mlflow without their package
     check_explain(scenario.evaluation.explain)  # evaluation.explain without captum
@@ -25,5 +26,6 @@ def preflight(scenario: Any, simulation: bool = True) -> tuple[Any, str | None]:
         require("evaluation.privacy_attacks", "matplotlib")
     if simulation:
         check_simulation()  # Ray: the simulation extra
+        check_simulation_device(scenario.train.device, scenario.simulation.gpus_per_client)
     fed = scenario_federation(scenario)  # data errors surface here, exit 2
     return fed, check_with_data(scenario, fed)

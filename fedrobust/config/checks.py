@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 def check_with_data(scenario: Scenario, federation: Federation) -> str | None:
     """Try on ``federation`` what can fail on its data; return the privacy plan.
 
-    In order: the model must fit the data, the robust-evaluation attacks must run on it,
+    In order: ``train.device`` must be visible to this process, the model must fit the
+    data, the robust-evaluation attacks must run on it,
     the class ids an attack names must exist, SecAgg+'s modulus must hold the sum for
     this model's size, and the privacy settings must fit the clients' training sizes.
 
@@ -44,6 +45,7 @@ def check_with_data(scenario: Scenario, federation: Federation) -> str | None:
     FedrobustError
         Naming the field the data refuses (``model.name``, ``attack.target_class``, ...).
     """
+    _check_device(scenario)
     model = _check_model(scenario, federation)
     _check_robust_evaluation(scenario, federation, model)
     _check_attack_classes(scenario, federation.spec.num_classes)
@@ -51,6 +53,17 @@ def check_with_data(scenario: Scenario, federation: Federation) -> str | None:
     _check_personalization(scenario, model)
     _check_semi_supervised(scenario, federation.spec.shape)
     return _privacy_plan(scenario, federation)
+
+
+def _check_device(scenario: Scenario) -> None:
+    """``train.device`` must be visible here, and fp16 needs it to be CUDA. It becomes
+    this process's device (:func:`~fedrobust.train.device.use_device`), with
+    ``train.deterministic``: the ServerApp checks before its first evaluation, which then
+    runs on it."""
+    from fedrobust.train.device import check_precision, set_deterministic, use_device
+
+    check_precision(scenario.train.precision, use_device(scenario.train.device))
+    set_deterministic(scenario.train.deterministic)  # before the server's first evaluation
 
 
 def _check_model(scenario: Scenario, federation: Federation) -> nn.Module:

@@ -25,7 +25,7 @@ from fedrobust.robust.collusion import alie_z
 from fedrobust.robust.config import COLLUDING_ATTACKS, AttackConfig, DefenseConfig
 from fedrobust.secagg.config import resolve_params
 from fedrobust.strategy.config import StrategyConfig
-from fedrobust.train.config import TrainConfig
+from fedrobust.train.config import TrainConfig, check_half_precision
 
 
 class Scenario(Protocol):
@@ -76,6 +76,7 @@ def check(scenario: Scenario) -> None:
     _sequences(scenario)
     _limited_labels(scenario)
     _client_momentum(scenario)
+    check_half_precision(scenario.train, scenario.privacy.dp.mode)
 
 
 def _clients(scenario: Scenario) -> None:

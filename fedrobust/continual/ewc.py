@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from fedrobust.train.device import model_device
 from fedrobust.train.plugins import TrainPlugin
 
 #: ``loss_fn(logits, targets) -> scalar`` on a batch (called on one example at a time).
@@ -214,6 +215,12 @@ class EWC(TrainPlugin):
         """
         self.fisher = merge_fisher(self.fisher, [f.detach() for f in fisher], decay)
         self.anchor = [a.detach().clone() for a in anchor]
+
+    def before_training(self, model: nn.Module) -> nn.Module:
+        device = model_device(model)  # the Fisher and anchor join the model's device
+        self.fisher = [f.to(device) for f in self.fisher]
+        self.anchor = [a.to(device) for a in self.anchor]
+        return model
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         if self.lam == 0:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedrobust.continual.tasks import MaskedHead
+from fedrobust.train.device import model_device
 from fedrobust.train.plugins import TrainPlugin
 
 
@@ -87,6 +88,10 @@ class LwF(TrainPlugin):
         self.alpha = alpha
         self.classes = None if classes is None else [int(c) for c in classes]
         self.inputs: torch.Tensor | None = None
+
+    def before_training(self, model: nn.Module) -> nn.Module:
+        self.old.to(model_device(model))  # the teacher runs where the student does
+        return model
 
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.inputs = x

@@ -17,6 +17,7 @@ AugmentOp = ShiftAugment | FlipAugment | RotateAugment | NoiseAugment
 
 
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    theta = theta.to(x.device, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 
@@ -30,12 +31,16 @@ def rotate(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 
 
 def apply_op(x: torch.Tensor, op: AugmentOp, generator: torch.Generator) -> torch.Tensor:
-    """One augmentation on a batch of images (N, C, H, W) in [0, 1]."""
+    """One augmentation on a batch of images (N, C, H, W) in [0, 1].
+
+    The draws come from ``generator`` on the CPU (the same on every device) and are
+    applied on the batch's device."""
     n = x.shape[0]
     if isinstance(op, NoiseAugment):
-        return (x + op.std * torch.randn(x.shape, generator=generator)).clamp(0.0, 1.0)
+        noise = torch.randn(x.shape, generator=generator).to(x.device)
+        return (x + op.std * noise).clamp(0.0, 1.0)
     if isinstance(op, FlipAugment):
-        mask = (torch.rand(n, generator=generator) < op.p).view(n, 1, 1, 1)
+        mask = (torch.rand(n, generator=generator) < op.p).view(n, 1, 1, 1).to(x.device)
         return torch.where(mask, x.flip(-1), x)
     if isinstance(op, RotateAugment):
         angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(op.degrees)

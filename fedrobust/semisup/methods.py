@@ -15,6 +15,7 @@ from torch import nn
 
 from fedrobust.semisup.augment import strong_view, weak_view
 from fedrobust.semisup.config import SemiSupervisedConfig
+from fedrobust.train.device import model_device, to_device
 from fedrobust.train.plugins import TrainPlugin
 
 
@@ -120,13 +121,14 @@ class SemiSupervisedTerm(TrainPlugin):
     def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
         if self.weight == 0:
             return loss
-        x = self.batches.next()
+        x = self.batches.next()  # drawn and augmented on the CPU, then moved over
+        device = model_device(model)
         if self.cfg.method == "fixmatch":
-            weak = weak_view(x, self.cfg.weak, self.generator)
-            strong = strong_view(x, self.cfg.strong, self.generator)
+            weak = to_device(weak_view(x, self.cfg.weak, self.generator), device)
+            strong = to_device(strong_view(x, self.cfg.strong, self.generator), device)
             term, mask = fixmatch_loss(model, weak, strong, self.cfg.threshold)
         else:
-            term, mask = pseudo_label_loss(model(x), self.cfg.threshold)
+            term, mask = pseudo_label_loss(model(to_device(x, device)), self.cfg.threshold)
         self.passed += int(mask.sum())
         self.seen += len(mask)
         return loss + self.weight * term

@@ -37,6 +37,7 @@ from fedrobust.strategy.feddyn import CLIENT_STATE
 from fedrobust.strategy.fednova import NORMALIZER, normalizer
 from fedrobust.strategy.scaffold import CLIENT_CV, DELTA_CV, SERVER_CV
 from fedrobust.train import TrainPlugin, TrainResult, round_lr
+from fedrobust.train.device import model_device
 
 
 def control_delta(
@@ -81,9 +82,14 @@ class ControlVariateCorrection(TrainPlugin):
     def __init__(self, correction: Mapping[str, np.ndarray]) -> None:
         self.correction = {k: torch.from_numpy(np.array(v)) for k, v in correction.items()}
 
+    def before_training(self, model: nn.Module) -> nn.Module:
+        device = model_device(model)  # once, not at every step
+        self.correction = {k: v.to(device) for k, v in self.correction.items()}
+        return model
+
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         terms = [
-            torch.sum(self.correction[name].to(p.dtype) * p)
+            torch.sum(self.correction[name].to(p.device, p.dtype) * p)
             for name, p in model.named_parameters()
             if name in self.correction
         ]
@@ -151,6 +157,7 @@ class DynamicRegularizer(TrainPlugin):
 
     def before_training(self, model: nn.Module) -> nn.Module:
         self.anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
+        self.h = {k: v.to(model_device(model)) for k, v in self.h.items()}
         return model
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
@@ -158,7 +165,7 @@ class DynamicRegularizer(TrainPlugin):
         for name, p in model.named_parameters():
             term = 0.5 * self.alpha * torch.sum((p - self.anchor[name]) ** 2)
             if name in self.h:
-                term = term - torch.sum(self.h[name].to(p.dtype) * p)
+                term = term - torch.sum(self.h[name].to(p.device, p.dtype) * p)
             terms.append(term)
         return sum(terms[1:], terms[0]) if terms else None
 

@@ -243,7 +243,9 @@ class TrainConfig(Section):
     sampler : str
         none | balanced (draw batches with class-balanced oversampling).
     precision : str
-        fp32 | bf16 (CPU autocast for the forward pass).
+        fp32 | bf16 | fp16: the forward pass under the device's autocast (bf16 on the CPU
+        or CUDA; fp16 on CUDA only, with a gradient scaler; not with DP-SGD or
+        optimizer.sam).
     early_stopping : EarlyStoppingConfig
         Stop the run when the global metric stops improving; keep the best model.
     weight_noise : WeightNoiseConfig, optional
@@ -255,6 +257,16 @@ class TrainConfig(Section):
         sends the bias-corrected moving average of its own updates instead of this
         round's update (``fedrobust.robust.momentum``; Karimireddy, He & Jaggi 2021).
         Off when null.
+    device : str
+        auto | cpu | cuda | cuda:N: where local training, evaluation, DP-SGD and attacks
+        run (``fedrobust.train.device``). auto: CUDA when the process sees a GPU (in a
+        simulation, ``simulation.gpus_per_client`` > 0 gives clients one), else the CPU.
+        A GPU asked for and not visible is refused before the run (server) or fails the
+        client's round (``client_error``).
+    deterministic : bool
+        Use torch's deterministic algorithms (an error where an operation has none) and
+        cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG=:4096:8``), so a run repeats
+        bit for bit on the same device, torch and driver.
     """
 
     rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
@@ -269,7 +281,7 @@ class TrainConfig(Section):
     l1: Annotated[float, Field(ge=0)] = 0.0
     class_weights: Literal["none", "balanced"] = "none"
     sampler: Literal["none", "balanced"] = "none"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     early_stopping: EarlyStoppingConfig | None = None
     weight_noise: WeightNoiseConfig | None = None
 
@@ -285,3 +297,28 @@ class TrainConfig(Section):
 
     semi_supervised: SemiSupervisedConfig | None = None
     client_momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
+    deterministic: bool = False
+
+    @model_validator(mode="after")
+    def _fp16_needs_cuda(self) -> TrainConfig:
+        if self.precision == "fp16" and self.device == "cpu":
+            raise field_error("precision", "fp16 needs CUDA (train.device: cpu); use bf16")
+        if self.precision == "fp16" and self.optimizer.sam is not None:
+            raise field_error(
+                "precision",
+                "fp16 does not compose with optimizer.sam: the ascent step would be taken "
+                "along scaled gradients that may overflow; use bf16 or fp32",
+            )
+        return self
+
+
+def check_half_precision(train: TrainConfig, dp_mode: str) -> None:
+    """fp16 against DP-SGD (``fedrobust.config.compat``): per-example clipping and noise
+    would see the gradient scaler's scaled gradients; bf16 needs no scaler."""
+    if train.precision == "fp16" and dp_mode == "sample":
+        raise field_error(
+            "train.precision",
+            "fp16 does not compose with DP-SGD (privacy.dp.mode: sample): the gradient "
+            "scaler's scaled per-example gradients would be clipped; use bf16 or fp32",
+        )

@@ -2,7 +2,8 @@
 
 ``local_train`` runs ``train.local_epochs`` passes of mini-batch training over the
 client's data with the scenario's optimizer, loss, class weights, sampler, gradient
-clipping and precision; with a DP-SGD recipe, Opacus's per-sample clipping and noise.
+clipping and precision, on ``train.device`` (:mod:`fedrobust.train.device`; the model
+returns to where it was); with a DP-SGD recipe, Opacus's per-sample clipping and noise.
 Each batch's gradient is taken where :mod:`fedrobust.train.sam` says: at the weights, at
 SAM / ASAM's ascent point, or under Gaussian weight noise. Extra terms and batch
 transforms (FedProx, L1, augmentation, adversarial examples, continual-learning penalties
@@ -24,6 +25,16 @@ from torch import nn
 from fedrobust.privacy.dpsgd import DPSGDRecipe, PrivateTraining
 from fedrobust.privacy.ledger import LedgerEntry
 from fedrobust.train.config import OptimizerConfig, TrainConfig
+from fedrobust.train.device import (
+    autocast,
+    check_precision,
+    current_device,
+    grad_scaler,
+    on_device,
+    resolve_device,
+    set_deterministic,
+    to_device,
+)
 from fedrobust.train.losses import create_loss
 from fedrobust.train.plugins import TrainPlugin
 from fedrobust.train.sam import Perturbation, perturbation
@@ -153,14 +164,39 @@ def local_train(
     """
     if len(y) == 0:
         raise ValueError("local_train needs at least one training example")
+    device = resolve_device(train.device)
+    check_precision(train.precision, device)
+    set_deterministic(train.deterministic)
+    with on_device(model, device):
+        return _train_on(model, x, y, train, num_classes, seed, lr, plugins, dp, rnd, device)
+
+
+def _train_on(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    train: TrainConfig,
+    num_classes: int,
+    seed: int,
+    lr: float | None,
+    plugins: tuple[TrainPlugin, ...],
+    dp: DPSGDRecipe | None,
+    rnd: int,
+    device: torch.device,
+) -> TrainResult:
+    """:func:`local_train` with ``model`` on ``device``: batches are cut on the CPU (the
+    same order on every device) and copied over."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # layers that draw from the global RNG (dropout) repeat too
     inputs = torch.from_numpy(x)
     targets = torch.from_numpy(y)
     opt = make_optimizer(model, train.optimizer, lr)
-    weight = balanced_class_weights(y, num_classes) if train.class_weights == "balanced" else None
+    weight = None
+    if train.class_weights == "balanced":
+        weight = balanced_class_weights(y, num_classes).to(device)
     criterion = create_loss(train.loss.name, weight=weight, **train.loss.params())
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=train.precision == "bf16")
+    cast = autocast(train.precision, device)
+    scaler = grad_scaler(train.precision, device)
     for plugin in plugins:
         model = plugin.before_training(model)
     private = None
@@ -176,7 +212,7 @@ def local_train(
 
     def gradients(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward and backward pass of the batch: its data loss and logits."""
-        with autocast:
+        with cast:
             logits = net(xb)
         loss = criterion(logits.float(), yb)
         for plugin in plugins:
@@ -185,16 +221,20 @@ def local_train(
             private.backward(loss)  # the penalty joins after clipping and noise
         else:
             penalty = _penalty(plugins, model)
-            (loss if penalty is None else loss + penalty).backward()
+            total = loss if penalty is None else loss + penalty
+            (total if scaler is None else scaler.scale(total)).backward()
         return loss, logits
 
-    steps, loss_sum, correct, seen = 0, 0.0, 0, 0
+    steps, seen = 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device:
+    correct = torch.zeros((), dtype=torch.int64, device=device)  # no sync per batch
     try:
         for _ in range(train.local_epochs):
             batches = (
                 private.epoch() if private else _plain_batches(inputs, targets, train, generator)
             )
             for xb, yb in batches:
+                xb, yb = to_device(xb, device), to_device(yb, device)
                 with private.hooks_paused() if private else nullcontext():
                     for plugin in plugins:  # e.g. attacks: no per-sample gradients recorded
                         xb, yb = plugin.batch(xb, yb)
@@ -203,13 +243,11 @@ def local_train(
                 if private is not None:
                     private.step()
                 else:
-                    if train.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-                    opt.step()
+                    _step(model, opt, train.grad_clip, scaler)
                     steps += 1
                 if len(yb):  # Poisson sampling can draw an empty batch: a step, no examples
-                    loss_sum += float(loss.detach()) * len(yb)
-                    correct += int((logits.argmax(1) == yb).sum())
+                    loss_sum += loss.detach().double() * len(yb)
+                    correct += (logits.argmax(1) == yb).sum()
                     seen += len(yb)
     finally:
         if private is not None:
@@ -217,11 +255,30 @@ def local_train(
     return TrainResult(
         num_examples=len(targets),
         steps=private.entry(rnd).steps if private else steps,
-        loss=loss_sum / seen if seen else float("nan"),
-        accuracy=correct / seen if seen else float("nan"),
+        loss=float(loss_sum) / seen if seen else float("nan"),
+        accuracy=int(correct) / seen if seen else float("nan"),
         privacy=private.entry(rnd) if private else None,
         epsilon=private.epsilon() if private else None,
     )
+
+
+def _step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    grad_clip: float | None,
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    """Clip (at the true gradient's scale) and apply the batch's gradient; under fp16
+    the scaler skips a step whose gradient overflowed."""
+    if scaler is not None:
+        scaler.unscale_(opt)
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is None:
+        opt.step()
+        return
+    scaler.step(opt)
+    scaler.update()
 
 
 @dataclass(frozen=True)
@@ -245,29 +302,41 @@ def evaluate(
     y: np.ndarray,
     num_classes: int | None = None,
     batch_size: int = 512,
+    device: str | torch.device | None = None,
 ) -> EvalResult:
-    """Mean cross-entropy, accuracy, balanced accuracy and per-class recall on ``(x, y)``."""
+    """Mean cross-entropy, accuracy, balanced accuracy and per-class recall on ``(x, y)``.
+
+    ``device``: a ``train.device`` value or a torch device to evaluate on (the model
+    returns where it was); default this process's :func:`~fedrobust.train.device.
+    current_device` (the CPU unless the ServerApp chose ``train.device``).
+    """
     k = num_classes or (int(y.max()) + 1 if len(y) else 1)
     if len(y) == 0:
         nan = float("nan")
         return EvalResult(nan, nan, nan, [nan] * k)
+    if device is None:
+        device = current_device()
+    elif isinstance(device, str):
+        device = resolve_device(device)
     model.eval()
-    loss_sum = 0.0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     predictions = []
     criterion = nn.CrossEntropyLoss(reduction="sum")
-    for start in range(0, len(y), batch_size):
-        xb = torch.from_numpy(x[start : start + batch_size])
-        yb = torch.from_numpy(y[start : start + batch_size])
-        logits = model(xb)
-        loss_sum += float(criterion(logits, yb))
-        predictions.append(logits.argmax(1).numpy())
+    with on_device(model, device):
+        for start in range(0, len(y), batch_size):
+            xb = to_device(torch.from_numpy(x[start : start + batch_size]), device)
+            yb = to_device(torch.from_numpy(y[start : start + batch_size]), device)
+            logits = model(xb)
+            loss_sum += criterion(logits.float(), yb)
+            predictions.append(logits.argmax(1).cpu().numpy())
+    loss_total = float(loss_sum)  # one synchronisation, not one per batch
     predicted = np.concatenate(predictions)
     hits = np.bincount(y[predicted == y], minlength=k)
     totals = np.bincount(y, minlength=k)
     recall = [float(h / t) if t else float("nan") for h, t in zip(hits, totals, strict=True)]
     present = [r for r in recall if r == r]
     return EvalResult(
-        loss=loss_sum / len(y),
+        loss=loss_total / len(y),
         accuracy=float(np.mean(predicted == y)),
         balanced_accuracy=float(np.mean(present)),
         recall=recall,

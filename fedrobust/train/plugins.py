@@ -58,6 +58,9 @@ class ProximalTerm(TrainPlugin):
     def before_training(self, model: nn.Module) -> nn.Module:
         if not self.fixed:
             self.anchor = [p.detach().clone() for p in model.parameters()]
+        else:  # onto the device the model trains on
+            pairs = zip(self.anchor, model.parameters(), strict=True)
+            self.anchor = [a.to(p.device) for a, p in pairs]
         return model
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:

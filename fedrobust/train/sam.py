@@ -148,8 +148,8 @@ class WeightNoise(Perturbation):
     def gradients(self, backward: Callable[[], T]) -> T:
         """One pass at the noisy weights (its result is returned)."""
         noise = [
-            self.std * torch.randn(p.shape, generator=self.generator, dtype=p.dtype)
-            for p in self.params
+            self.std * torch.randn(p.shape, generator=self.generator, dtype=p.dtype).to(p.device)
+            for p in self.params  # drawn on the CPU: the same noise on every device
         ]
         with self._moved(noise):  # type: ignore[arg-type]
             return backward()

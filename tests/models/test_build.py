@@ -73,3 +73,13 @@ def test_checkpointing_gives_the_same_gradients() -> None:
         model(x).sum().backward()
         grads.append([p.grad.clone() for p in model.parameters()])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads, strict=True))
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet"])
+def test_image_models_train_on_three_channel_32x32_inputs(name: str) -> None:
+    model = build_model(ModelConfig(name=name), InputSpec((3, 32, 32), 10))
+    logits = model(torch.rand(2, 3, 32, 32))
+    assert logits.shape == (2, 10)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert ModuleValidator.validate(model, strict=False) == []  # DP-SGD can train it
