@@ -10,9 +10,10 @@ started when the run ends;
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,36 @@ def federation_config(scenario: Scenario) -> list[str]:
     return entries
 
 
+def ray_environment(scenario: Scenario) -> dict[str, str | None]:
+    """Environment variables that point Ray at ``simulation.ray_address`` (``None``: unset).
+
+    Flower's simulation calls ``ray.init`` with neither an address nor our runtime
+    environment, so both travel the way Ray reads them from the environment:
+    ``RAY_ADDRESS`` and, for ``ray_runtime_env``, the job configuration Ray's job
+    manager would inject (``RAY_JOB_CONFIG_JSON_ENV_VAR``), merged with Flower's own
+    ``env_vars`` (``RAY_OVERRIDE_JOB_RUNTIME_ENV``). Without ``ray_address`` every one
+    of them is removed, so the run gets its own local Ray instance whatever the shell
+    exported.
+    """
+    sim = scenario.simulation
+    env: dict[str, str | None] = dict.fromkeys(
+        ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR", "RAY_OVERRIDE_JOB_RUNTIME_ENV")
+    )
+    if sim.ray_address is not None:
+        env["RAY_ADDRESS"] = sim.ray_address
+    if sim.ray_runtime_env is not None:
+        env["RAY_JOB_CONFIG_JSON_ENV_VAR"] = json.dumps({"runtime_env": sim.ray_runtime_env})
+        env["RAY_OVERRIDE_JOB_RUNTIME_ENV"] = "1"
+    return env
+
+
 def launch_flower_app(
     app_dir: Path,
     run_dir: Path,
     run_config: list[str],
     federation: list[str],
     keep_waiting: Callable[[], bool],
+    extra_env: Mapping[str, str | None] | None = None,
 ) -> None:
     """Run the Flower app in ``app_dir`` on a private simulation SuperLink.
 
@@ -73,6 +98,9 @@ def launch_flower_app(
         ``key=value`` items for ``--run-config`` and ``--federation-config``.
     keep_waiting : callable
         Polled while the run goes on; return False to stop waiting.
+    extra_env : mapping, optional
+        Variables to set (``None``: remove) in the SuperLink's environment, which the
+        simulation and Ray inherit (:func:`ray_environment`).
 
     Raises
     ------
@@ -93,6 +121,11 @@ def launch_flower_app(
     lifetime = Lifetime()
     env = lifetime.env(flower_env(flwr_home))
     env[CACHE_ENV] = "off"  # ClientApps live as long as the run: the in-process cache holds
+    for key, value in (extra_env or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     superlink: subprocess.Popen[bytes] | None = None
     superlink_log = layout.superlink_log
     try:
@@ -153,7 +186,8 @@ def run_simulation(
         on_round=on_round,
     )  # fmt: skip
     federation = federation_config(scenario)
-    launch_flower_app(APP_DIR, run_dir, watch.run_config, federation, watch.keep_waiting)
+    launch_flower_app(APP_DIR, run_dir, watch.run_config, federation, watch.keep_waiting,
+                      ray_environment(scenario))  # fmt: skip
     return watch.result(RunDir(run_dir).flwr_log)
 
 
