@@ -16,6 +16,7 @@ from fedrobust.adversarial.config import AdversarialConfig
 from fedrobust.config.base import field_error
 from fedrobust.config.evaluation import EvaluationConfig
 from fedrobust.continual.config import BUFFER_METHODS, ContinualConfig
+from fedrobust.continual.rules import check_head_methods
 from fedrobust.data.config import BUNDLED_DATASETS, DataConfig
 from fedrobust.models.config import ModelConfig
 from fedrobust.personalization.config import PersonalizationConfig
@@ -68,6 +69,7 @@ def check(scenario: Scenario) -> None:
     _poisoning(scenario)
     _secagg(scenario)
     _continual(scenario)
+    check_head_methods(scenario)
     _personalization(scenario)
     _privacy_attacks(scenario)
     _sharpness(scenario)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from fedrobust.adversarial.client import AdversarialTrainingHook
 from fedrobust.adversarial.server import RobustEvaluationHook
 from fedrobust.continual.client import ContinualHook
-from fedrobust.continual.server import ContinualMetricsHook
+from fedrobust.continual.server import ContinualHeadHook, ContinualMetricsHook
 from fedrobust.explain.server import ExplainHook
 from fedrobust.federation.client_hooks import ClientHook
 from fedrobust.federation.server_hooks import ServerHook, ServerSetup
@@ -68,6 +68,7 @@ SERVER_HOOKS: tuple[type[ServerHook], ...] = (
     AttackMetricsHook,
     RobustEvaluationHook,
     ContinualMetricsHook,
+    ContinualHeadHook,
     SemiSupervisedMetricsHook,
     ClientEvaluationHook,
     AuditHook,
