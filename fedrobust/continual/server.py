@@ -111,17 +111,23 @@ class ContinualHeadHook(ServerHook):
         if new_arrays is None:
             return None
         head = {key: new_arrays[key].numpy() for key in self.keys}
-        if "class_aware" in self.methods:
+        if "class_aware" in self.methods and replies:
             head = self._class_aware(replies, arrays)
         classes = aligned_classes(self.scenario, rnd) if "wa" in self.methods else None
         if classes is not None:
-            bias = torch.from_numpy(head[self.keys[1]]) if len(self.keys) > 1 else None
-            weight, bias, self.gamma = align_weights(torch.from_numpy(head[self.keys[0]]), bias,
-                                                     *classes)  # fmt: skip
-            head = {self.keys[0]: weight.numpy()}
-            if bias is not None:
-                head[self.keys[1]] = bias.numpy()
+            head = self._align(head, *classes)
         return replace_floats(new_arrays, head)
+
+    def _align(
+        self, head: dict[str, np.ndarray], old: list[int], new: list[int]
+    ) -> dict[str, np.ndarray]:
+        """``head`` with the new classes' rows (and biases) weight-aligned to the old ones'."""
+        weight, *bias = (torch.from_numpy(head[key]) for key in self.keys)
+        aligned, scaled, self.gamma = align_weights(weight, bias[0] if bias else None, old, new)
+        out = {self.keys[0]: aligned.numpy()}
+        if scaled is not None:
+            out[self.keys[1]] = scaled.numpy()
+        return out
 
     def _class_aware(self, replies: list[Message], arrays: ArrayRecord) -> dict[str, np.ndarray]:
         """The head's rows averaged per class over ``replies`` by their training counts."""

@@ -14,11 +14,15 @@ class's logit is scaled by gamma, as the paper's bias-free logits are. The paper
 clips the head's weights to be non-negative after every training step; this
 implementation does not (the clients' training is unchanged).
 
-Federated: the server applies it to the aggregated global model at the last round of every
-task after the first (the model that moves on to the next task and is scored in the
-accuracy matrix), and at the run's last round. Old classes are those of the tasks before
-the server's current task; new, the classes of that task and of any later task a client's
-own schedule (``schedule: own``) has reached.
+Federated: the server applies it to the aggregated global model after every round of every
+task but the first, so every model the clients receive and the run scores (each round's
+task accuracies, the accuracy matrix's rows, an early-stopped model) is aligned. Applied
+only at a task's last round (the model that moves on to the next task, as the paper does
+once per task), it cost split digits with replay (``benchmarks/scenarios/continual_head``,
+seed 0) 0.14 average accuracy (0.74 against 0.88 without wa); every round, 0.002: the
+rows then never drift far between two alignments. Old classes are those of the tasks
+before the server's current task; new, the classes of that task and of any later task a
+client's own schedule (``schedule: own``) has reached.
 """
 
 from __future__ import annotations
@@ -67,14 +71,13 @@ def align_weights(
 
 
 def aligned_classes(scenario: Scenario, rnd: int) -> tuple[list[int], list[int]] | None:
-    """The old and new classes weight aligning balances after round ``rnd``, or ``None``
-    when it does not act that round (not the last round of a task after the first, nor
-    the run's last round)."""
+    """The old and new classes weight aligning balances after round ``rnd`` (the server's
+    schedule), or ``None`` in the rounds of the first task (no old classes yet)."""
     cl = scenario.continual
     assert cl is not None and cl.tasks is not None
     plan = schedule(cl)
     task = plan.task(rnd)
-    if task == 0 or not (plan.is_last_round_of_task(rnd) or rnd == scenario.train.rounds):
+    if task == 0:
         return None
     clients = range(scenario.data.partition.num_clients)
     reached = max(plan.task(rnd, client_offset(scenario, pid)) for pid in clients)

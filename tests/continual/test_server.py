@@ -93,13 +93,13 @@ def test_class_aware_replaces_the_aggregates_head_rows_by_count_weighted_ones_on
     assert hook.observe(None, {}, None) == {}  # type: ignore[arg-type]  # wa is not on
 
 
-def test_wa_aligns_the_new_tasks_rows_at_its_last_round_and_reports_gamma() -> None:
+def test_wa_aligns_the_new_tasks_rows_after_a_round_of_it_and_reports_gamma() -> None:
     hook, weight, bias = _head_hook("replay+wa")
     start, aggregate = _model_record(0), _model_record(1)
-    out = hook.aggregated(3, aggregate, [], start)  # task 1's first round: untouched
+    out = hook.aggregated(2, aggregate, [], start)  # task 0: no old classes, untouched
     np.testing.assert_array_equal(out[weight].numpy(), aggregate[weight].numpy())  # type: ignore[index]
     assert hook.observe(None, {}, None) == {}  # type: ignore[arg-type]
-    out = hook.aggregated(4, aggregate, [], start)  # task 1's last round: old 0, 1; new 2, 3
+    out = hook.aggregated(3, aggregate, [], start)  # task 1: old classes 0, 1; new 2, 3
     assert out is not None
     norms = np.linalg.norm(out[weight].numpy(), axis=1)
     before = np.linalg.norm(aggregate[weight].numpy(), axis=1)

@@ -49,17 +49,19 @@ def scenario(schedule: str = "together", rounds: int = 6) -> Scenario:
     })  # fmt: skip
 
 
-def test_it_acts_at_the_last_round_of_every_task_after_the_first_and_at_the_runs_end() -> None:
+def test_it_acts_after_every_round_but_those_of_the_first_task() -> None:
     sc = scenario(rounds=7)  # tasks 0, 0, 1, 1, 2, 2, then 2 stays
     acts: dict[int, Any] = {rnd: aligned_classes(sc, rnd) for rnd in range(1, 8)}
-    assert {rnd for rnd, got in acts.items() if got is not None} == {4, 7}
-    assert acts[4] == ([0, 1], [2, 3])
-    assert acts[7] == ([0, 1, 2, 3], [4, 5])
+    assert {rnd for rnd, got in acts.items() if got is not None} == {3, 4, 5, 6, 7}
+    assert acts[3] == acts[4] == ([0, 1], [2, 3])
+    assert acts[5] == acts[7] == ([0, 1, 2, 3], [4, 5])
 
 
 def test_under_own_schedules_classes_a_client_ahead_has_reached_count_as_new() -> None:
     sc = scenario("own")
     offsets = [client_offset(sc, pid) for pid in range(4)]
     assert max(offsets) == 1  # seed 0: some client runs a round ahead
+    assert aligned_classes(sc, 2) is None  # the server's task 0, some clients already on 1
+    assert aligned_classes(sc, 3) == ([0, 1], [2, 3])  # nobody is two rounds ahead
     assert aligned_classes(sc, 4) == ([0, 1], [2, 3, 4, 5])
     assert aligned_classes(sc, 6) == ([0, 1, 2, 3], [4, 5])
