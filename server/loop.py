@@ -1,12 +1,10 @@
 """The server's round loop: sample, configure, transport, screen, hooks, aggregate, evaluate.
 
-Flower's ``Strategy.start`` samples with the global ``random`` module and aborts on
-one bad reply; this loop keeps Flower's strategies for what they do best
-(``configure_train`` / ``aggregate_train``: FedAvg, FedProx, FedAdam, ...) and owns
-sampling (seeded, by partition id), the transport (plain or SecAgg+, both screened by
-one function) and central evaluation, so runs are deterministic and survive bad
-clients. Every feature joins through its server hook
-(:mod:`fedrobust.federation.registry`).
+Flower's ``Strategy.start`` samples with the global ``random`` module and aborts on one bad
+reply; this loop keeps Flower's strategies for what they do best (``configure_train`` /
+``aggregate_train``: FedAvg, FedProx, FedAdam, ...) and owns sampling (seeded, by partition id),
+the transport (plain or SecAgg+, both screened by one function) and central evaluation, so
+runs are deterministic and survive bad clients. Features join through their server hooks.
 """
 
 from __future__ import annotations
@@ -166,9 +164,9 @@ def _train_round(
     arrays: ArrayRecord,
     model: torch.nn.Module,
 ) -> tuple[RoundView, ArrayRecord, dict[str, Any]]:
-    """Sample, configure, transport, transform, aggregate; return the round as the hooks
-    see it, the new global weights and the round's figures. ``model`` holds the round's
-    global weights (FLTrust trains a copy)."""
+    """Sample, configure, transport, transform, aggregate, each hook's ``aggregated``; return
+    the round as the hooks see it, the new global weights and the round's figures. ``model``
+    holds the round's global weights (FLTrust trains a copy)."""
     started = time.monotonic()
     chosen = round_clients(scenario, rnd)
     sampled = {nodes[pid]: pid for pid in chosen}
@@ -181,8 +179,10 @@ def _train_round(
     for hook in hooks:
         replies, figures = hook.transform(rnd, replies, arrays, sampled, model)
         extra.update(figures)
-    replies = [for_strategy(msg, strategy) for msg in replies]
-    new_arrays = strategy.aggregate_train(rnd, replies)[0] if replies else None
+    aggregate = [for_strategy(msg, strategy) for msg in replies]
+    new_arrays = strategy.aggregate_train(rnd, aggregate)[0] if aggregate else None
+    for hook in hooks:  # e.g. continual learning's class-aware head, weight aligning
+        new_arrays = hook.aggregated(rnd, new_arrays, replies, arrays)
     clients = [_client_figures(msg, sampled) for msg in outcome.contributors]
     train = scenario.train
     figures = {

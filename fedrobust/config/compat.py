@@ -17,6 +17,7 @@ from fedrobust.config.base import field_error
 from fedrobust.config.evaluation import EvaluationConfig
 from fedrobust.continual.config import BUFFER_METHODS, ContinualConfig
 from fedrobust.continual.fisher_rules import check_fisher_aggregation
+from fedrobust.continual.rules import check_head_methods
 from fedrobust.data.config import BUNDLED_DATASETS, DataConfig
 from fedrobust.models.config import ModelConfig
 from fedrobust.personalization.config import PersonalizationConfig
@@ -70,6 +71,7 @@ def check(scenario: Scenario) -> None:
     _secagg(scenario)
     _continual(scenario)
     check_fisher_aggregation(scenario)
+    check_head_methods(scenario)
     _personalization(scenario)
     _privacy_attacks(scenario)
     _sharpness(scenario)

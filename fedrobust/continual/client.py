@@ -14,7 +14,8 @@ training message that carries the federation's Fisher of every finished task
 (:mod:`fedrobust.continual.fisher_server`) replaces the client's own in the penalty,
 with the client's own anchor. The buffer methods (``replay``, ``der``, ``derpp``,
 ``er_ace``) share the one buffer; the reply's metrics report its size and its examples
-per class.
+per class. Under ``class_aware`` they also report the examples of each class the client
+trained on this round (``train-class-<c>``: the task's data plus the buffer).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from flwr.app import ArrayRecord, ConfigRecord
 from torch import nn
 
 from fedrobust.continual import EWC, LwF, Replay, ReservoirBuffer, TaskMask, fisher_diagonal
+from fedrobust.continual.class_aware import TRAIN_CLASS, class_counts
 from fedrobust.continual.config import LOGIT_METHODS
 from fedrobust.continual.der import DarkReplay
 from fedrobust.continual.er_ace import ERACE
@@ -73,6 +75,7 @@ class ContinualHook(ClientHook):
         self.reply_records = (FISHER_RECORD,) if self.aggregate else ()
         # ewc.aggregate: the task closed this round, its Fisher record and example count
         self._closed: tuple[int, ArrayRecord, int] | None = None
+        self._counts: np.ndarray | None = None  # examples per class this round (class_aware)
 
     @classmethod
     def create(cls, scenario: Scenario) -> ContinualHook | None:
@@ -92,9 +95,15 @@ class ContinualHook(ClientHook):
         self._trained = model
         x, y = task_data(cl, seed, plan.x, plan.y, task)
         first, last = self._plugins(job, task, model, (x, y))
-        if cl.buffer_method() == "replay" and cl.replay.mode == "union":
+        union = cl.buffer_method() == "replay" and cl.replay.mode == "union"
+        if union:
             generator = torch.Generator().manual_seed(job.seed)
             x, y = balanced_union(x, y, self._buffer(seed), generator)
+        if "class_aware" in cl.methods():
+            self._counts = class_counts(y, job.spec.num_classes)
+            if cl.buffer_method() is not None and not union:  # its batches join each step
+                for c, n in self._buffer(seed).counts().items():
+                    self._counts[c] += n
         return replace(plan, x=x, y=y, first=(*first, *plan.first), last=(*plan.last, *last))
 
     def _advance(self, job: ClientJob, task: int, model: nn.Module, plan: LocalPlan) -> None:
@@ -162,10 +171,14 @@ class ContinualHook(ClientHook):
     ) -> dict[str, float | int]:
         """The replay buffer's size and examples per class (``replay-size``,
         ``replay-class-<c>`` for every class), under a buffer method; under
-        ``ewc.aggregate``, the task of the Fisher sent and its examples."""
+        ``ewc.aggregate``, the task of the Fisher sent and its examples; under class_aware
+        the examples of each class trained on this round (``train-class-<c>``)."""
         if self._closed is not None:
             task, _, examples = self._closed
             metrics = {**metrics, FISHER_TASK_METRIC: task, FISHER_EXAMPLES_METRIC: examples}
+        if self._counts is not None:
+            counts = {TRAIN_CLASS.format(c): int(n) for c, n in enumerate(self._counts)}
+            metrics = {**metrics, **counts}
         if self.cfg.buffer_method() is None:
             return metrics
         buffer = self._buffer(job.scenario.seed)

@@ -14,7 +14,9 @@ from pydantic import (
 
 from fedrobust.config.base import Section, field_error
 
-CONTINUAL_METHODS = ("ewc", "replay", "lwf", "der", "derpp", "er_ace")
+CONTINUAL_METHODS = ("ewc", "replay", "lwf", "der", "derpp", "er_ace", "wa", "class_aware")
+#: The methods that act on the aggregated classifier head on the server.
+HEAD_METHODS = ("wa", "class_aware")
 #: The methods that keep a replay buffer (the ``replay`` section's); at most one per scenario.
 BUFFER_METHODS = ("replay", "der", "derpp", "er_ace")
 #: The methods whose buffer also stores each example's logits at insertion.
@@ -173,8 +175,11 @@ class ContinualConfig(Section):
         together (every client moves on at the same round) | own (each client's task
         boundaries are shifted by a seeded offset of up to ``rounds_per_task - 1`` rounds).
     method : str
-        none | ewc | replay | lwf | der | derpp | er_ace, or a combination joined by ``+``
-        (``ewc+replay``); at most one of the buffer methods replay, der, derpp, er_ace.
+        none | ewc | replay | lwf | der | derpp | er_ace | wa | class_aware, or a
+        combination joined by ``+`` (``ewc+replay``, ``replay+wa``); at most one of the
+        buffer methods replay, der, derpp, er_ace. wa (weight aligning, class-incremental
+        only) and class_aware (class-aware aggregation of the head, class- and
+        task-incremental) act on the aggregated model's classifier head on the server.
     ewc, replay, lwf, der : sections
         Each method's settings (der and derpp read ``der``; every buffer method reads
         ``replay``'s buffer).
@@ -200,6 +205,14 @@ class ContinualConfig(Section):
                                    f"'+'-joined set of {', '.join(CONTINUAL_METHODS)}")  # fmt: skip
         if len(set(methods)) != len(methods):
             raise field_error("method", "names a method twice")
+        if "wa" in methods and self.setting != "class_incremental":
+            raise field_error("method", "wa balances the new classes' head rows against the "
+                              "old ones', which only class_incremental puts in one head "
+                              f"(not {self.setting})")  # fmt: skip
+        if "class_aware" in methods and self.setting == "domain_incremental":
+            raise field_error("method", "class_aware averages each class's head row over the "
+                              "clients that trained the class; domain_incremental trains "
+                              "every class in every task (use fedavg's average)")  # fmt: skip
         if self.der.beta is not None and "derpp" not in methods:
             raise field_error("der.beta", "applies to method derpp only")
         if self.ewc.aggregate and "ewc" not in methods:

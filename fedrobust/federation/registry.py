@@ -22,7 +22,7 @@ from fedrobust.adversarial.client import AdversarialTrainingHook
 from fedrobust.adversarial.server import RobustEvaluationHook
 from fedrobust.continual.client import ContinualHook
 from fedrobust.continual.fisher_server import FisherAggregationHook
-from fedrobust.continual.server import ContinualMetricsHook
+from fedrobust.continual.server import ContinualHeadHook, ContinualMetricsHook
 from fedrobust.explain.server import ExplainHook
 from fedrobust.federation.client_hooks import ClientHook
 from fedrobust.federation.server_hooks import ServerHook, ServerSetup
@@ -70,6 +70,7 @@ SERVER_HOOKS: tuple[type[ServerHook], ...] = (
     RobustEvaluationHook,
     ContinualMetricsHook,
     FisherAggregationHook,
+    ContinualHeadHook,
     SemiSupervisedMetricsHook,
     ClientEvaluationHook,
     AuditHook,

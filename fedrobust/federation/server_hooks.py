@@ -9,10 +9,13 @@ points of ``server/loop.py``; each takes values and returns values:
    settings such as DP's sigma);
 2. :meth:`~ServerHook.transform`: change the screened replies before the strategy
    aggregates them (the colluding attacker, a robust defence), with figures;
-3. :meth:`~ServerHook.observe`: figures of the round, after the new global model is
+3. :meth:`~ServerHook.aggregated`: change the strategy's aggregate before the model loads
+   it and the next round sends it (continual learning's class-aware head and weight
+   aligning);
+4. :meth:`~ServerHook.observe`: figures of the round, after the new global model is
    evaluated (privacy spent, backdoor success, robust accuracy, continual rows);
-4. :meth:`~ServerHook.should_stop`: end the run early;
-5. :meth:`~ServerHook.finish`: the model the run keeps and the ``final`` figures.
+5. :meth:`~ServerHook.should_stop`: end the run early;
+6. :meth:`~ServerHook.finish`: the model the run keeps and the ``final`` figures.
 
 A hook with state across rounds names itself in ``name``; the checkpoint holds one
 entry per such hook (:meth:`~ServerHook.state_dict` / :meth:`~ServerHook.load_state_dict`).
@@ -142,6 +145,22 @@ class ServerHook:
         ``arrays`` and ``model`` hold the global weights the round started from.
         """
         return replies, {}
+
+    def aggregated(
+        self,
+        rnd: int,
+        new_arrays: ArrayRecord | None,
+        replies: list[Message],
+        arrays: ArrayRecord,
+    ) -> ArrayRecord | None:
+        """Change the strategy's aggregate before the model loads it and the clients get it.
+
+        ``new_arrays`` is ``None`` when the round aggregated nothing (the global weights
+        stay). ``replies`` are those the strategy aggregated, as the :meth:`transform`
+        hooks left them (with every record and metric the clients sent; SecAgg+: copies of
+        the unmasked mean); ``arrays`` holds the global weights the round started from.
+        """
+        return new_arrays
 
     def observe(self, view: RoundView, figures: dict[str, Any], model: nn.Module) -> dict[str, Any]:
         """Figures to add to the round's (``model`` holds the new global weights)."""

@@ -6,7 +6,8 @@
   structural: :func:`~fedrobust.models.build.build_model` applies ``model.freeze``, so
   every copy of the model (the server's, each client's, FLTrust's root model) freezes
   the same parameters, and no optimizer, penalty or DP-SGD step sees their gradients.
-- :func:`reset_head` re-initialises the classifier (the last ``nn.Linear``), seeded.
+- :func:`reset_head` re-initialises the classifier (the last ``nn.Linear``, :func:`head_layer`),
+  seeded.
 - :func:`initial_model` builds the server's initial global model with all three;
   :func:`keep_frozen` keeps the frozen parameters of the global model as they are when
   the aggregate arrives (server-side noise, adaptive optimizers or float rounding of
@@ -177,6 +178,13 @@ def _under(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
+def head_layer(model: nn.Module) -> tuple[str, nn.Linear] | None:
+    """The classifier head: the last ``nn.Linear`` of ``model`` and its module name
+    (``None`` when the model has no linear layer)."""
+    linear = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return linear[-1] if linear else None
+
+
 def reset_head(model: nn.Module, seed: int) -> str:
     """Re-initialise the last ``nn.Linear`` of ``model`` (PyTorch's default scheme,
     uniform in ``±1/sqrt(fan_in)``) from a generator seeded with ``seed``.
@@ -188,10 +196,10 @@ def reset_head(model: nn.Module, seed: int) -> str:
     FedrobustError
         Naming ``model.reset_head`` when the model has no ``nn.Linear``.
     """
-    heads = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not heads:
+    found = head_layer(model)
+    if found is None:
         raise FedrobustError("model.reset_head", "the model has no linear layer to reset")
-    name, head = heads[-1]
+    name, head = found
     generator = torch.Generator().manual_seed(seed)
     bound = 1.0 / math.sqrt(head.in_features)
     with torch.no_grad():

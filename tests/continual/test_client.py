@@ -114,3 +114,35 @@ def test_union_mode_trains_on_task_and_buffer_drawn_class_balanced() -> None:
     assert len(plan.y) == 32 + 8  # task 1's 32 examples and the 8 in the buffer
     assert np.bincount(plan.y).tolist() == [10, 10, 10, 10]
     assert not plan.first  # no per-step mixing under union
+
+
+@pytest.mark.parametrize(
+    ("replay", "want"),
+    [({"buffer_size": 8}, [4, 4, 16, 16]),  # mix: task 1's data, plus the buffer's batches
+     ({"buffer_size": 8, "mode": "union"}, [10, 10, 10, 10])],  # union: the set it trains on
+)  # fmt: skip
+def test_class_aware_reports_the_examples_of_each_class_trained_this_round(
+    replay: dict, want: list[int]
+) -> None:
+    x, y = _data()
+    sc = _buffer_scenario("replay+class_aware", {**replay, "balance": True})
+    hook = ContinualHook(sc.continual)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    _round(hook, sc, 1, build_model(sc.model, SPEC).state_dict(), x, y)  # task 0
+    job = ClientJob(sc, SPEC, ConfigRecord({}), RecordDict({}), 1, 0, seed=1)
+    first = hook.metrics(job, None, {"num-examples": 32})  # type: ignore[arg-type]
+    assert [first[f"train-class-{c}"] for c in range(4)] == [16, 16, 0, 0]
+    _round(hook, sc, 2, build_model(sc.model, SPEC).state_dict(), x, y)  # task 1
+    job = ClientJob(sc, SPEC, ConfigRecord({}), RecordDict({}), 2, 0, seed=2)
+    figures = hook.metrics(job, None, {"num-examples": 32})  # type: ignore[arg-type]
+    assert [figures[f"train-class-{c}"] for c in range(4)] == want
+
+
+def test_without_class_aware_no_training_counts_are_reported() -> None:
+    x, y = _data()
+    sc = _buffer_scenario("replay", {"buffer_size": 8})
+    hook = ContinualHook(sc.continual)  # type: ignore[arg-type]
+    _round(hook, sc, 1, build_model(sc.model, SPEC).state_dict(), x, y)
+    job = ClientJob(sc, SPEC, ConfigRecord({}), RecordDict({}), 1, 0, seed=1)
+    figures = hook.metrics(job, None, {"num-examples": 32})  # type: ignore[arg-type]
+    assert not any(key.startswith("train-class-") for key in figures)
