@@ -71,3 +71,24 @@ def test_compare_pairs_arms_seed_by_seed_where_their_intervals_overlap() -> None
     assert compare.judged(compare.paired(mixed, base)) == "no measurable difference"
     only_one_shared = figure_stats({2: 0.9, 5: 0.9})
     assert compare.paired_cell(compare.paired(only_one_shared, base)) == "-"
+
+
+def _module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_every_gpu_check_is_a_valid_scenario_on_either_device(device: str) -> None:
+    from fedrobust.bundled import resolve_scenario
+
+    gpu_check = _module("gpu_check")
+    for name, change in gpu_check.checks(rounds=3).items():
+        raw = gpu_check.merged(yaml.safe_load(resolve_scenario(name).read_text()), change)
+        raw["train"].update(device=device, rounds=3)
+        parse_scenario(raw)
+    deep = gpu_check.merged({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}})
+    assert deep == {"a": {"b": 1, "c": 3}}

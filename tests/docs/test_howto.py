@@ -12,7 +12,6 @@ the SuperNodes.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -98,13 +97,9 @@ def one_round(name: str, tmp_path: Path) -> dict[str, Any]:
 
 def run_one_round(name: str, raw: dict[str, Any], out: Path) -> dict[str, Any]:
     """Run ``raw`` in process on as many clients as it has; metrics.json as a dict."""
-    from fedrobust.apps.server.loop import run_federation
+    from fedrobust.apps.inprocess import run_in_process
 
-    from tests.grid import InProcessGrid
-
-    scenario = parse_scenario(raw)
-    run_federation(InProcessGrid(scenario.data.partition.num_clients), scenario, out)
-    return json.loads((out / "metrics.json").read_text())
+    return run_in_process(parse_scenario(raw), out)
 
 
 @pytest.mark.slow
