@@ -15,16 +15,16 @@ from fedrobust.train import TrainPlugin
 def adversarial_plugin(
     cfg: AdversarialTrainingConfig, rnd: int, num_classes: int, seed: int
 ) -> TrainPlugin | None:
-    """The adversarial-training plugin of round ``rnd`` (none before ``start_round``)."""
+    """The adversarial-training plugin of round ``rnd`` (none before ``start_round``; the
+    round's budget from ``eps_schedule``)."""
     if cfg.method == "none" or rnd < cfg.start_round:
         return None
+    eps, alpha = cfg.budget(rnd)
     if cfg.method == "trades":
-        return Trades(cfg.eps, cfg.step_size(), cfg.steps, cfg.beta)
+        return Trades(eps, alpha, cfg.steps, cfg.beta)
     attack = "ffgsm" if cfg.method == "fgsm_rs" else "pgdl2" if cfg.norm == "l2" else "pgd"
     steps = 1 if cfg.method == "fgsm_rs" else cfg.steps
-    return AdversarialExamples(
-        attack, cfg.eps, cfg.step_size(), steps, cfg.ratio, num_classes, seed
-    )
+    return AdversarialExamples(attack, eps, alpha, steps, cfg.ratio, num_classes, seed)
 
 
 class AdversarialTrainingHook(ClientHook):

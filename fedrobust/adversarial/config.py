@@ -10,10 +10,44 @@ from fedrobust.config.base import Section, field_error
 
 ADV_TRAINING_FIELDS: dict[str, set[str]] = {
     "none": set(),
-    "pgd_at": {"eps", "alpha", "steps", "ratio", "start_round", "norm"},
-    "fgsm_rs": {"eps", "alpha", "ratio", "start_round"},
-    "trades": {"eps", "alpha", "steps", "start_round", "beta"},
+    "pgd_at": {"eps", "alpha", "steps", "ratio", "start_round", "norm", "eps_schedule"},
+    "fgsm_rs": {"eps", "alpha", "ratio", "start_round", "eps_schedule"},
+    "trades": {"eps", "alpha", "steps", "start_round", "beta", "eps_schedule"},
 }
+
+
+class EpsScheduleConfig(Section):
+    """How the training budget grows to ``eps`` (``adversarial.training.eps_schedule``).
+
+    A large budget from the first adversarial round can collapse training (the model
+    settles on one class, where the attack cannot hurt it further); a ramp lets it learn
+    the easy perturbations first (e.g. Gowal et al. 2020, https://arxiv.org/abs/2010.03593).
+
+    Parameters
+    ----------
+    kind : str
+        constant (``eps`` from ``start_round`` on) | linear (round ``start_round + k``
+        uses ``eps * min(1, (k + 1) / warmup_rounds)``).
+    warmup_rounds : int
+        linear: rounds until the budget reaches ``eps``.
+    """
+
+    kind: Literal["constant", "linear"] = "linear"
+    warmup_rounds: Annotated[int, Field(ge=1)] = 5
+
+    def applicable(self) -> set[str]:
+        return {"kind"} if self.kind == "constant" else {"kind", "warmup_rounds"}
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> EpsScheduleConfig:
+        self.check_applicable(f"kind '{self.kind}'")
+        return self
+
+    def factor(self, rounds_in: int) -> float:
+        """The share of ``eps`` used in the ``rounds_in``-th adversarial round (0-based)."""
+        if self.kind == "constant":
+            return 1.0
+        return min(1.0, (rounds_in + 1) / self.warmup_rounds)
 
 
 class AdversarialTrainingConfig(Section):
@@ -38,6 +72,9 @@ class AdversarialTrainingConfig(Section):
         linf | l2 (pgd_at: ``PGD`` or ``PGDL2``).
     beta : float
         trades: weight of the robustness (KL) term.
+    eps_schedule : EpsScheduleConfig, optional
+        The budget's ramp from ``start_round`` (default: ``eps`` at once); the step size
+        ``alpha`` follows the budget (its ratio to ``eps`` is kept).
     """
 
     method: Literal[tuple(ADV_TRAINING_FIELDS)] = "none"  # type: ignore[valid-type]
@@ -48,9 +85,17 @@ class AdversarialTrainingConfig(Section):
     start_round: Annotated[int, Field(ge=1)] = 1
     norm: Literal["linf", "l2"] = "linf"
     beta: Annotated[float, Field(ge=0)] = 6.0
+    eps_schedule: EpsScheduleConfig | None = None
 
     def applicable(self) -> set[str]:
         return ADV_TRAINING_FIELDS[self.method] | {"method"}
+
+    def budget(self, rnd: int) -> tuple[float, float]:
+        """``(eps, alpha)`` of round ``rnd`` (a round from ``start_round`` on)."""
+        factor = 1.0
+        if self.eps_schedule is not None:
+            factor = self.eps_schedule.factor(rnd - self.start_round)
+        return self.eps * factor, self.step_size() * factor
 
     @model_validator(mode="after")
     def _fields_fit_method(self) -> AdversarialTrainingConfig:
