@@ -10,47 +10,16 @@ Rules that need the loaded data (a source's real class count, the model's size) 
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from fedrobust.adversarial.config import AdversarialConfig
 from fedrobust.config.base import field_error
-from fedrobust.config.evaluation import EvaluationConfig
-from fedrobust.continual.config import BUFFER_METHODS, ContinualConfig
+from fedrobust.config.view import Scenario
+from fedrobust.continual.config import BUFFER_METHODS
 from fedrobust.continual.fisher_rules import check_fisher_aggregation
 from fedrobust.continual.rules import check_head_methods
-from fedrobust.data.config import BUNDLED_DATASETS, DataConfig
-from fedrobust.models.config import ModelConfig
-from fedrobust.personalization.config import PersonalizationConfig
-from fedrobust.privacy.config import PrivacyConfig
+from fedrobust.data.config import BUNDLED_DATASETS
 from fedrobust.robust.collusion import alie_z
-from fedrobust.robust.config import COLLUDING_ATTACKS, AttackConfig, DefenseConfig
+from fedrobust.robust.config import COLLUDING_ATTACKS, AttackConfig
 from fedrobust.secagg.config import resolve_params
-from fedrobust.strategy.config import StrategyConfig
-from fedrobust.train.config import TrainConfig, check_half_precision
-
-
-class Scenario(Protocol):
-    """What the rules read of :class:`fedrobust.scenario.Scenario` (which runs them from
-    its validator, so this module cannot import it)."""
-
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig
-    strategy: StrategyConfig
-    privacy: PrivacyConfig
-    adversarial: AdversarialConfig
-    attack: AttackConfig
-    defense: DefenseConfig
-    continual: ContinualConfig | None
-    personalization: PersonalizationConfig | None
-    evaluation: EvaluationConfig
-
-    def sampled_per_round(self) -> int: ...
-
-    def defense_num_malicious(self) -> int: ...
-
-    def secagg_enabled(self) -> bool: ...
-
+from fedrobust.train.config import check_half_precision
 
 #: The class count of every bundled dataset; other sources are checked on their data.
 BUNDLED_CLASSES = 10

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fedrobust.config.base import field_error
 
+if TYPE_CHECKING:
+    from fedrobust.config.view import Scenario
 
-def check_fisher_aggregation(scenario: Any) -> None:
+
+def check_fisher_aggregation(scenario: Scenario) -> None:
     """Refuse server-side Fisher aggregation where its records would leak or cannot travel.
 
     Raises

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fedrobust.config.base import field_error
 
 if TYPE_CHECKING:
-    from fedrobust.config.compat import Scenario
+    from fedrobust.config.view import Scenario
 
 #: The strategies whose server update is the clients' weighted average of the model.
 AVERAGING_STRATEGIES = ("fedavg", "fedprox")
