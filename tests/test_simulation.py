@@ -119,7 +119,7 @@ def test_a_run_trains_on_an_existing_ray_cluster(
     assert os.environ == env_before
 
 
-@pytest.mark.slow  # ~45 s: a 1,000-client simulation, 2 rounds of 10 clients
+@pytest.mark.slow  # ~60 s: a 1,000-client simulation, 2 rounds of 10 clients
 def test_a_simulation_of_1000_clients_completes_recording_only_the_sampled_ones(
     tmp_path: Path,
 ) -> None:
