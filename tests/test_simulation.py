@@ -117,3 +117,24 @@ def test_a_run_trains_on_an_existing_ray_cluster(
     drivers = list((session / "logs").glob("python-core-driver-*"))
     assert drivers, "no Ray driver joined the cluster"
     assert os.environ == env_before
+
+
+@pytest.mark.slow  # ~60 s: a 1,000-client simulation, 2 rounds of 10 clients
+def test_a_simulation_of_1000_clients_completes_recording_only_the_sampled_ones(
+    tmp_path: Path,
+) -> None:
+    from fedrobust.sampling import round_clients
+    from fedrobust.scenario import load_scenario
+
+    shipped = Path(__file__).resolve().parent.parent / "scenarios" / "many_clients.yaml"
+    done = fedrobust("run", str(shipped), "--out", str(tmp_path / "run"), "--rounds", "2",
+                     timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and len(metrics["rounds"]) == 2
+    sc = load_scenario(shipped)
+    assert sc.data.partition.num_clients == 1000
+    for r in metrics["rounds"]:
+        assert {c["client"] for c in r["clients"]} == set(round_clients(sc, r["round"]))
+        assert len(r["clients"]) == 10
+    assert metrics["data"]["clients_summary"]["count"] == 1000

@@ -1,15 +1,31 @@
-"""Which node holds which partition: discovery before round 1, rejoins during the run."""
+"""Which node holds which partition: discovery before round 1, rejoins during the run.
+
+In a deployment every node is asked once who it is (its own ``partition-id``). In
+Flower's simulation engine the answer is known without asking: the engine registers
+node ``i`` for ``partition-id`` ``i``, one after the other, so the nodes' registration
+times give the mapping (:func:`simulated_order`); a few nodes spread over the range are
+asked to confirm it, so discovery costs the same for 10 and 10,000 clients.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
+from datetime import datetime
 
+import numpy as np
 from flwr.app import Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from fedrobust.models.registry import InputSpec
+from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.recipe import recipe_config
 from fedrobust.scenario import Scenario
+
+log = logging.getLogger("fedrobust.server")
+#: How many nodes confirm the simulation engine's mapping (evenly spread over the ids).
+SPOT_CHECKS = 8
 
 
 def discover_clients(
@@ -19,6 +35,8 @@ def discover_clients(
 
     Waits up to ``simulation.timeout`` seconds for the scenario's clients to connect.
     Each node also reports its training-set size, stored into ``sizes`` when given.
+    In Flower's simulation engine the mapping is read from the registration order and
+    only :data:`SPOT_CHECKS` nodes are asked (:func:`simulated_mapping`).
     """
     num_clients = scenario.data.partition.num_clients
     timeout = scenario.simulation.timeout
@@ -29,6 +47,12 @@ def discover_clients(
                 f"only {len(node_ids)} of {num_clients} clients connected within {timeout:.0f}s"
             )
         time.sleep(0.5)
+    simulated = simulated_mapping(grid, scenario, spec, timeout)
+    if simulated is not None:
+        mapping, train_sizes = simulated
+        if sizes is not None:
+            sizes.update(train_sizes)
+        return mapping
     mapping: dict[int, int] = {}
     for node, (pid, size) in _ask_partitions(grid, scenario, spec, node_ids, timeout).items():
         if pid in mapping:
@@ -53,6 +77,8 @@ def rejoin_clients(
     offline and unknown nodes are online, those are asked who they are (a short query)
     and their partitions are remapped. Returns ``{partition id: new node id}``.
     """
+    if is_simulation(grid):  # simulated nodes never leave (no heartbeats)
+        return {}
     online = set(grid.get_node_ids())
     if set(nodes.values()) <= online:
         return {}
@@ -66,6 +92,63 @@ def rejoin_clients(
         if pid in nodes and nodes[pid] not in online:
             nodes[pid] = moved[pid] = node
     return moved
+
+
+def is_simulation(grid: Grid) -> bool:
+    """Whether ``grid`` is Flower's simulation engine's (an ``InMemoryGrid``; a deployment's
+    ServerApp never imports that module, so neither does this check)."""
+    module = sys.modules.get("flwr.superlink.grid.inmemory_grid")
+    return module is not None and isinstance(grid, module.InMemoryGrid)
+
+
+def simulated_order(grid: Grid) -> list[int] | None:
+    """The node ids in ``partition-id`` order when ``grid`` is Flower's simulation engine.
+
+    The engine (``flwr.server.superlink.fleet.vce.vce_api._register_nodes``) creates the
+    node of partition ``0``, then ``1``, ..., each stamped with its registration time;
+    sorting by that time gives the partition ids. ``None`` outside the simulation (a
+    deployment's nodes register in any order) or when two nodes share a time stamp.
+    """
+    if not is_simulation(grid):
+        return None
+    infos = list(grid.get_nodes())
+    stamps = [info.registered_at for info in infos]
+    if not all(stamps) or len(set(stamps)) != len(stamps):
+        return None
+    ordered = sorted(infos, key=lambda info: datetime.fromisoformat(info.registered_at))
+    return [info.node_id for info in ordered]
+
+
+def simulated_mapping(
+    grid: Grid, scenario: Scenario, spec: InputSpec, timeout: float
+) -> tuple[dict[int, int], dict[int, int]] | None:
+    """``({partition id: node id}, {partition id: training-set size})`` in a simulation,
+    without asking every node; ``None`` when it cannot be derived (then ask everyone).
+
+    The mapping comes from :func:`simulated_order`, the sizes from the federation the
+    server builds (a simulated node trains its partition of the same federation).
+    :data:`SPOT_CHECKS` nodes evenly spread over the partition ids are asked, as in a
+    deployment; any answer that disagrees (partition id or size) falls back to asking
+    every node.
+    """
+    order = simulated_order(grid)
+    num_clients = scenario.data.partition.num_clients
+    if order is None or len(order) != num_clients:
+        return None
+    mapping = dict(enumerate(order))
+    clients = scenario_federation(scenario).clients
+    train_sizes = {pid: len(client.y_train) for pid, client in enumerate(clients)}
+    spots = sorted({int(p) for p in np.linspace(0, num_clients - 1, SPOT_CHECKS).round()})
+    answers = _ask_partitions(grid, scenario, spec, [mapping[p] for p in spots], timeout)
+    for pid in spots:
+        if answers.get(mapping[pid]) != (pid, train_sizes[pid]):
+            log.warning(
+                "the simulation's node %d does not hold partition %d as its registration "
+                "order says (it answered %s); asking every node",
+                mapping[pid], pid, answers.get(mapping[pid]),
+            )  # fmt: skip
+            return None
+    return mapping, train_sizes
 
 
 def _ask_partitions(

@@ -108,15 +108,11 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
         )
     if doc.get("data"):
         hist = figure("plot_label_histograms", doc["data"], figures / "label_histograms.png")
-        sizes = [
-            [c["client"], c["train"], c["val"], c["noise_rate"]] for c in doc["data"]["clients"]
-        ]
         sections.append(
             Section(
                 "Clients: label distribution",
                 _unassigned_line(doc["data"]) + hist
-                + "<details><summary>sizes</summary>"
-                + html_table(["client", "train", "val", "measured noise"], sizes) + "</details>",
+                + "<details><summary>sizes</summary>" + _sizes_table(doc["data"]) + "</details>",
             )
         )  # fmt: skip
     if any(r.get("clients") for r in doc["rounds"]):
@@ -162,6 +158,18 @@ def build_sections(doc: dict[str, Any], figures: Path) -> list[Section]:
     scenario = yaml.safe_dump(doc["scenario"], sort_keys=False)
     sections.append(Section("Scenario", f"<pre>{html.escape(scenario)}</pre>"))
     return sections
+
+
+def _sizes_table(data: dict[str, Any]) -> str:
+    """One row per client; for many clients (``clients_summary``) the spread over them."""
+    if "clients" in data:
+        rows = [[c["client"], c["train"], c["val"], c["noise_rate"]] for c in data["clients"]]
+        return html_table(["client", "train", "val", "measured noise"], rows)
+    summary = data["clients_summary"]
+    keys = ("train", "val", "noise_rate", "classes_held", "largest_class_share")
+    stats = ("min", "p10", "median", "p90", "max", "mean")
+    rows = [[key, *(summary[key][s] for s in stats)] for key in keys]
+    return html_table([f"over {summary['count']} clients", *stats], rows)
 
 
 def _fairness_section(doc: dict[str, Any], final: dict[str, Any], figures: Path) -> Section:

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from fedrobust.scenario import Scenario
 
 STATUSES = ("running", "completed", "failed")
+#: Federations of more clients record ``clients_summary`` (distributions over the
+#: clients) instead of one ``clients`` record each: metrics.json is rewritten every round.
+PER_CLIENT_LIMIT = 100
 # Figures that measure time, not learning: they differ between identical runs.
 TIMING_KEYS = frozenset({"seconds", "wall_seconds", "train_seconds"})
 
@@ -196,8 +199,9 @@ class RunRecorder:
             raise
 
     def set_data(self, data: dict[str, Any]) -> None:
-        """Record the federation summary (sizes, label histograms, noise rates)."""
-        self.doc["data"] = data
+        """Record the federation summary (sizes, label histograms, noise rates); compact
+        beyond :data:`PER_CLIENT_LIMIT` clients (:func:`compact_data`)."""
+        self.doc["data"] = compact_data(data)
         self._save()
 
     def initial(self, figures: dict[str, Any]) -> None:
@@ -254,3 +258,57 @@ class RunRecorder:
     def _track(self, figures: dict[str, Any]) -> None:
         """Hand ``figures`` to the trackers, once saved: they show the run as it goes."""
         self.trackers = forward_round(self.trackers, figures, self.path.parent)
+
+
+def compact_data(data: dict[str, Any], limit: int = PER_CLIENT_LIMIT) -> dict[str, Any]:
+    """``data`` with its per-client records replaced by ``clients_summary`` when it has
+    more than ``limit`` clients; unchanged otherwise.
+
+    ``clients_summary`` holds ``count``; the spread (min, 10th percentile, median, 90th
+    percentile, max, mean) over the clients of ``train``, ``val``, ``local_test``,
+    ``noise_rate``, ``classes_held`` (classes with a training sample) and
+    ``largest_class_share`` (the share of a client's training samples in its largest
+    class: 1/classes for a balanced client, 1 for a one-class client); ``label_totals``
+    (training samples per class, all clients); and 20-bin histograms of training-set
+    size and largest-class share for the report. Its size does not grow with the clients.
+    """
+    clients = data.get("clients") or []
+    if len(clients) <= limit:
+        return data
+    import numpy as np
+
+    counts = np.array([c["label_histogram"] for c in clients], dtype=np.int64)
+    train = counts.sum(axis=1)
+    share = counts.max(axis=1) / np.maximum(train, 1)
+    summary = {
+        "count": len(clients),
+        **{key: _spread([c[key] for c in clients]) for key in ("train", "val", "local_test")},
+        "noise_rate": _spread([c["noise_rate"] for c in clients]),
+        "classes_held": _spread((counts > 0).sum(axis=1)),
+        "largest_class_share": _spread(share),
+        "label_totals": counts.sum(axis=0).tolist(),
+        "train_histogram": _histogram(train, (0, int(train.max()) + 1)),
+        "largest_class_share_histogram": _histogram(share, (0.0, 1.0)),
+    }
+    return {**{k: v for k, v in data.items() if k != "clients"}, "clients_summary": summary}
+
+
+def _spread(values: Sequence[float] | Any) -> dict[str, float]:
+    """min, p10, median, p90, max and mean of ``values``."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=np.float64)
+    p10, median, p90 = np.percentile(array, [10, 50, 90])
+    return {
+        "min": float(array.min()), "p10": round(float(p10), 6), "median": float(median),
+        "p90": round(float(p90), 6), "max": float(array.max()),
+        "mean": round(float(array.mean()), 6),
+    }  # fmt: skip
+
+
+def _histogram(values: Any, bounds: tuple[float, float], bins: int = 20) -> dict[str, list]:
+    """``{"edges": bins + 1 edges, "counts": clients per bin}`` of ``values``."""
+    import numpy as np
+
+    counts, edges = np.histogram(values, bins=bins, range=bounds)
+    return {"edges": [round(float(e), 6) for e in edges], "counts": counts.tolist()}

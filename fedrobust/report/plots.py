@@ -13,6 +13,9 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+#: Beyond this many clients a plot draws a band over the clients, not one line each.
+MANY_LINES = 100
+
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
@@ -38,7 +41,11 @@ def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
 
 
 def plot_label_histograms(data: dict[str, Any], path: Path) -> Path:
-    """Stacked bars: each client's training labels by class."""
+    """Stacked bars: each client's training labels by class; for a federation recorded
+    as ``clients_summary`` (many clients) the distributions over the clients instead
+    (:func:`plot_client_distributions`)."""
+    if "clients" not in data:
+        return plot_client_distributions(data["clients_summary"], path)
     counts = np.array([c["label_histogram"] for c in data["clients"]])
     clients = np.arange(len(counts))
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(counts) + 2), 4))
@@ -50,6 +57,28 @@ def plot_label_histograms(data: dict[str, Any], path: Path) -> Path:
     ax.set(xlabel="client", ylabel="training samples", title="Label distribution per client")
     if counts.shape[1] <= 20:
         ax.legend(title="class", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_client_distributions(summary: dict[str, Any], path: Path) -> Path:
+    """Three panels for many clients: how many clients hold how many training samples,
+    how skewed their labels are (share of the largest class), and the labels of the
+    whole federation."""
+    fig, (ax_size, ax_share, ax_labels) = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, key, xlabel in (
+        (ax_size, "train_histogram", "training samples"),
+        (ax_share, "largest_class_share_histogram", "share of the largest class"),
+    ):
+        edges, counts = np.array(summary[key]["edges"]), summary[key]["counts"]
+        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", edgecolor="white")
+        ax.set(xlabel=xlabel, ylabel="clients")
+    ax_size.set_title(f"Training-set size ({summary['count']} clients)")
+    ax_share.set_title("Label skew per client")
+    totals = summary["label_totals"]
+    ax_labels.bar(np.arange(len(totals)), totals, color="tab:gray")
+    ax_labels.set(xlabel="class", ylabel="training samples", title="Labels, all clients")
+    for ax in (ax_size, ax_share, ax_labels):
+        ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
 
 
@@ -113,12 +142,16 @@ def plot_fairness(metrics: dict[str, Any], path: Path) -> Path:
 
 
 def plot_privacy(metrics: dict[str, Any], path: Path) -> Path:
-    """Cumulative epsilon per round (each client; max and mean), and accuracy vs epsilon."""
+    """Cumulative epsilon per round (each client, or their min-max band beyond
+    :data:`MANY_LINES` clients; max and mean), and accuracy vs epsilon."""
     rows = [r for r in metrics["rounds"] if "epsilon" in r]
     fig, (ax_eps, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
     rounds = [r["round"] for r in rows]
     per_client = [r["epsilon_clients"] for r in rows if "epsilon_clients" in r]
-    if per_client and len(per_client) == len(rows):
+    if per_client and len(per_client) == len(rows) and len(per_client[0]) > MANY_LINES:
+        ax_eps.fill_between(rounds, [min(e) for e in per_client], [max(e) for e in per_client],
+                            color="gray", alpha=0.3, label="min-max over clients")  # fmt: skip
+    elif per_client and len(per_client) == len(rows):
         for client, series in enumerate(zip(*per_client, strict=True)):
             ax_eps.plot(rounds, series, color="gray", alpha=0.4, lw=1,
                         label="each client" if client == 0 else None)  # fmt: skip

@@ -1,13 +1,15 @@
-"""A client whose SuperNode came back under a new node id gets its partition back."""
+"""Who holds which partition: a client whose SuperNode came back under a new node id gets
+its partition back; in Flower's simulation engine discovery asks a few nodes, not all."""
 
 from __future__ import annotations
 
 import pytest
 from flwr.app import ConfigRecord, Message, RecordDict
 
-from fedrobust.federation.discovery import rejoin_clients
+from fedrobust.federation.discovery import SPOT_CHECKS, discover_clients, rejoin_clients
 from fedrobust.models.registry import InputSpec
 from fedrobust.scenario import parse_scenario
+from tests.grid import simulated_grid
 
 SC = parse_scenario(
     {"name": "r", "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 3}}}
@@ -62,3 +64,46 @@ def test_a_newcomer_cannot_take_the_partition_of_a_client_still_online() -> None
     grid = Grid({10: 0, 11: 1, 77: 0})  # 12 is gone; 77 claims client 0, who is online
     assert rejoin_clients(grid, SC, SPEC, nodes) == {}  # type: ignore[arg-type]
     assert nodes == {0: 10, 1: 11, 2: 12}
+
+
+MANY = parse_scenario(
+    {
+        "name": "many",
+        "data": {
+            "dataset": "synthetic:1x8x8:10:20000",
+            "partition": {"kind": "iid", "num_clients": 1000},
+        },
+        "model": {"name": "mlp"},
+        "train": {"fraction_train": 0.01},
+    }
+)
+
+
+@pytest.mark.usefixtures("server_identity")
+def test_a_simulation_of_1000_clients_asks_only_a_few_nodes_who_they_are() -> None:
+    grid = simulated_grid(1000)
+    sizes: dict[int, int] = {}
+    nodes = discover_clients(grid, MANY, SPEC, sizes)
+    truth = {int(c.node_config["partition-id"]): node for node, c in grid.contexts.items()}
+    assert nodes == truth
+    assert len(grid.asked) == SPOT_CHECKS  # before: all 1,000
+    assert len(sizes) == 1000 and all(s > 0 for s in sizes.values())
+
+
+@pytest.mark.usefixtures("server_identity")
+def test_a_simulation_whose_nodes_disagree_with_the_registration_order_asks_everyone() -> None:
+    few = MANY.model_copy(deep=True)
+    few.data.partition.num_clients = 20
+    grid = simulated_grid(20, shuffled=True)
+    nodes = discover_clients(grid, few, SPEC, {})
+    truth = {int(c.node_config["partition-id"]): node for node, c in grid.contexts.items()}
+    assert nodes == truth
+    assert len(grid.asked) == SPOT_CHECKS + 20  # the spot check failed: everyone was asked
+
+
+@pytest.mark.usefixtures("server_identity")
+def test_a_simulation_asks_nobody_to_rejoin() -> None:
+    grid = simulated_grid(3)
+    nodes = {0: 1, 1: 2, 2: 3}  # none of them online: a deployment would ask
+    assert rejoin_clients(grid, SC, SPEC, nodes) == {}
+    assert grid.asked == []

@@ -142,3 +142,30 @@ def test_a_new_feature_joins_through_hooks_with_its_records_and_state(
     for context in grid.contexts.values():
         assert context.state.config_records["toy-count"]["n"] == 2
     assert torch.load(tmp_path / "model.pt")  # the run finished and kept a model
+
+
+@pytest.mark.usefixtures("server_identity")
+def test_a_simulation_of_200_clients_records_only_the_sampled_clients(tmp_path: Path) -> None:
+    from fedrobust.sampling import round_clients
+    from tests.grid import simulated_grid
+
+    many = parse_scenario(
+        {
+            "name": "many",
+            "data": {
+                "dataset": "synthetic:1x8x8:10:4000",
+                "partition": {"kind": "iid", "num_clients": 200},
+            },
+            "model": {"name": "mlp", "hidden": [16]},
+            "train": {"rounds": 2, "fraction_train": 0.001, "min_train_clients": 4},
+        }
+    )
+    grid = simulated_grid(200)
+    run_federation(grid, many, tmp_path)
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    for r in doc["rounds"]:  # per-client records for the round's clients only
+        assert {c["client"] for c in r["clients"]} == set(round_clients(many, r["round"]))
+    assert "clients" not in doc["data"]  # 200 records before; now a summary of fixed size
+    assert doc["data"]["clients_summary"]["count"] == 200
+    assert len(grid.asked) < 20  # discovery asked 8 nodes, two rounds trained 4 each
+    assert "over 200 clients" in (tmp_path / "report.html").read_text()
