@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "runs" / "bench_shared_memory")
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
+    args.out = args.out.resolve()
     shutil.rmtree(args.out, ignore_errors=True)
     rows = {}
     for w in workers:

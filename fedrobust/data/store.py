@@ -116,12 +116,9 @@ def build_store(directory: Path, data: DataConfig, seed: int) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
     try:
         source = stream_source(data, seed)
-        shape, dtype = _write_inputs(tmp / "x.npy", source)
+        rows = split_rows(source.y, len(source.classes), data, seed)  # from the labels alone
+        shape, dtype = _write_inputs(tmp, source, rows.test)
         np.save(tmp / "y.npy", source.y)
-        rows = split_rows(source.y, len(source.classes), data, seed)
-        x = np.load(tmp / "x.npy", mmap_mode="r")
-        _write_test(tmp / "x_test.npy", x, rows.test, source.scale)
-        del x
         np.save(tmp / "test.npy", rows.test)
         _write_rows(tmp, rows.clients)
         manifest = {
@@ -213,13 +210,19 @@ class FederationStore:
         self.manifest = manifest
         self.data = DataConfig.model_validate(manifest["key"]["data"])
         self.scale: str = manifest["scale"]
-        self.x = self._map("x")
         self.y = self._map("y")
         self.bounds = self._map("bounds")
         self.parts = {name: self._map(name) for name in (*PARTS, "labels")}
         self.spec = InputSpec(shape=tuple(manifest["shape"]), num_classes=len(manifest["classes"]))
         # torch warns once per process on a read-only array; reading it is all we do
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+
+    @property
+    def x(self) -> np.ndarray:
+        """The inputs, mapped anew on each access: a gather maps them for its own
+        duration only, so a worker holds no pages of them between messages (the
+        operating system's page cache keeps them for the next)."""
+        return self._map("x")
 
     def _map(self, name: str) -> np.ndarray:
         return np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
@@ -246,10 +249,12 @@ class FederationStore:
         labels = ClientRows(*(np.array(part) for part in (rows.train, rows.val, rows.test,
                                                           rows.labels)))  # fmt: skip
 
+        x = self.x if inputs else None
+
         def take(index: np.ndarray) -> np.ndarray:
-            if not inputs:
+            if x is None:
                 return np.empty((0, *self.spec.shape), dtype=np.float32)
-            return to_float(np.asarray(self.x[index]), self.scale)
+            return to_float(np.asarray(x[index]), self.scale)
 
         return gather_client(take, np.asarray(self.y), labels, self.data, cid)
 
@@ -318,33 +323,35 @@ class StoredFederation(Federation):
         return self.clients.store.federation(finish)
 
 
-def _write_inputs(path: Path, source: StreamedSource) -> tuple[tuple[int, ...], str]:
-    """Stream ``source``'s chunks into an .npy file; its (shape per example, dtype)."""
+def _write_inputs(
+    directory: Path, source: StreamedSource, test: np.ndarray
+) -> tuple[tuple[int, ...], str]:
+    """Stream ``source``'s chunks into ``x.npy`` and the rows ``test`` (sorted), as
+    float32, into ``x_test.npy``: plain writes, so the builder never maps (and holds
+    resident) the arrays it writes. Returns the (shape per example, dtype) of ``x``."""
     n = len(source.y)
-    out = None
     start = 0
-    for chunk in source.chunks:
-        if out is None:
-            out = np.lib.format.open_memmap(path, mode="w+", dtype=chunk.dtype,
-                                            shape=(n, *chunk.shape[1:]))  # fmt: skip
-        out[start : start + len(chunk)] = chunk
-        start += len(chunk)
-    if out is None or start != n:
+    first: np.ndarray | None = None
+    with (directory / "x.npy").open("wb") as x_out, (directory / "x_test.npy").open("wb") as t_out:
+        for chunk in source.chunks:
+            if first is None:
+                first = chunk
+                _header(x_out, chunk.dtype, (n, *chunk.shape[1:]))
+                _header(t_out, np.dtype(np.float32), (len(test), *chunk.shape[1:]))
+            x_out.write(np.ascontiguousarray(chunk).tobytes())
+            lo, hi = np.searchsorted(test, [start, start + len(chunk)])
+            t_out.write(to_float(chunk[test[lo:hi] - start], source.scale).tobytes())
+            start += len(chunk)
+    if first is None or start != n:
         raise ValueError(f"the source gave {start} inputs for {n} labels")
-    shape, dtype = tuple(out.shape[1:]), str(out.dtype)
-    out.flush()
-    del out
-    return shape, dtype
+    return tuple(first.shape[1:]), str(first.dtype)
 
 
-def _write_test(path: Path, x: np.ndarray, rows: np.ndarray, scale: str) -> None:
-    """The global test set as float32, gathered and converted in chunks."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
-                                    shape=(len(rows), *x.shape[1:]))  # fmt: skip
-    for start in range(0, len(rows), 4096):
-        out[start : start + 4096] = to_float(np.asarray(x[rows[start : start + 4096]]), scale)
-    out.flush()
-    del out
+def _header(handle: Any, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """The .npy header of a C-ordered array of ``dtype`` and ``shape``."""
+    fields = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+              "shape": shape}  # fmt: skip
+    np.lib.format.write_array_header_1_0(handle, fields)
 
 
 def _write_rows(directory: Path, clients: list[ClientRows]) -> None:

@@ -186,3 +186,35 @@ def test_hugging_face_chunks_refuse_inputs_out_of_range_or_of_another_shape() ->
     with pytest.raises(FedrobustError) as info:
         list(stream_module.hf_chunks(mixed, "img", "mixed", chunk=2))
     assert info.value.where == "data.image_key"
+
+
+@pytest.mark.slow  # one Flower simulation (~30 s)
+def test_a_simulation_trains_from_the_store_where_workers_could_not_build_the_data(
+    tmp_path: Path,
+) -> None:
+    """The npz path is relative to the CLI's directory only: the ServerApp and the Ray
+    workers run elsewhere and could not load it, so a round where every sampled client
+    replies was read from the store."""
+    import os
+    import subprocess
+    import sys
+
+    cli = tmp_path / "cli"
+    cli.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(cli / "own.npz", x=rng.integers(0, 256, (240, 1, 6, 6)), y=np.arange(240) % 3)
+    doc = {"name": "store", "data": {"dataset": "npz:own.npz", "partition": {"kind": "iid",
+           "num_clients": 3}}, "model": {"name": "mlp", "hidden": [8]},
+           "train": {"rounds": 1, "fraction_train": 1.0}}  # fmt: skip
+    (cli / "s.yaml").write_text(json.dumps(doc))
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "fedrobust.cli", "run", "s.yaml", "--out", str(run)],
+        cwd=cli, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["rounds"][0]["aggregated"] == 3 and metrics["rounds"][0]["dropped"] == {}
+    assert (run / "data" / MANIFEST).is_file()
