@@ -112,6 +112,7 @@ def build_store(directory: Path, data: DataConfig, seed: int) -> Path:
     """Write the federation of ``data`` and ``seed`` into ``directory`` (replacing what is
     there), streaming the source's chunks to disk; returns ``directory``."""
     directory = Path(directory)
+    created = not directory.parent.exists()  # a run directory the data then refuse goes too
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
     try:
@@ -137,6 +138,8 @@ def build_store(directory: Path, data: DataConfig, seed: int) -> Path:
         os.replace(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            shutil.rmtree(directory.parent, ignore_errors=True)
         raise
     return directory
 
