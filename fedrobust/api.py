@@ -118,8 +118,8 @@ def run(
     from fedrobust.simulation import check_resumable, run_simulation
 
     resolved = validate(scenario, rounds=rounds, seed=seed)
-    preflight(resolved)
     run_dir = resolve_run_dir(resolved, None if out is None else str(out))
+    preflight(resolved, run_dir=run_dir)  # writes the run's federation store
     if resume:
         check_resumable(run_dir, resolved)
     with tempfile.TemporaryDirectory(prefix="fedrobust-") as tmp:

@@ -10,6 +10,8 @@ A run directory holds what one run of a scenario writes::
     scenario.yaml     the scenario as run (overrides applied)
     audit.json        the result of ``fedrobust audit``
     logs/             flwr.log and superlink.log of a simulation
+    data/             the simulation's federation store, mapped by every process
+                      (fedrobust.data.store): arrays (.npy), partitions as rows, manifest
     .flwr/            the simulation SuperLink's private FLWR_HOME, while it runs
     deploy/           credentials and logs of ``fedrobust deploy`` (its default)
     export/           ``fedrobust export`` files, export.json and export.md (its default)
@@ -51,6 +53,7 @@ PRIVACY_ATTACKS_DIR = "privacy_attacks"
 PRIVACY_ATTACK_RESULTS = "results.json"
 EXPLAIN_DIR = "explain"
 EXPLAIN_RESULTS = "results.json"
+STORE_DIR = "data"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,11 @@ class RunDir:
     def superlink_log(self) -> Path:
         """``logs/superlink.log``: the simulation SuperLink's output."""
         return self.logs / SUPERLINK_LOG
+
+    @property
+    def data(self) -> Path:
+        """``data/``: the simulation's federation store (``fedrobust.data.store``)."""
+        return self.path / STORE_DIR
 
     @property
     def flwr_home(self) -> Path:

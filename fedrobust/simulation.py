@@ -19,6 +19,7 @@ from typing import Any
 
 from fedrobust.apps import FLOWER_APP_DIR as APP_DIR
 from fedrobust.data.cache import CACHE_ENV
+from fedrobust.data.store import STORE_ENV
 from fedrobust.errors import FedrobustError
 from fedrobust.extras import require
 from fedrobust.launch import (
@@ -69,6 +70,19 @@ def ray_environment(scenario: Scenario) -> dict[str, str | None]:
         env["RAY_JOB_CONFIG_JSON_ENV_VAR"] = json.dumps({"runtime_env": sim.ray_runtime_env})
         env["RAY_OVERRIDE_JOB_RUNTIME_ENV"] = "1"
     return env
+
+
+def prepare_store(scenario: Scenario, run_dir: Path) -> Path | None:
+    """Build (or reuse) the run's federation store, ``RUN_DIR/data/``
+    (:mod:`fedrobust.data.store`); ``None`` on a Ray cluster (``simulation.ray_address``),
+    whose workers may not see the run directory."""
+    if scenario.simulation.ray_address is not None:
+        return None
+    from fedrobust.data.store import ensure_store
+
+    directory = RunDir(run_dir).data
+    ensure_store(directory, scenario.data, scenario.seed)
+    return directory
 
 
 def launch_flower_app(
@@ -186,8 +200,9 @@ def run_simulation(
         on_round=on_round,
     )  # fmt: skip
     federation = federation_config(scenario)
-    launch_flower_app(APP_DIR, run_dir, watch.run_config, federation, watch.keep_waiting,
-                      ray_environment(scenario))  # fmt: skip
+    store = prepare_store(scenario, run_dir)  # before any process: every one maps it
+    env = {**ray_environment(scenario), STORE_ENV: None if store is None else str(store)}
+    launch_flower_app(APP_DIR, run_dir, watch.run_config, federation, watch.keep_waiting, env)
     return watch.result(RunDir(run_dir).flwr_log)
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
-def preflight(scenario: Any, simulation: bool = True) -> tuple[Any, str | None]:
+def preflight(
+    scenario: Any, simulation: bool = True, run_dir: Path | None = None
+) -> tuple[Any, str | None]:
     """Load the data and try what can fail on it, before any process starts.
+
+    Given the simulation's ``run_dir``, the data are written to its federation store
+    first and read from there (:func:`fedrobust.simulation.prepare_store`), so this
+    process never holds the whole federation in memory.
 
     The checks are :func:`fedrobust.config.checks.check_with_data`, which the ServerApp
     runs too, after :func:`fedrobust.tracking.check_tracking` (a tracker's package is
@@ -16,7 +23,7 @@ def preflight(scenario: Any, simulation: bool = True) -> tuple[Any, str | None]:
     from fedrobust.explain.config import check_explain
     from fedrobust.extras import require
     from fedrobust.privacy.canaries import scenario_federation
-    from fedrobust.simulation import check_simulation
+    from fedrobust.simulation import check_simulation, prepare_store
     from fedrobust.tracking import check_tracking
     from fedrobust.train.device import check_simulation_device
 
@@ -27,5 +34,6 @@ def preflight(scenario: Any, simulation: bool = True) -> tuple[Any, str | None]:
     if simulation:
         check_simulation()  # Ray: the simulation extra
         check_simulation_device(scenario.train.device, scenario.simulation.gpus_per_client)
-    fed = scenario_federation(scenario)  # data errors surface here, exit 2
+    store = prepare_store(scenario, run_dir) if simulation and run_dir is not None else None
+    fed = scenario_federation(scenario, store)  # data errors surface here, exit 2
     return fed, check_with_data(scenario, fed)

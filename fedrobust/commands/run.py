@@ -19,8 +19,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False, soft_wrap=True)
     scenario = load_scenario(args.scenario, overrides(args))
-    fed, privacy_plan = preflight(scenario)
     run_dir = resolve_run_dir(scenario, args.out)
+    fed, privacy_plan = preflight(scenario, run_dir=run_dir)
     if args.resume:
         done = check_resumable(run_dir, scenario)
         console.print(f"resuming {run_dir} after round {done}")

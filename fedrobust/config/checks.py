@@ -145,5 +145,5 @@ def _check_semi_supervised(scenario: Scenario, shape: tuple[int, ...]) -> None:
 def _privacy_plan(scenario: Scenario, federation: Federation) -> str | None:
     from fedrobust.privacy.accounting import check_privacy
 
-    sizes = {i: len(c.y_train) for i, c in enumerate(federation.clients)}
+    sizes = dict(enumerate(federation.train_sizes()))
     return check_privacy(scenario, sizes) or None

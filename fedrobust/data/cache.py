@@ -58,6 +58,7 @@ BUILDER_SOURCES = (
     "data/partition.py",
     "data/sequence.py",
     "data/sources.py",
+    "data/synthetic.py",
     "data/transforms.py",
     "privacy/canaries.py",
     "seeds.py",
@@ -112,6 +113,11 @@ def _builder_packages() -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "-"
     return found
+
+
+def builder_fingerprint() -> dict[str, Any]:
+    """The code and the package versions that build a federation (part of every key)."""
+    return {"code": _builder_code(), "packages": _builder_packages()}
 
 
 def partition_key(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -83,9 +84,13 @@ class Federation:
     classes: list[str]
     x_test: np.ndarray
     y_test: np.ndarray
-    clients: list[ClientData] = field(default_factory=list)
+    clients: Sequence[ClientData] = field(default_factory=list)
     unassigned: int = 0
     unused_classes: list[int] = field(default_factory=list)
+
+    def train_sizes(self) -> list[int]:
+        """Each client's number of training examples (a store answers from its labels)."""
+        return [len(c.y_train) for c in self.clients]
 
     def summary(self) -> dict[str, object]:
         """Sizes, label histograms and measured noise: recorded in every run.
@@ -150,14 +155,59 @@ def _build_cached(cfg_json: str, seed: int) -> Federation:
     return _split(as_sequences(source, cfg.sequence), cfg, seed)
 
 
-def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
+@dataclass(frozen=True)
+class ClientRows:
+    """Where one client's data sit in the source: row indices (and the training labels
+    the client sees).
+
+    Parameters
+    ----------
+    train, val, test : np.ndarray
+        Rows of the training part, the validation part and the local test split
+        (empty without ``data.local_test_fraction``).
+    labels : np.ndarray
+        The training labels the client sees (noisy under ``data.label_noise``).
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class SplitRows:
+    """The federation as row indices into the source: what :func:`split_rows` decides.
+
+    Parameters
+    ----------
+    test : np.ndarray
+        Rows of the global test set.
+    clients : list[ClientRows]
+        Each client's rows.
+    unassigned : int
+        Pool samples no client received.
+    unused_classes : list[int]
+        Classes of the pool no client received.
+    """
+
+    test: np.ndarray
+    clients: list[ClientRows]
+    unassigned: int
+    unused_classes: list[int]
+
+
+def split_rows(y: np.ndarray, num_classes: int, cfg: DataConfig, seed: int) -> SplitRows:
+    """Decide the federation from the labels alone: the held-out test set, the
+    partitions, each client's validation and local test split, limited data, imbalance
+    and label noise (every draw from its seeded stream, in a fixed order)."""
     # flwr-datasets and Hugging Face datasets (~0.9 s): only when a federation is split
     require("data.partition", "flwr_datasets", "datasets")
     from fedrobust.data.partition import partition_indices
 
-    k = source.num_classes
-    pool, test = _held_out_split(source.y, cfg.test_fraction, seed)
-    parts = partition_indices(source.y[pool], cfg.partition, seed)
+    k = num_classes
+    pool, test = _held_out_split(y, cfg.test_fraction, seed)
+    parts = partition_indices(y[pool], cfg.partition, seed)
     tail_order = stream(seed, Stream.LONG_TAIL).permutation(k)
     clients = []
     for cid, part in enumerate(parts):
@@ -170,36 +220,60 @@ def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
         if cfg.limited is not None:
             train = apply_limited(train, cfg.limited, rng)
         if cfg.imbalance is not None:
-            train = apply_imbalance(train, source.y, cfg.imbalance, k, tail_order, rng)
-        clean = source.y[train]
+            train = apply_imbalance(train, y, cfg.imbalance, k, tail_order, rng)
+        clean = y[train]
         noisy = (
             clean if cfg.label_noise is None else apply_label_noise(clean, cfg.label_noise, k, rng)
         )
-        client = ClientData(
-            x_train=source.x[train],
-            y_train=noisy,
-            y_train_clean=clean,
-            x_val=source.x[val],
-            y_val=source.y[val],
-            x_test=source.x[test_rows] if cfg.local_test_fraction > 0 else None,
-            y_test=source.y[test_rows] if cfg.local_test_fraction > 0 else None,
-        )
-        if cfg.feature_shift is not None:
-            client = _shifted(client, cfg, cid)
-        clients.append(client)
+        clients.append(ClientRows(train=train, val=val, test=test_rows, labels=noisy))
     unassigned = len(pool) - sum(len(p) for p in parts)
     given = np.concatenate(parts) if parts else np.array([], dtype=np.int64)
-    unused = sorted(set(source.y[pool].tolist()) - set(source.y[pool][given].tolist()))
+    unused = sorted(set(y[pool].tolist()) - set(y[pool][given].tolist()))
     if unassigned:
         log.warning(unassigned_note(unassigned, len(pool), unused, cfg.partition.kind))
+    return SplitRows(
+        test=test, clients=clients, unassigned=unassigned, unused_classes=[int(c) for c in unused]
+    )
+
+
+def gather_client(
+    take: Callable[[np.ndarray], np.ndarray],
+    y: np.ndarray,
+    rows: ClientRows,
+    cfg: DataConfig,
+    cid: int,
+) -> ClientData:
+    """Client ``cid``'s data from its rows: ``take(rows)`` gives the float32 inputs of
+    those rows (from memory or a store), then the feature shift."""
+    local_test = cfg.local_test_fraction > 0
+    client = ClientData(
+        x_train=take(rows.train),
+        y_train=rows.labels,
+        y_train_clean=y[rows.train],
+        x_val=take(rows.val),
+        y_val=y[rows.val],
+        x_test=take(rows.test) if local_test else None,
+        y_test=y[rows.test] if local_test else None,
+    )
+    if cfg.feature_shift is not None:
+        client = _shifted(client, cfg, cid)
+    return client
+
+
+def _split(source: Source, cfg: DataConfig, seed: int) -> Federation:
+    rows = split_rows(source.y, source.num_classes, cfg, seed)
+
+    def take(index: np.ndarray) -> np.ndarray:
+        return source.x[index]
+
     return Federation(
-        spec=InputSpec(shape=tuple(source.x.shape[1:]), num_classes=k),
+        spec=InputSpec(shape=tuple(source.x.shape[1:]), num_classes=source.num_classes),
         classes=source.classes,
-        x_test=source.x[test],
-        y_test=source.y[test],
-        clients=clients,
-        unassigned=unassigned,
-        unused_classes=[int(c) for c in unused],
+        x_test=source.x[rows.test],
+        y_test=source.y[rows.test],
+        clients=[gather_client(take, source.y, r, cfg, cid) for cid, r in enumerate(rows.clients)],
+        unassigned=rows.unassigned,
+        unused_classes=rows.unused_classes,
     )
 
 

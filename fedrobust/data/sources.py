@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,20 @@ def _load_npz(path: Path) -> Source:
 
 def _load_hf(name: str, image_key: str | None, label_key: str | None) -> Source:
     """Load the train split through flwr-datasets' FederatedDataset."""
+    split, image_key, label_key = hf_split(name, image_key, label_key)
+    table = split.with_format("numpy")
+    try:
+        x = np.stack([np.asarray(item) for item in table[image_key]])
+    except ValueError as exc:
+        raise FedrobustError(
+            "data.image_key", f"inputs of '{name}' differ in shape: {exc}"
+        ) from None
+    return _finish(scale_inputs(x, FIELD), np.asarray(table[label_key]), FIELD)
+
+
+def hf_split(name: str, image_key: str | None, label_key: str | None) -> tuple[Any, str, str]:
+    """The train split of Hugging Face dataset ``name`` (a ``datasets.Dataset``, not
+    read into memory yet) and its image and label columns (given, or guessed)."""
     require(FIELD, "flwr_datasets", "datasets")
     from flwr_datasets import FederatedDataset
 
@@ -106,14 +121,7 @@ def _load_hf(name: str, image_key: str | None, label_key: str | None) -> Source:
     for key, field in ((image_key, "data.image_key"), (label_key, "data.label_key")):
         if key not in columns:
             raise FedrobustError(field, f"no column '{key}' in '{name}'; columns: {columns}")
-    table = split.with_format("numpy")
-    try:
-        x = np.stack([np.asarray(item) for item in table[image_key]])
-    except ValueError as exc:
-        raise FedrobustError(
-            "data.image_key", f"inputs of '{name}' differ in shape: {exc}"
-        ) from None
-    return _finish(scale_inputs(x, FIELD), np.asarray(table[label_key]), FIELD)
+    return split, image_key, label_key
 
 
 def _load_synthetic(dataset: str, seed: int) -> Source:
@@ -173,13 +181,21 @@ def _finish(x: np.ndarray, y: np.ndarray, where: str) -> Source:
     if y.ndim != 1:
         raise FedrobustError(where, f"y must be one label per sample, got shape {y.shape}")
     x = channels_first(x, where)
+    y_index, classes = label_indices(y, where)
+    return Source(x=np.ascontiguousarray(x, dtype=np.float32), y=y_index, classes=classes)
+
+
+def label_indices(y: np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
+    """Labels ``y`` as int64 indices 0..K-1 and the original label of each index.
+
+    Raises
+    ------
+    FedrobustError
+        Naming ``where``: non-integer or fewer than two classes.
+    """
     if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0):
         raise FedrobustError(where, "y must hold integer class labels")
     classes, y_index = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise FedrobustError(where, "y must hold at least two classes")
-    return Source(
-        x=np.ascontiguousarray(x, dtype=np.float32),
-        y=y_index.astype(np.int64),
-        classes=[str(c) for c in classes],
-    )
+    return y_index.astype(np.int64), [str(c) for c in classes]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedrobust.data import Federation, build_federation
+from fedrobust.data import ClientData, Federation, build_federation
 from fedrobust.privacy.audit import audit_from_scores
 from fedrobust.scenario import Scenario
 from fedrobust.seeds import Stream, stream
@@ -59,8 +60,22 @@ def make_canaries(scenario: Scenario, fed: Federation) -> Canaries:
     return Canaries(x=x, y=y, client=client, included=included)
 
 
-def scenario_federation(scenario: Scenario) -> Federation:
-    """The federation a run trains on: the scenario's data, plus canaries when audited."""
+def scenario_federation(scenario: Scenario, store_dir: Path | None = None) -> Federation:
+    """The federation a run trains on: the scenario's data, plus canaries when audited.
+
+    Read from the federation store in ``store_dir`` (default: the run's, in a
+    simulation's processes, :func:`fedrobust.data.store.run_store`) when that holds it,
+    each client gathered on access; else built in memory.
+    """
+    from fedrobust.data.store import run_store
+
+    store = run_store(scenario.data, scenario.seed, store_dir)
+    if store is not None:
+        fed = store.federation()
+        if scenario.privacy.audit is None:
+            return fed
+        canaries = make_canaries(scenario, fed)
+        return fed.with_finish(functools.partial(_plant, canaries))
     if scenario.privacy.audit is None:
         return build_federation(scenario.data, scenario.seed)
     return _with_canaries(scenario.model_dump_json())
@@ -71,18 +86,18 @@ def _with_canaries(scenario_json: str) -> Federation:
     scenario = Scenario.model_validate_json(scenario_json)
     fed = build_federation(scenario.data, scenario.seed)
     canaries = make_canaries(scenario, fed)
-    clients = []
-    for i, data in enumerate(fed.clients):
-        mine = (canaries.client == i) & canaries.included
-        clients.append(
-            replace(
-                data,
-                x_train=np.concatenate([data.x_train, canaries.x[mine]]),
-                y_train=np.concatenate([data.y_train, canaries.y[mine]]),
-                y_train_clean=np.concatenate([data.y_train_clean, canaries.y[mine]]),
-            )
-        )
-    return replace(fed, clients=clients)
+    return replace(fed, clients=[_plant(canaries, i, data) for i, data in enumerate(fed.clients)])
+
+
+def _plant(canaries: Canaries, client: int, data: ClientData) -> ClientData:
+    """``data`` with the canaries of ``client`` that are included added to its training set."""
+    mine = (canaries.client == client) & canaries.included
+    return replace(
+        data,
+        x_train=np.concatenate([data.x_train, canaries.x[mine]]),
+        y_train=np.concatenate([data.y_train, canaries.y[mine]]),
+        y_train_clean=np.concatenate([data.y_train_clean, canaries.y[mine]]),
+    )
 
 
 @torch.no_grad()
@@ -109,7 +124,7 @@ def audit_model(scenario: Scenario, model: nn.Module, claimed: float | None) -> 
     cfg = scenario.privacy.audit
     if cfg is None:
         raise ValueError("the scenario has no privacy.audit section")
-    canaries = make_canaries(scenario, build_federation(scenario.data, scenario.seed))
+    canaries = make_canaries(scenario, scenario_federation(scenario))
     delta = scenario.privacy.dp.delta if scenario.privacy.dp.mode != "none" else 0.0
     result = audit_from_scores(canary_scores(model, canaries), canaries.included, delta,
                                cfg.confidence)  # fmt: skip
