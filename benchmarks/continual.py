@@ -1,13 +1,15 @@
 """Continual learning: average accuracy and forgetting per setting and method, over seeds.
 
-Federated rows are scenario files, one per method, measured side by side with
-``benchmarks/compare.py`` (real Flower simulations, 5 Dirichlet(1.0) digits clients, the
-MLP, 3 rounds per task)::
+Federated rows are scenario files, one per arm, grouped by protocol and measured side by
+side with ``benchmarks/compare.py`` (real Flower simulations). ``--federated GROUPS``
+runs the groups of :data:`GROUPS` one after the other and prints each table::
 
-    python benchmarks/compare.py benchmarks/scenarios/continual/class_*.yaml \\
-        --figures continual.average_accuracy,continual.forgetting,continual.bwt --seeds 3
+    python benchmarks/continual.py --federated all --seeds 3 --out runs/bench_continual
 
-(``task_*`` and ``domain_*`` likewise). This script runs the centralised rows: one learner
+(split digits class-, domain- and task-incremental with 5 Dirichlet(1.0) clients; the
+buffer methods, the head methods and Fisher aggregation on the issue's protocol; split
+mnist-5k with the CNN and its centralised references). Without ``--federated`` this
+script runs the older centralised rows: one learner
 (our local loop) through the task sequence of
 ``benchmarks/scenarios/continual/central_mnist5k.yaml`` (split mnist-5k,
 class-incremental), ``train.local_epochs`` epochs per task, with each method of
@@ -22,6 +24,8 @@ Run: ``.venv/bin/python benchmarks/continual.py [--seeds 3] [--methods none,ewc,
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,31 @@ from fedrobust.train import local_train
 
 SCENARIO = Path(__file__).parent / "scenarios" / "continual" / "central_mnist5k.yaml"
 FIGURES = ("average_accuracy", "forgetting", "bwt")
+#: Federated groups: name -> the arms' files under ``benchmarks/scenarios`` (first: baseline).
+GROUPS = {
+    "digits-class": "continual/class_*.yaml",
+    "digits-domain": "continual/domain_*.yaml",
+    "digits-task": "continual/task_*.yaml",
+    "buffer": "continual_sota/*.yaml",
+    "mnist5k": "continual_mnist5k/*.yaml",
+    "head": "continual_head/*.yaml",
+    "ewc-aggregate": "continual_ewc/*.yaml",
+    "ewc-aggregate-task": "continual_ewc_task/*.yaml",
+}
+
+
+def federated(groups: list[str], seeds: int, out: Path) -> None:
+    """Each group's arms through ``benchmarks/compare.py``, its table printed as it ends."""
+    root = Path(__file__).parent
+    figures = "continual.average_accuracy,continual.forgetting,continual.bwt"
+    for group in groups:
+        arms = sorted((root / "scenarios").glob(GROUPS[group]))
+        print(f"\n### {group}\n", flush=True)
+        subprocess.run(
+            [sys.executable, str(root / "compare.py"), *map(str, arms), "--figures", figures,
+             "--seeds", str(seeds), "--jobs", "1", "--out", str(out / group)],
+            check=True,
+        )  # fmt: skip
 
 
 def centralised(doc: dict[str, Any], method: str, seed: int) -> dict[str, Any]:
@@ -81,7 +110,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default="none,ewc,replay")
     parser.add_argument("--scenario", type=Path, default=SCENARIO)
+    parser.add_argument("--federated", default="", help=f"all or some of {', '.join(GROUPS)}")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_continual"))
     args = parser.parse_args()
+    if args.federated:
+        names = list(GROUPS) if args.federated == "all" else args.federated.split(",")
+        unknown = sorted(set(names) - set(GROUPS))
+        if unknown:
+            parser.error(f"--federated: unknown group(s) {', '.join(unknown)}")
+        federated(names, args.seeds, args.out)
+        return
     doc = yaml.safe_load(args.scenario.read_text())
     first = int(doc.get("seed", 0))
     print("| method | " + " | ".join(FIGURES) + " |")

@@ -92,3 +92,9 @@ def test_every_gpu_check_is_a_valid_scenario_on_either_device(device: str) -> No
         parse_scenario(raw)
     deep = gpu_check.merged({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}})
     assert deep == {"a": {"b": 1, "c": 3}}
+
+
+def test_every_continual_group_names_its_arms() -> None:
+    continual = _module("continual")
+    for group, pattern in continual.GROUPS.items():
+        assert len(list((BENCHMARKS / "scenarios").glob(pattern))) >= 2, group
