@@ -76,6 +76,7 @@ class ContinualHook(ClientHook):
         # ewc.aggregate: the task closed this round, its Fisher record and example count
         self._closed: tuple[int, ArrayRecord, int] | None = None
         self._counts: np.ndarray | None = None  # examples per class this round (class_aware)
+        self._held = 0
 
     @classmethod
     def create(cls, scenario: Scenario) -> ContinualHook | None:
@@ -91,6 +92,7 @@ class ContinualHook(ClientHook):
         cl, seed = self.cfg, job.scenario.seed
         task = schedule(cl).task(job.rnd, client_offset(job.scenario, job.partition))
         self._closed = None
+        self._held = len(plan.y)  # the client's training examples, all tasks together
         self._advance(job, task, model, plan)
         self._trained = model
         x, y = task_data(cl, seed, plan.x, plan.y, task)
@@ -172,7 +174,14 @@ class ContinualHook(ClientHook):
         """The replay buffer's size and examples per class (``replay-size``,
         ``replay-class-<c>`` for every class), under a buffer method; under
         ``ewc.aggregate``, the task of the Fisher sent and its examples; under class_aware
-        the examples of each class trained on this round (``train-class-<c>``)."""
+        the examples of each class trained on this round (``train-class-<c>``). Under
+        ``replay.mode: union`` the reply's ``num-examples`` (its weight in the average) is
+        at most the examples the client holds: the union repeats the buffer's examples,
+        and domain-incrementally the task's data is all of them, so the union would claim
+        more than the client declared (and the server drops such a reply)."""
+        union = self.cfg.buffer_method() == "replay" and self.cfg.replay.mode == "union"
+        if union and "num-examples" in metrics:
+            metrics = {**metrics, "num-examples": min(int(metrics["num-examples"]), self._held)}
         if self._closed is not None:
             task, _, examples = self._closed
             metrics = {**metrics, FISHER_TASK_METRIC: task, FISHER_EXAMPLES_METRIC: examples}
@@ -252,7 +261,8 @@ class ContinualHook(ClientHook):
             first.append(DarkReplay(buffer, cl.der.alpha, beta, cl.replay.ratio, job.seed))
         if buffered == "er_ace" and buffer is not None:
             current = (torch.as_tensor(data[0]), torch.as_tensor(data[1]))
-            first.append(ERACE(buffer, cl.replay.ratio, job.seed, current))
+            share = 1 / (task + 1)  # tasks 0..task-1 are in the buffer: each task alike
+            first.append(ERACE(buffer, cl.replay.ratio, job.seed, current, share))
         if "ewc" in methods and (ewc := self._ewc()) is not None:
             last.append(self._federated(job, task, model, ewc) if self.aggregate else ewc)
         record = self.records.get(CL_OLD)

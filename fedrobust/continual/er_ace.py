@@ -9,8 +9,11 @@ The paper's learner is online: its reservoir takes every incoming batch, so the 
 batch holds the current task's classes as well as the old ones, and its all-class
 cross-entropy is what teaches old logits to stay below new ones on new examples. Here a
 task's data joins the buffer only when the task ends, so the memory batch is drawn from
-the buffer and the current task's data together, each seen class equally likely (the
-share a class-balanced reservoir over the stream would hold).
+the buffer and the current task's data together, each seen task equally likely: the
+current task gives ``1 / (finished tasks + 1)`` of it, the share a reservoir over a
+stream of equal tasks would hold (class-incrementally with equal class groups, each seen
+class equally likely; domain-incrementally, where every task has every class, the old
+domains still get their share).
 """
 
 from __future__ import annotations
@@ -85,9 +88,12 @@ class ERACE(TrainPlugin):
     seed : int
         Seeds the draws.
     current : tuple of torch.Tensor, optional
-        The current task's inputs and labels: the memory batch draws from them beside
-        the buffer, in proportion to the classes of each (module docstring). Without
-        them the memory batch is the buffer's alone.
+        The current task's inputs and labels: the memory batch draws ``share`` of its
+        examples from them, the rest from the buffer. Without them the memory batch is
+        the buffer's alone.
+    share : float, optional
+        The current task's share of the memory batch (module docstring); default: by
+        classes, ``|current classes| / |current and buffer classes|``.
 
     Notes
     -----
@@ -101,6 +107,7 @@ class ERACE(TrainPlugin):
         ratio: float,
         seed: int,
         current: tuple[torch.Tensor, torch.Tensor] | None = None,
+        share: float | None = None,
     ) -> None:
         self.buffer = buffer
         self.ratio = ratio
@@ -108,7 +115,11 @@ class ERACE(TrainPlugin):
         self.head: AsymmetricHead | None = None
         self.current = current if current is not None and len(current[1]) else None
         self.share = 0.0  # of the memory batch drawn from the current task
-        if self.current is not None:
+        if self.current is not None and not len(buffer):
+            self.share = 1.0
+        elif self.current is not None and share is not None:
+            self.share = share
+        elif self.current is not None:
             new = set(self.current[1].tolist())
             old = set(buffer.counts()) - new
             self.share = len(new) / (len(new) + len(old))

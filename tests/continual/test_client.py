@@ -8,6 +8,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
 from fedrobust.continual.client import CL_BUFFER, CL_END, CL_EWC, ContinualHook
+from fedrobust.continual.er_ace import ERACE
 from fedrobust.federation.client_hooks import ClientJob, LocalPlan
 from fedrobust.models import InputSpec
 from fedrobust.models.build import build_model
@@ -146,3 +147,44 @@ def test_without_class_aware_no_training_counts_are_reported() -> None:
     job = ClientJob(sc, SPEC, ConfigRecord({}), RecordDict({}), 1, 0, seed=1)
     figures = hook.metrics(job, None, {"num-examples": 32})  # type: ignore[arg-type]
     assert not any(key.startswith("train-class-") for key in figures)
+
+
+def _domain_scenario(method: str, replay: dict) -> Scenario:
+    return parse_scenario({
+        "name": "cl",
+        "data": {"dataset": "digits", "partition": {"kind": "iid", "num_clients": 2}},
+        "model": {"name": "mlp", "hidden": [8]},
+        "train": {"rounds": 2, "batch_size": 8},
+        "continual": {"setting": "domain_incremental", "rounds_per_task": 1,
+                      "domain": {"kind": "permute", "num_tasks": 2}, "method": method,
+                      "replay": replay},
+    })  # fmt: skip
+
+
+def test_union_never_claims_more_examples_than_the_client_holds() -> None:
+    # domain-incrementally the task's data is all 64 examples; with the 8 in the buffer
+    # the union trains on 72, but the reply's weight stays the 64 the client declared
+    x, y = _data()
+    sc = _domain_scenario("replay", {"buffer_size": 8, "mode": "union"})
+    hook = ContinualHook(sc.continual)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    _round(hook, sc, 1, build_model(sc.model, SPEC).state_dict(), x, y)
+    job = ClientJob(sc, SPEC, ConfigRecord({}), RecordDict({}), 2, 0, seed=2)
+    plan = hook.plan(job, build_model(sc.model, SPEC), LocalPlan(x=x, y=y))
+    assert len(plan.y) == 72
+    figures = hook.metrics(job, None, {"num-examples": 72})  # type: ignore[arg-type]
+    assert figures["num-examples"] == 64
+
+
+def test_er_ace_gives_each_seen_task_an_equal_share_of_the_memory_batch() -> None:
+    # domain-incrementally every task holds every class: the share must come from the
+    # tasks (1/2 on the second task), not the classes (which would leave the buffer out)
+    x, y = _data()
+    sc = _domain_scenario("er_ace", {"buffer_size": 8})
+    hook = ContinualHook(sc.continual)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    _round(hook, sc, 1, build_model(sc.model, SPEC).state_dict(), x, y)
+    job = ClientJob(sc, SPEC, ConfigRecord({}), RecordDict({}), 2, 0, seed=2)
+    plan = hook.plan(job, build_model(sc.model, SPEC), LocalPlan(x=x, y=y))
+    (ace,) = [p for p in plan.first if isinstance(p, ERACE)]
+    assert ace.share == 0.5
