@@ -90,15 +90,21 @@ def cache_dir(
 
 
 @functools.cache
-def _builder_code() -> str:
-    """SHA-256 of the source of :data:`BUILDER_SOURCES` (a missing file counts as empty)."""
+def source_digest(sources: tuple[str, ...]) -> str:
+    """SHA-256 of the source of the package's modules ``sources`` (paths relative to
+    ``fedrobust/``; a missing file counts as empty)."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for rel in BUILDER_SOURCES:
+    for rel in sources:
         path = root / rel
         digest.update(rel.encode())
         digest.update(path.read_bytes() if path.is_file() else b"")
     return digest.hexdigest()
+
+
+def _builder_code() -> str:
+    """SHA-256 of the source of :data:`BUILDER_SOURCES`."""
+    return source_digest(BUILDER_SOURCES)
 
 
 @functools.cache

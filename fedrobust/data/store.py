@@ -46,8 +46,6 @@ other machines that cannot read the run directory.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
 import os
@@ -60,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from fedrobust.data.cache import builder_fingerprint, key_text
+from fedrobust.data.cache import builder_fingerprint, key_text, source_digest
 from fedrobust.data.config import DataConfig
 from fedrobust.data.federated import (
     ClientData,
@@ -86,23 +84,12 @@ PARTS = ("train", "val", "local_test")
 Finish = Callable[[int, ClientData], ClientData]
 
 
-@functools.cache
-def _store_code() -> str:
-    """SHA-256 of the source of :data:`STORE_SOURCES`."""
-    root = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    for rel in STORE_SOURCES:
-        digest.update(rel.encode())
-        digest.update((root / rel).read_bytes())
-    return digest.hexdigest()
-
-
 def store_key(data: DataConfig, seed: int) -> dict[str, Any]:
     """Everything that determines the stored federation, as JSON-ready values."""
     return {
         "format": FORMAT,
         **builder_fingerprint(),
-        "store_code": _store_code(),
+        "store_code": source_digest(STORE_SOURCES),
         "data": data.model_dump(mode="json"),
         "seed": int(seed),
     }
