@@ -72,6 +72,7 @@ class ContinualHook(ClientHook):
         self.records: dict[str, Record] = {}
         self._trained: nn.Module | None = None  # the model local training updates in place
         self.aggregate = "ewc" in cfg.methods() and cfg.ewc.aggregate
+        self.union = cfg.buffer_method() == "replay" and cfg.replay.mode == "union"
         self.reply_records = (FISHER_RECORD,) if self.aggregate else ()
         # ewc.aggregate: the task closed this round, its Fisher record and example count
         self._closed: tuple[int, ArrayRecord, int] | None = None
@@ -97,13 +98,12 @@ class ContinualHook(ClientHook):
         self._trained = model
         x, y = task_data(cl, seed, plan.x, plan.y, task)
         first, last = self._plugins(job, task, model, (x, y))
-        union = cl.buffer_method() == "replay" and cl.replay.mode == "union"
-        if union:
+        if self.union:
             generator = torch.Generator().manual_seed(job.seed)
             x, y = balanced_union(x, y, self._buffer(seed), generator)
         if "class_aware" in cl.methods():
             self._counts = class_counts(y, job.spec.num_classes)
-            if cl.buffer_method() is not None and not union:  # its batches join each step
+            if cl.buffer_method() is not None and not self.union:  # its batches join each step
                 for c, n in self._buffer(seed).counts().items():
                     self._counts[c] += n
         return replace(plan, x=x, y=y, first=(*first, *plan.first), last=(*plan.last, *last))
@@ -179,8 +179,7 @@ class ContinualHook(ClientHook):
         at most the examples the client holds: the union repeats the buffer's examples,
         and domain-incrementally the task's data is all of them, so the union would claim
         more than the client declared (and the server drops such a reply)."""
-        union = self.cfg.buffer_method() == "replay" and self.cfg.replay.mode == "union"
-        if union and "num-examples" in metrics:
+        if self.union and "num-examples" in metrics:
             metrics = {**metrics, "num-examples": min(int(metrics["num-examples"]), self._held)}
         if self._closed is not None:
             task, _, examples = self._closed

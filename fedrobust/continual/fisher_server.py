@@ -46,9 +46,7 @@ Arrays = dict[str, np.ndarray]
 
 def parameter_record(model: nn.Module) -> ArrayRecord:
     """The model's parameters by name, as the shapes and dtypes a Fisher record must have."""
-    return ArrayRecord(
-        {name: Array(p.detach().cpu().numpy().copy()) for name, p in model.named_parameters()}
-    )
+    return fisher_record(model, [p for _, p in model.named_parameters()])
 
 
 def fisher_record(model: nn.Module, fisher: list[torch.Tensor]) -> ArrayRecord:

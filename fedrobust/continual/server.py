@@ -110,10 +110,13 @@ class ContinualHeadHook(ServerHook):
         self.gamma = None
         if new_arrays is None:
             return None
-        head = {key: new_arrays[key].numpy() for key in self.keys}
-        if "class_aware" in self.methods and replies:
-            head = self._class_aware(replies, arrays)
+        rows = "class_aware" in self.methods and bool(replies)
         classes = aligned_classes(self.scenario, rnd) if "wa" in self.methods else None
+        if not rows and classes is None:
+            return new_arrays  # nothing to change this round (wa alone, on the first task)
+        head = {key: new_arrays[key].numpy() for key in self.keys}
+        if rows:
+            head = self._class_aware(replies, arrays)
         if classes is not None:
             head = self._align(head, *classes)
         return replace_floats(new_arrays, head)

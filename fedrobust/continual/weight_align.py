@@ -79,8 +79,10 @@ def aligned_classes(scenario: Scenario, rnd: int) -> tuple[list[int], list[int]]
     task = plan.task(rnd)
     if task == 0:
         return None
-    clients = range(scenario.data.partition.num_clients)
-    reached = max(plan.task(rnd, client_offset(scenario, pid)) for pid in clients)
+    reached = task  # together: every client is on the server's task
+    if cl.schedule == "own":
+        clients = range(scenario.data.partition.num_clients)
+        reached = max(plan.task(rnd, client_offset(scenario, pid)) for pid in clients)
     old = [c for group in cl.tasks[:task] for c in group]
     new = [c for group in cl.tasks[task : reached + 1] for c in group]
     return old, new
