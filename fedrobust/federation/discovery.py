@@ -136,8 +136,8 @@ def simulated_mapping(
     if order is None or len(order) != num_clients:
         return None
     mapping = dict(enumerate(order))
-    clients = scenario_federation(scenario).clients
-    train_sizes = {pid: len(client.y_train) for pid, client in enumerate(clients)}
+    # from the labels alone: a store-backed federation would gather every client's inputs
+    train_sizes = dict(enumerate(scenario_federation(scenario).train_sizes()))
     spots = sorted({int(p) for p in np.linspace(0, num_clients - 1, SPOT_CHECKS).round()})
     answers = _ask_partitions(grid, scenario, spec, [mapping[p] for p in spots], timeout)
     for pid in spots:
