@@ -37,11 +37,10 @@ from fedrobust.federation.local_round import (
 from fedrobust.privacy.client_dp import CLIENT_CLIPPING, UNIFORM_WEIGHT, client_dp_mod
 from fedrobust.recipe import read_recipe
 from fedrobust.robust.updates import float_keys
-from fedrobust.secagg import SecAggClient, SecAggParams
-from fedrobust.secagg.records import from_records, to_records
+from fedrobust.secagg.records import add_part, read_parts
+from fedrobust.secagg.session import ClientSessions
 
 app = ClientApp(mods=[client_dp_mod])
-SECAGG_STATE = "secagg-state"
 
 
 @app.query()
@@ -80,43 +79,36 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 @app.train("secagg")
 def secagg(msg: Message, context: Context) -> Message:
-    """One SecAgg+ stage (``privacy.secure_aggregation``).
+    """SecAgg+ stages (``privacy.secure_aggregation``), one or two protocol instances per
+    message (a pipelined round: this round's stage and the next round's).
 
     setup and share_keys exchange keys and Shamir shares; collect_masked_vectors carries
     the round's recipe: the client runs the same local round as :func:`train`, takes its
     update (weights minus global weights; clipped to the round's norm under client-level
     DP) and sends it only masked, with its training metrics (a hook's own records are
     not sent: they would leave the client unmasked); unmask sends the shares that remove
-    the masks. The protocol state lives in ``context.state`` between stages.
+    the masks. Each instance's state lives in ``context.state`` between messages
+    (:class:`fedrobust.secagg.session.ClientSessions`).
     """
-    stage_msg = from_records(msg.content)
-    stage = str(stage_msg["stage"])
-    if stage == "setup":
-        client = SecAggClient(context.node_id, SecAggParams.from_dict(stage_msg))
-        reply = client.setup(stage_msg)
-        _save_secagg(context, client)
-        return Message(content=to_records(reply), reply_to=msg)
-    state = context.state.config_records.get(SECAGG_STATE)
-    if state is None:
-        raise RuntimeError(f"SecAgg+ stage {stage} without a setup on this node")
-    client = SecAggClient.from_state_dict(state)
+    parts = read_parts(msg.content)
+    if not parts:
+        raise ValueError("a train.secagg message without a SecAgg+ stage")
+    sessions = ClientSessions(context.state, context.node_id)
+    sessions.forget_before(min(parts))
     content = RecordDict()
-    if stage == "share_keys":
-        reply = client.share_keys(stage_msg)
-    elif stage == "collect_masked_vectors":
-        client.expect(stage)  # a replayed or out-of-order message trains nothing
+    for rnd, stage_msg in parts.items():
+        if stage_msg.get("stage") != "collect_masked_vectors":
+            add_part(content, rnd, sessions.step(rnd, stage_msg))
+            continue
+        sessions.expect(rnd, "collect_masked_vectors")  # a replay trains nothing
         result = local_round(msg.content, context, secure=True)
         if result.refusal is not None:  # refused (budget, policy): drops out here
             return refusal(msg, result.refusal)
         update, weight = _secagg_update(msg, result)
-        reply = client.collect_masked_vectors(stage_msg, update, weight)
+        add_part(content, rnd, sessions.step(rnd, stage_msg, update, weight))
         content["metrics"] = result.metrics
-    elif stage == "unmask":
-        reply = client.unmask(stage_msg)
-    else:
-        raise ValueError(f"unknown SecAgg+ stage '{stage}'")
-    _save_secagg(context, client)
-    return Message(content=to_records(reply, content), reply_to=msg)
+    sessions.save()
+    return Message(content=content, reply_to=msg)
 
 
 def _secagg_update(msg: Message, result: LocalResult) -> tuple[list[np.ndarray], float]:
@@ -133,8 +125,3 @@ def _secagg_update(msg: Message, result: LocalResult) -> tuple[list[np.ndarray],
     metrics = result.metrics
     weight = 1.0 if UNIFORM_WEIGHT in metrics else float(metrics["num-examples"])  # type: ignore[arg-type]
     return update, weight
-
-
-def _save_secagg(context: Context, client: SecAggClient) -> None:
-    """Keep the protocol state for the next stage (the ClientApp is rebuilt per message)."""
-    context.state.config_records[SECAGG_STATE] = ConfigRecord(client.state_dict())

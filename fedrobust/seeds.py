@@ -63,6 +63,17 @@ def secret_seed() -> int:
     return secrets.randbits(63)
 
 
+#: 256 secret bits drawn once per process; nothing writes them down.
+_PROCESS_KEY = secrets.randbits(256)
+
+
+def process_secret_stream(tag: Stream, *more: int) -> np.random.Generator:
+    """A generator keyed by this process's secret: the same draws for the same ``tag`` and
+    ``more`` within one process (the server draws a round's secret client sample ahead,
+    for SecAgg+'s pipelining, and again when the round comes), unknowable outside it."""
+    return np.random.default_rng([_PROCESS_KEY, int(tag), *more])
+
+
 def secret_rng() -> np.random.Generator:
     """A numpy generator seeded with 256 secret bits."""
     return np.random.default_rng(secrets.randbits(256))

@@ -100,7 +100,7 @@ def run_federation(
                 if hook.name in ckpt.extra:
                     hook.load_state_dict(ckpt.extra[hook.name])  # type: ignore[arg-type]
             log.info("resuming after round %d", ckpt.round)
-        transport = build_transport(scenario, sizes)
+        transport = build_transport(scenario, sizes, nodes)
         arrays = ArrayRecord(model.state_dict())
         for rnd in range(1 if ckpt is None else ckpt.round + 1, scenario.train.rounds + 1):
             started = time.monotonic()

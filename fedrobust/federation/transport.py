@@ -4,7 +4,7 @@ SecAgg+. Both return a :class:`RoundOutcome` screened by the same function."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from flwr.app import ArrayRecord, Message
 from flwr.serverapp import Grid
@@ -13,19 +13,23 @@ from fedrobust.federation.registry import client_hooks
 from fedrobust.federation.screening import STRATEGY_KEYS, ReplyContract, screen_replies
 from fedrobust.federation.server_hooks import RoundOutcome
 from fedrobust.scenario import Scenario
-from fedrobust.secagg.transport import secagg_round
+from fedrobust.secagg.transport import SecAggTransport
 from fedrobust.strategy.registry import reply_contract
 
 log = logging.getLogger("fedrobust.server")
 Transport = Callable[[Grid, int, list[Message], ArrayRecord, dict[int, int]], RoundOutcome]
 
 
-def build_transport(scenario: Scenario, sizes: dict[int, int]) -> Transport:
+def build_transport(
+    scenario: Scenario, sizes: dict[int, int], nodes: Mapping[int, int] | None = None
+) -> Transport:
     """SecAgg+ when ``privacy.secure_aggregation`` is on, else plain rounds.
 
     ``sizes`` (training examples per client) bound SecAgg+'s weights: example counts,
-    or 1 each under client-level DP. A plain round's replies must also carry what the
-    strategy reads (its :class:`~fedrobust.federation.screening.ReplyContract`).
+    or 1 each under client-level DP. ``nodes`` (partition id -> node id, as the loop
+    keeps it) lets SecAgg+ prepare the next round's clients during this round. A plain
+    round's replies must also carry what the strategy reads (its
+    :class:`~fedrobust.federation.screening.ReplyContract`).
     """
     if not scenario.secagg_enabled():
         contract = reply_contract(scenario.strategy.name)
@@ -37,9 +41,7 @@ def build_transport(scenario: Scenario, sizes: dict[int, int]) -> Transport:
             contract,
         )  # fmt: skip
     max_weight = 1.0 if scenario.privacy.dp.mode == "client" else secagg_max_weight(sizes)
-    return lambda grid, rnd, messages, arrays, sampled: secagg_round(
-        grid, scenario, rnd, messages, arrays, max_weight, sampled
-    )
+    return SecAggTransport(scenario, max_weight, nodes)
 
 
 def secagg_max_weight(sizes: dict[int, int], spread: float = 100.0) -> float:

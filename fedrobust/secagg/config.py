@@ -345,6 +345,13 @@ class SecAggConfig(Section):
         Accept a ``reconstruction_threshold`` of half of ``num_shares`` or less (more
         dropouts tolerated, weaker privacy against a server that lies about who dropped).
         Default false.
+    pipeline : bool
+        Run the next round's setup and share_keys inside this round's two exchanges (its
+        keys ride on this round's collect_masked_vectors and unmask messages), so a round
+        costs two message exchanges instead of four. Every round still uses fresh keys,
+        seeds and share groups. The first round, a round after a resume, and a round whose
+        clients differ from the ones prepared (a client rejoined under a new node id) run
+        all four stages. Default true; false runs every round's four stages in turn.
     """
 
     enabled: bool = True
@@ -357,6 +364,7 @@ class SecAggConfig(Section):
     timeout: Annotated[float, Field(gt=0, le=86400)] = 120.0
     simulate_dropout: SecAggDropout | None = None
     allow_low_threshold: bool = False
+    pipeline: bool = True
 
     def params(self, max_weight: float) -> SecAggParams:
         """The protocol parameters (``max_weight`` when the section leaves it unset)."""

@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 import pytest
+import torch
 from fedrobust.apps.clients.client_app import secagg, train
 from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.serverapp.strategy import FedAvg
@@ -23,7 +24,7 @@ from fedrobust.recipe import recipe_config
 from fedrobust.robust.updates import flat_delta
 from fedrobust.scenario import Scenario, parse_scenario
 from fedrobust.secagg import error_bounds, resolve_params, share_groups
-from fedrobust.secagg.records import to_records
+from fedrobust.secagg.records import add_part
 from fedrobust.secagg.transport import graph_rng, secagg_round
 from tests.flower_messages import offline_error, sent_messages
 
@@ -77,9 +78,11 @@ class FakeGrid:
         return replies
 
 
-def instructions(sc: Scenario, arrays: ArrayRecord, nodes: list[int]) -> list[Message]:
+def instructions(
+    sc: Scenario, arrays: ArrayRecord, nodes: list[int], rnd: int = 1
+) -> list[Message]:
     config = recipe_config(sc, build_federation(sc.data, sc.seed).spec)
-    config["server-round"] = 1
+    config["server-round"] = rnd
     return [
         Message(content=RecordDict({"arrays": arrays, "config": config}),
                 message_type="train", dst_node_id=node)
@@ -89,13 +92,16 @@ def instructions(sc: Scenario, arrays: ArrayRecord, nodes: list[int]) -> list[Me
 
 def global_arrays(sc: Scenario) -> ArrayRecord:
     fed = build_federation(sc.data, sc.seed)
+    torch.manual_seed(sc.seed)
     return ArrayRecord(build_model(sc.model, fed.spec).state_dict())
 
 
-def plaintext_updates(sc: Scenario, arrays: ArrayRecord) -> dict[int, tuple[np.ndarray, float]]:
+def plaintext_updates(
+    sc: Scenario, arrays: ArrayRecord, rnd: int = 1
+) -> dict[int, tuple[np.ndarray, float]]:
     """Each node's update and weight from the plain train handler (same seeds)."""
     grid = FakeGrid(train)
-    replies = grid.send_and_receive(instructions(sc, arrays, sorted(grid.contexts)), 60)
+    replies = grid.send_and_receive(instructions(sc, arrays, sorted(grid.contexts), rnd), 60)
     return {
         r.metadata.src_node_id: (
             flat_delta(r.content.array_records["arrays"], arrays),
@@ -170,24 +176,17 @@ def test_values_outside_the_clipping_range_are_clipped_and_counted() -> None:
 
 
 def test_an_offline_node_counts_once_as_offline_in_a_secagg_stage() -> None:
-
-    from fedrobust.federation.server_hooks import RoundOutcome
     from fedrobust.secagg import Stage
-    from fedrobust.secagg.transport import _collect
+    from fedrobust.secagg.transport import Instance, _collect
 
     sent = sent_messages([100, 101], "train.secagg")
-    answer = Message(content=to_records({"stage": "setup"}), reply_to=sent[0])
+    answer = Message(content=add_part(RecordDict(), 1, {"pk1": b"k"}), reply_to=sent[0])
     answer.metadata.__dict__["_src_node_id"] = 100
     offline = offline_error(101)
-
-    class Grid:
-        def send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
-            return [answer, offline]
-
-    outcome = RoundOutcome()
-    replies = _collect(Grid(), sent, 5.0, outcome, Stage.SETUP, {100: 0, 101: 1})  # type: ignore[arg-type]
+    inst = Instance(1, None, {100: 0, 101: 1}, np.random.default_rng(0))  # type: ignore[arg-type]
+    replies = _collect([answer, offline], sent, inst, Stage.SETUP)
     assert [m.metadata.src_node_id for m in replies] == [100]
-    assert outcome.dropped == {"offline": 1}  # not also a "no_reply"
+    assert inst.dropped == {"offline": 1}  # not also a "no_reply"
 
 
 def _groups(sc: Scenario, rnd: int) -> dict[int, list[int]]:
@@ -218,3 +217,158 @@ def test_a_threshold_of_half_the_group_is_refused_unless_allowed() -> None:
     allowed = scenario(reconstruction_threshold=2, allow_low_threshold=True)
     assert allowed.privacy.secure_aggregation is not None
     assert allowed.privacy.secure_aggregation.allow_low_threshold
+
+
+# ------------------------------------------------------------------ pipelining
+
+
+class CountingGrid(FakeGrid):
+    """A FakeGrid that keeps every message it delivered, one list per exchange."""
+
+    def __init__(self) -> None:
+        super().__init__(secagg)
+        self.exchanges: list[list[Message]] = []
+
+    def send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
+        self.exchanges.append(list(messages))
+        return super().send_and_receive(messages, timeout)
+
+
+def run_rounds(
+    sc: Scenario, grid: CountingGrid, rounds: int, nodes: dict[int, int] | None = None
+) -> list:
+    """``rounds`` SecAgg+ rounds on one transport, the loop's sampling, one global model."""
+    from fedrobust.sampling import round_clients
+    from fedrobust.secagg.transport import SecAggTransport
+
+    nodes = {pid: 100 + pid for pid in range(NUM_CLIENTS)} if nodes is None else nodes
+    arrays = global_arrays(sc)
+    transport = SecAggTransport(sc, 500.0, nodes)
+    outcomes = []
+    for rnd in range(1, rounds + 1):
+        sampled = {nodes[pid]: pid for pid in round_clients(sc, rnd)}
+        messages = instructions(sc, arrays, list(sampled), rnd)
+        outcomes.append(transport(grid, rnd, messages, arrays, sampled))
+    return outcomes
+
+
+def pipelined(rounds: int = 3, **secure: object) -> Scenario:
+    doc = scenario(**secure).model_dump(mode="json")
+    doc["train"]["rounds"] = rounds
+    return parse_scenario(doc)
+
+
+def check_mean(sc: Scenario, outcome: object, rnd: int) -> None:
+    """The aggregate is the weighted mean of the contributors' plaintext updates."""
+    arrays = global_arrays(sc)
+    plain = plaintext_updates(sc, arrays, rnd)
+    survivors = [m.metadata.src_node_id for m in outcome.contributors]  # type: ignore[attr-defined]
+    given = flat_delta(outcome.replies[0].content.array_records["arrays"], arrays)  # type: ignore[attr-defined]
+    weights = np.array([plain[n][1] for n in survivors])
+    mean = sum(plain[n][0] * w for n, w in zip(survivors, weights, strict=True)) / weights.sum()
+    cfg = sc.privacy.secure_aggregation
+    assert cfg is not None
+    params = resolve_params(cfg.params(500.0), len(survivors), mean.size)
+    bound = error_bounds(params, len(survivors), float(weights.sum())).weighted_mean
+    assert np.abs(given - mean).max() <= bound + 1e-6
+
+
+def test_a_pipelined_round_costs_two_exchanges_and_aggregates_the_same() -> None:
+    sc = pipelined(rounds=3)
+    grid = CountingGrid()
+    outcomes = run_rounds(sc, grid, 3)
+    secure = [o.figures["secure_aggregation"] for o in outcomes]
+    assert [s["exchanges"] for s in secure] == [4, 2, 2]
+    assert [s["prepared"] for s in secure] == [False, True, True]
+    assert len(grid.exchanges) == 8
+    for rnd, outcome in enumerate(outcomes, start=1):
+        assert outcome.figures["secure_aggregation"]["failure"] is None
+        assert len(outcome.contributors) == NUM_CLIENTS
+        check_mean(sc, outcome, rnd)
+    # exchange A of round 1 carries round 1's collection and round 2's setup; exchange B
+    # round 1's unmask and round 2's share_keys; the last round prepares nothing
+    from fedrobust.secagg.records import read_parts
+
+    def stages(exchange: list[Message]) -> set[tuple[int, str]]:
+        return {
+            (rnd, part["stage"]) for m in exchange for rnd, part in read_parts(m.content).items()
+        }
+
+    assert stages(grid.exchanges[2]) == {(1, "collect_masked_vectors"), (2, "setup")}
+    assert stages(grid.exchanges[3]) == {(1, "unmask"), (2, "share_keys")}
+    assert stages(grid.exchanges[6]) == {(3, "collect_masked_vectors")}
+    assert stages(grid.exchanges[7]) == {(3, "unmask")}
+
+
+def test_every_round_has_fresh_keys_and_no_client_keeps_a_finished_round() -> None:
+    from fedrobust.secagg.records import read_parts
+
+    sc = pipelined(rounds=3)
+    grid = CountingGrid()
+    run_rounds(sc, grid, 2)
+    keys: dict[int, set[bytes]] = {}
+    for exchange in grid.exchanges:  # the share_keys messages carry the group's keys
+        for m in exchange:
+            for rnd, part in read_parts(m.content).items():
+                if part["stage"] == "share_keys":
+                    keys.setdefault(rnd, set()).update(part["pk1"] + part["pk2"])
+    assert set(keys) == {1, 2, 3}
+    assert len(keys[1]) == len(keys[2]) == len(keys[3]) == 2 * NUM_CLIENTS
+    assert not keys[1] & keys[2] and not keys[2] & keys[3]
+    for context in grid.contexts.values():  # round 3 prepared, rounds 1 and 2 erased
+        assert [k for k in context.state if k.startswith("secagg")] == ["secagg-state.3"]
+
+
+def test_pipelining_off_runs_four_exchanges_every_round() -> None:
+    sc = pipelined(rounds=2, pipeline=False)
+    grid = CountingGrid()
+    outcomes = run_rounds(sc, grid, 2)
+    assert [o.figures["secure_aggregation"]["exchanges"] for o in outcomes] == [4, 4]
+    check_mean(sc, outcomes[1], 2)
+
+
+def test_a_round_whose_clients_changed_runs_all_four_stages() -> None:
+    from fedrobust.sampling import round_clients
+    from fedrobust.secagg.transport import SecAggTransport
+
+    sc = pipelined(rounds=3)
+    grid = CountingGrid()
+    nodes = {pid: 100 + pid for pid in range(NUM_CLIENTS)}
+    arrays = global_arrays(sc)
+    transport = SecAggTransport(sc, 500.0, nodes)
+    first = {nodes[pid]: pid for pid in round_clients(sc, 1)}
+    transport(grid, 1, instructions(sc, arrays, list(first)), arrays, first)
+    fewer = {node: pid for node, pid in first.items() if pid != 0}  # client 0 left
+    outcome = transport(grid, 2, instructions(sc, arrays, list(fewer), 2), arrays, fewer)
+    secure = outcome.figures["secure_aggregation"]
+    assert (secure["exchanges"], secure["prepared"], secure["failure"]) == (4, False, None)
+    assert len(outcome.contributors) == NUM_CLIENTS - 1
+
+
+def test_with_partial_participation_the_next_rounds_clients_are_prepared() -> None:
+    sc = pipelined(rounds=3)
+    doc = sc.model_dump(mode="json")
+    doc["train"]["fraction_train"] = 0.67
+    doc["train"]["min_train_clients"] = 2
+    sc = parse_scenario(doc)
+    assert sc.sampled_per_round() == 4
+    grid = CountingGrid()
+    outcomes = run_rounds(sc, grid, 3)
+    secure = [o.figures["secure_aggregation"] for o in outcomes]
+    assert [s["prepared"] for s in secure] == [False, True, True]
+    assert [s["contributors"] for s in secure] == [4, 4, 4]
+    check_mean(sc, outcomes[2], 3)
+
+
+@pytest.mark.parametrize("stage", ["share_keys", "collect_masked_vectors", "unmask"])
+def test_dropouts_in_a_pipelined_round_cost_that_round_only(stage: str) -> None:
+    sc = pipelined(rounds=3, simulate_dropout={"stage": stage, "fraction": 0.17})
+    grid = CountingGrid()
+    outcomes = run_rounds(sc, grid, 3)
+    for rnd, outcome in enumerate(outcomes, start=1):
+        secure = outcome.figures["secure_aggregation"]
+        assert secure["failure"] is None
+        expected = NUM_CLIENTS if stage == "unmask" else NUM_CLIENTS - 1
+        assert secure["contributors"] == expected
+        assert outcome.dropped == {"simulated_dropout": 1}
+        check_mean(sc, outcome, rnd)
