@@ -1,4 +1,4 @@
-"""SecAgg+ secure aggregation (Bell et al. 2020), transport-free, on Flower's crypto primitives.
+"""SecAgg+ secure aggregation (Bell et al. 2020), transport-free: X25519, AES-GCM, our own Shamir.
 
 The server learns only the sum of the clients' clipped, weighted, quantised updates (and of their
 weights and clip counts); clients that drop after sharing their keys are recovered from Shamir

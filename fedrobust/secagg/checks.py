@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedrobust.secagg.shamir import parse_share
+
 
 def is_bytes_list(value: object, length: int | None = None) -> bool:
     """A list of ``bytes`` (of ``length`` items when given)."""
@@ -14,11 +16,6 @@ def is_bytes_list(value: object, length: int | None = None) -> bool:
     )
 
 
-def share_index(share: bytes) -> int:
-    """The x-coordinate Flower's ``create_shares`` writes in a share's first 4 bytes."""
-    return int.from_bytes(share[:4], "little", signed=False)
-
-
 def is_int_list(value: object) -> bool:
     """A list of ints (no bools)."""
     return isinstance(value, list) and all(
@@ -26,12 +23,12 @@ def is_int_list(value: object) -> bool:
     )
 
 
-def share_fits(share: bytes, position: int) -> bool:
+def share_fits(share: object, position: int) -> bool:
     """Whether ``share`` can be the share at ``position`` (1-based, the holder's place in
-    the owner's group): not empty, whole 16-byte chunks, and that x-coordinate."""
-    if len(share) < 20 or (len(share) - 4) % 16 != 0:
-        return False
-    return share_index(share) == position
+    the owner's group): a well-formed :mod:`~fedrobust.secagg.shamir` share with that
+    x-coordinate. Never raises."""
+    parsed = parse_share(share)
+    return parsed is not None and parsed[0] == position
 
 
 def masked_problem(vectors: object, shapes: list[tuple[int, ...]], modulus: int) -> str | None:

@@ -6,7 +6,12 @@ agree the *masking* seeds. The client Shamir-shares its private-mask seed ``b`` 
 survived: its private mask must come off) or of ``sk2`` (member dropped: its pairwise masks with
 the survivors must come off), never both for the same member.
 
-A neighbour whose public key is unusable (does not parse, wrong curve) is left out at
+Keys are X25519 (:mod:`~fedrobust.secagg.keys`); the secrets are shared with our own Shamir
+scheme (:mod:`~fedrobust.secagg.shamir`). Each key agreement runs once per round: share_keys
+derives, per group member, the share-encryption key ``HKDF(X25519(sk1, pk1_v))`` and the
+pairwise-mask seed ``HKDF(X25519(sk2, pk2_v))`` and keeps them in the state until unmask.
+
+A neighbour whose public key is unusable (not 32 bytes, a small-order point) is left out at
 share_keys, as if it had dropped; one whose ciphertext does not decrypt (or is addressed
 wrongly) leaves this client without its shares, but the pairwise mask stays, since both sides
 agree on it from the public keys alone. Neither raises: one bad neighbour must not stop the
@@ -20,29 +25,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from cryptography.fernet import InvalidToken
-from cryptography.hazmat.primitives.asymmetric import ec
-from flwr.common.secure_aggregation.crypto.shamir import create_shares
-from flwr.common.secure_aggregation.crypto.symmetric_encryption import (
-    decrypt,
-    encrypt,
-    generate_shared_key,
-)
 from flwr.common.secure_aggregation.secaggplus_utils import (
     share_keys_plaintext_concat,
     share_keys_plaintext_separate,
-)
-from flwr.supercore.primitives.asymmetric import (
-    bytes_to_private_key,
-    generate_key_pairs,
-    private_key_to_bytes,
-    public_key_to_bytes,
 )
 from numpy.typing import NDArray
 
 from fedrobust.secagg.config import SecAggParams, Stage, resolve_params
 from fedrobust.secagg.encoding import add_masks, encode_update, masks, seed_commitment
-from fedrobust.secagg.keys import load_peer_key
+from fedrobust.secagg.keys import (
+    ENCRYPTION_PURPOSE,
+    MASK_PURPOSE,
+    agree,
+    decrypt,
+    encrypt,
+    generate_key_pair,
+    load_peer_key,
+    load_private_key,
+)
+from fedrobust.secagg.shamir import create_shares
 
 _PREVIOUS_STAGE: dict[Stage, str] = {
     Stage.SETUP: "",
@@ -78,11 +79,12 @@ class SecAggClient:
 
     Notes
     -----
-    The state holds the client's secret keys and the shares it was sent, as Flower's own
-    ``secaggplus_mod`` does; they are erased once :meth:`unmask` has answered. The ClientApp must
-    save the state after every stage: the stage order it records is what stops a second
-    :meth:`unmask` (with other survivor/dropped lists) from revealing both secrets of a member,
-    and what :meth:`expect` checks before the ClientApp trains for collect_masked_vectors.
+    The state holds the client's secret keys, the keys it agreed with its group and the shares
+    it was sent, as Flower's own ``secaggplus_mod`` holds its secrets; they are erased once
+    :meth:`unmask` has answered. The ClientApp must save the state after every stage: the
+    stage order it records is what stops a second :meth:`unmask` (with other survivor/dropped
+    lists) from revealing both secrets of a member, and what :meth:`expect` checks before the
+    ClientApp trains for collect_masked_vectors.
     """
 
     def __init__(self, node_id: int, params: SecAggParams, seed_bytes: bytes | None = None) -> None:
@@ -107,6 +109,10 @@ class SecAggClient:
         self._group_pk2: list[bytes] = []
         # Members left out at share_keys: their public keys are unusable.
         self._excluded: list[int] = []
+        # Aligned with the group: the agreed share-encryption keys and pairwise-mask seeds
+        # (b"" for this client and excluded members).
+        self._enc_keys: list[bytes] = []
+        self._mask_seeds: list[bytes] = []
         # Neighbours that exchanged shares with this client: its pairwise-mask partners.
         self._partners: list[int] = []
         # Owner node id -> share of its b / of its sk2 (own shares included).
@@ -138,6 +144,8 @@ class SecAggClient:
             "group_pk1": list(self._group_pk1),
             "group_pk2": list(self._group_pk2),
             "excluded": list(self._excluded),
+            "enc_keys": list(self._enc_keys),
+            "mask_seeds": list(self._mask_seeds),
             "partners": list(self._partners),
             "share_owners": owners,
             "b_shares": [self._b_shares[owner] for owner in owners],
@@ -180,6 +188,8 @@ class SecAggClient:
         client._group_pk1 = [bytes(v) for v in state["group_pk1"]]
         client._group_pk2 = [bytes(v) for v in state["group_pk2"]]
         client._excluded = [int(v) for v in state["excluded"]]
+        client._enc_keys = [bytes(v) for v in state["enc_keys"]]
+        client._mask_seeds = [bytes(v) for v in state["mask_seeds"]]
         client._partners = [int(v) for v in state["partners"]]
         owners = [int(v) for v in state["share_owners"]]
         client._b_shares = dict(zip(owners, state["b_shares"], strict=True))
@@ -234,7 +244,7 @@ class SecAggClient:
         -------
         dict[str, Any]
             ``{"pk1": bytes, "pk2": bytes, "b_commitment": bytes}``: the encryption and the
-            masking public key (PEM), and the commitment to the mask seed
+            masking public key (raw 32-byte X25519), and the commitment to the mask seed
             (:func:`~.encoding.seed_commitment`) the server checks the rebuilt seed against.
         """
         self._enter(Stage.SETUP, message)
@@ -247,10 +257,8 @@ class SecAggClient:
             raise ValueError(f"params: not resolved for {num_clients} clients: {sent}")
         self.num_clients = num_clients
         self.num_values = num_values
-        sk1, pk1 = generate_key_pairs()
-        sk2, pk2 = generate_key_pairs()
-        self._sk1, self._pk1 = private_key_to_bytes(sk1), public_key_to_bytes(pk1)
-        self._sk2, self._pk2 = private_key_to_bytes(sk2), public_key_to_bytes(pk2)
+        self._sk1, self._pk1 = generate_key_pair()
+        self._sk2, self._pk2 = generate_key_pair()
         self.stage = Stage.SETUP
         return {"pk1": self._pk1, "pk2": self._pk2, "b_commitment": seed_commitment(self._seed)}
 
@@ -268,8 +276,8 @@ class SecAggClient:
         -------
         dict[str, Any]
             ``{"destinations": list[int], "ciphertexts": list[bytes]}``: one ciphertext per
-            other group member, encrypted with ``ECDH(sk1, pk1_v)``; a member whose ``pk1`` or
-            ``pk2`` is unusable gets none (it is treated as dropped).
+            other group member, encrypted with the key agreed from ``sk1`` and ``pk1_v``; a
+            member whose ``pk1`` or ``pk2`` is unusable gets none (it is treated as dropped).
         """
         self._enter(Stage.SHARE_KEYS, message)
         group = [int(v) for v in message["node_ids"]]
@@ -295,27 +303,35 @@ class SecAggClient:
 
         b_shares = create_shares(self._seed, threshold, len(group))
         sk2_shares = create_shares(self._sk2, threshold, len(group))
-        sk1 = bytes_to_private_key(self._sk1)
+        sk1, sk2 = load_private_key(self._sk1), load_private_key(self._sk2)
         destinations: list[int] = []
         ciphertexts: list[bytes] = []
         excluded: list[int] = []
+        enc_keys: list[bytes] = []
+        mask_seeds: list[bytes] = []
         for index, dst in enumerate(group):
+            enc_key = mask_seed = None
+            if dst != self.node_id:
+                pk1, pk2 = load_peer_key(pk1s[index]), load_peer_key(pk2s[index])
+                if pk1 is not None and pk2 is not None:
+                    enc_key = agree(sk1, pk1, ENCRYPTION_PURPOSE)
+                    mask_seed = agree(sk2, pk2, MASK_PURPOSE)
+            enc_keys.append(enc_key or b"")
+            mask_seeds.append(mask_seed or b"")
             if dst == self.node_id:
                 self._b_shares[dst] = b_shares[index]
                 self._sk2_shares[dst] = sk2_shares[index]
-                continue
-            pk1 = load_peer_key(pk1s[index])
-            if pk1 is None or load_peer_key(pk2s[index]) is None:
+            elif enc_key is None or mask_seed is None:
                 excluded.append(dst)  # unusable keys: as if it had dropped at setup
-                continue
-            key = generate_shared_key(sk1, pk1)
-            plaintext = share_keys_plaintext_concat(
-                self.node_id, dst, b_shares[index], sk2_shares[index]
-            )
-            destinations.append(dst)
-            ciphertexts.append(encrypt(key, plaintext))
+            else:
+                plaintext = share_keys_plaintext_concat(
+                    self.node_id, dst, b_shares[index], sk2_shares[index]
+                )
+                destinations.append(dst)
+                ciphertexts.append(encrypt(enc_key, plaintext))
         self._group, self._group_pk1, self._group_pk2 = group, pk1s, pk2s
         self._excluded = excluded
+        self._enc_keys, self._mask_seeds = enc_keys, mask_seeds
         self.stage = Stage.SHARE_KEYS
         return {"destinations": destinations, "ciphertexts": ciphertexts}
 
@@ -330,10 +346,11 @@ class SecAggClient:
         The update is clipped to ``clipping_range``, scaled by the quantised weight, quantised
         (see :func:`~.encoding.encode_update`), then masked with ``PRG(b)`` plus, for every
         partner ``v`` (a source: a member this client and that sent each other ciphertexts),
-        ``+PRG(ECDH(sk2, pk2_v))`` if this node id is the larger, ``-`` otherwise; all modulo
-        ``modulus_range``. A ciphertext that does not decrypt, or names other nodes, leaves
-        this client without that partner's shares (it answers ``b""`` for them at unmask);
-        the pairwise mask stays, since the partner adds it too.
+        ``+PRG(s_uv)`` (``s_uv`` the seed agreed from ``sk2`` and ``pk2_v`` at share_keys) if
+        this node id is the larger, ``-`` otherwise; all modulo ``modulus_range``. A
+        ciphertext that does not decrypt, or names other nodes, leaves this client without that
+        partner's shares (it answers ``b""`` for them at unmask); the pairwise mask stays,
+        since the partner adds it too.
 
         Parameters
         ----------
@@ -380,40 +397,36 @@ class SecAggClient:
         if num_values != self.num_values:
             raise ValueError(f"update: {num_values} values, the server expects {self.num_values}")
 
-        sk1 = bytes_to_private_key(self._sk1)
-        partners: dict[int, ec.EllipticCurvePublicKey] = {}
+        partners: dict[int, bytes] = {}  # partner -> pairwise-mask seed
         for src, ciphertext in received:
             index = self._group.index(src)
-            pk1 = load_peer_key(self._group_pk1[index])
-            pk2 = load_peer_key(self._group_pk2[index])
-            if pk1 is None or pk2 is None:  # checked at share_keys; kept for safety
-                continue
-            partners[src] = pk2
-            shares = self._open(sk1, pk1, src, ciphertext)
+            if not self._enc_keys[index] or not self._mask_seeds[index]:
+                continue  # excluded at share_keys (filtered above); kept for safety
+            partners[src] = self._mask_seeds[index]
+            shares = self._open(self._enc_keys[index], src, ciphertext)
             if shares is not None:
                 self._b_shares[src], self._sk2_shares[src] = shares
 
         vectors, _ = encode_update(update, weight, self.params)
         shapes = [vector.shape for vector in vectors]
         add_masks(vectors, masks(self._seed, self.params, shapes), 1, self.params)
-        sk2 = bytes_to_private_key(self._sk2)
         for partner in sorted(partners):
-            seed = generate_shared_key(sk2, partners[partner])
+            seed = partners[partner]
             sign = 1 if self.node_id > partner else -1
             add_masks(vectors, masks(seed, self.params, shapes), sign, self.params)
         self._partners = sorted(partners)
         self.stage = Stage.COLLECT_MASKED_VECTORS
         return {"masked_vectors": vectors}
 
-    def _open(
-        self, sk1: ec.EllipticCurvePrivateKey, pk1: ec.EllipticCurvePublicKey, src: int,
-        ciphertext: bytes,
-    ) -> tuple[bytes, bytes] | None:  # fmt: skip
-        """The shares ``src`` sent in ``ciphertext``, or ``None`` when it is unusable."""
+    def _open(self, key: bytes, src: int, ciphertext: bytes) -> tuple[bytes, bytes] | None:
+        """The shares ``src`` sent in ``ciphertext`` (under ``key``), or ``None`` when it is
+        unusable."""
+        plaintext = decrypt(key, ciphertext)
+        if plaintext is None:
+            return None
         try:
-            plaintext = decrypt(generate_shared_key(sk1, pk1), ciphertext)
             actual_src, dst, b_share, sk2_share = share_keys_plaintext_separate(plaintext)
-        except (InvalidToken, ValueError, TypeError, IndexError):
+        except (ValueError, TypeError, IndexError):
             return None
         if actual_src != src or dst != self.node_id:
             return None
@@ -468,5 +481,7 @@ class SecAggClient:
     def _erase_secrets(self) -> None:
         self._seed = b"\x00" * len(self._seed)
         self._sk1 = self._sk2 = b""
+        self._enc_keys = []
+        self._mask_seeds = []
         self._b_shares = {}
         self._sk2_shares = {}

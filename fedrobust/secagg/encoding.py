@@ -4,7 +4,7 @@ See :mod:`fedrobust.secagg.config` for the encoding and :func:`~.config.error_bo
 error. Everything is vectorised: one numpy pass per array, one PRG call per seed.
 
 The masks come from SHAKE-256 (``hashlib``, an extendable-output function used as a stream):
-the whole seed (32 bytes of ``os.urandom`` for a self mask, the 32-byte HKDF output of an ECDH
+the whole seed (32 bytes of ``os.urandom`` for a self mask, the 32-byte HKDF output of an X25519
 agreement for a pairwise mask) keys the stream, so guessing a mask means guessing 256 bits.
 Flower's ``pseudo_rand_gen`` is not used: it folds the seed into a 32-bit Mersenne-Twister seed.
 """
@@ -249,7 +249,7 @@ def masks(seed: bytes, params: SecAggParams, shapes: Sequence[Shape]) -> IntArra
     Parameters
     ----------
     seed : bytes
-        A private-mask seed or an ECDH-derived shared key (at least 16 bytes).
+        A private-mask seed or an X25519-derived shared key (at least 16 bytes).
     params : SecAggParams
         Resolved parameters (values in ``[0, modulus_range)``).
     shapes : Sequence[tuple[int, ...]]

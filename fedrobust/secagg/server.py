@@ -196,7 +196,7 @@ class SecAggServer:
     def receive_setup(self, replies: Replies) -> SecAggFailure | None:
         """Stage 1 replies: ``{"pk1": bytes, "pk2": bytes, "b_commitment": bytes}`` per node.
 
-        A reply whose keys are unusable (do not parse, not on the protocol's curve) or whose
+        A reply whose keys are unusable (not 32-byte X25519 keys, small-order points) or whose
         commitment is not 32 bytes is rejected: that client drops here.
 
         Parameters
@@ -219,7 +219,7 @@ class SecAggServer:
             pk1, pk2 = reply.get("pk1"), reply.get("pk2")
             commitment = reply.get("b_commitment")
             if load_peer_key(pk1) is None or load_peer_key(pk2) is None:
-                rejected[nid] = "invalid public keys: not SECP384R1 public keys in PEM"
+                rejected[nid] = "invalid public keys: not 32-byte X25519 public keys"
                 continue
             if not (isinstance(commitment, bytes) and len(commitment) == 32):
                 rejected[nid] = "b_commitment must be 32 bytes"

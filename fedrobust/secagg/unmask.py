@@ -18,14 +18,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from cryptography.exceptions import UnsupportedAlgorithm
-from flwr.common.secure_aggregation.crypto.shamir import combine_shares
-from flwr.common.secure_aggregation.crypto.symmetric_encryption import generate_shared_key
-from flwr.supercore.primitives.asymmetric import (
-    bytes_to_private_key,
-    bytes_to_public_key,
-    public_key_to_bytes,
-)
 from numpy.typing import NDArray
 
 from fedrobust.secagg.config import ErrorBounds, SecAggParams, error_bounds
@@ -37,6 +29,14 @@ from fedrobust.secagg.encoding import (
     seed_commitment,
     sum_range_problem,
 )
+from fedrobust.secagg.keys import (
+    MASK_PURPOSE,
+    agree,
+    load_peer_key,
+    load_private_key,
+    public_key_of,
+)
+from fedrobust.secagg.shamir import combine_shares
 
 #: Most share subsets tried per secret before the round fails.
 MAX_SUBSETS = 64
@@ -159,11 +159,7 @@ def reconstruct(
 
 
 def _matches_public_key(secret: bytes, public_key: bytes) -> bool:
-    try:
-        private_key = bytes_to_private_key(secret)
-        return public_key_to_bytes(private_key.public_key()) == public_key
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return False
+    return public_key_of(secret) == public_key
 
 
 def unmask_sum(
@@ -225,11 +221,14 @@ def unmask_sum(
                 f"node {owner}'s masking key sk2: none of {tried} subsets of {threshold} of its "
                 f"{len(shares)} shares rebuilds a key matching its pk2 (corrupted shares)",
             )
-        sk2 = bytes_to_private_key(secret)
+        sk2 = load_private_key(secret)
         for partner in partners[owner]:
             if partner not in contributor_set:
                 continue
-            seed = generate_shared_key(sk2, bytes_to_public_key(public_keys2[partner]))
+            peer = load_peer_key(public_keys2[partner])
+            seed = None if peer is None else agree(sk2, peer, MASK_PURPOSE)
+            if seed is None:  # checked at setup, and the partner masked with it: unreachable
+                return SecAggFailure("aggregate", f"node {partner}'s pk2 is unusable")
             # The partner added +mask when its id is the larger: take off what it added.
             sign = -1 if partner > owner else 1
             add_masks(total, masks(seed, params, shapes), sign, params)

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flwr.app import ArrayRecord, ConfigRecord
-from flwr.supercore.primitives.asymmetric import public_key_to_bytes
 
 from fedrobust.secagg import (
     SecAggClient,
@@ -26,6 +26,7 @@ from fedrobust.secagg import (
     share_groups,
 )
 from fedrobust.secagg.encoding import masks, prg, seed_commitment
+from fedrobust.secagg.shamir import HEADER_BYTES
 
 SHAPES = [(3, 4), (5,), ()]
 PARAMS = SecAggParams(
@@ -390,9 +391,30 @@ def test_state_round_trip_mid_round_and_stage_order() -> None:
     client = SecAggClient.from_state_dict(state)
     with pytest.raises(ValueError, match="stage"):
         client.share_keys({"stage": "share_keys", "node_ids": [], "pk1": [], "pk2": []})
+    assert len(state["mask_seeds"]) == len(state["group"]) == len(state["enc_keys"])
     client.unmask(message)
     after = client.state_dict()
     assert after["sk1"] == after["sk2"] == b"" and after["b_shares"] == []
+    assert after["enc_keys"] == after["mask_seeds"] == []
+
+
+def test_each_key_agreement_runs_once_per_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """share_keys agrees the encryption key and the mask seed once per neighbour; the later
+    stages reuse them from the state."""
+    import fedrobust.secagg.client as client_module
+
+    calls: dict[int, int] = {}
+    agree = client_module.agree
+
+    def counting_agree(*args: object) -> bytes | None:
+        calls[0] = calls.get(0, 0) + 1
+        return agree(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client_module, "agree", counting_agree)
+    run = Run(drops={})
+    _check_aggregate(run, 10)
+    neighbours = int(resolve_params(PARAMS, 10).num_shares) - 1
+    assert calls[0] == 10 * 2 * neighbours
 
 
 # -------------------------------------------------------------------------- params
@@ -518,10 +540,23 @@ def test_a_contribution_out_of_range_fails_the_round(index: int, delta: int, rea
 
 
 def _corrupt(share: bytes) -> bytes:
-    """Flip bits inside the second 16-byte chunk (the 4-byte index stays)."""
+    """Flip bits inside the share's first value (the header with its x-coordinate stays)."""
     broken = bytearray(share)
-    broken[4 + 16 + 5] ^= 0xFF
+    broken[HEADER_BYTES + 17] ^= 0xFF
     return bytes(broken)
+
+
+def _not_x25519_keys() -> list[bytes]:
+    """Public keys a client might send that are not X25519 keys: a P-256 key (PEM, and as
+    its raw compressed point), 31 bytes, and a small-order point."""
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = p256.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    compressed = p256.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    return [pem, compressed, bytes(31), (1).to_bytes(32, "little")]
 
 
 def test_a_corrupted_mask_seed_share_is_retried() -> None:
@@ -596,25 +631,25 @@ def test_too_many_corrupted_shares_fail_with_a_reason() -> None:
     assert "committed to" in result.reason
 
 
-def test_a_public_key_on_another_curve_is_rejected_at_setup() -> None:
-    other_curve = public_key_to_bytes(ec.generate_private_key(ec.SECP256R1()).public_key())
+@pytest.mark.parametrize("bad_key", _not_x25519_keys())
+def test_a_public_key_that_is_not_x25519_is_rejected_at_setup(bad_key: bytes) -> None:
     victim: list[int] = []
 
-    def bad_key(stage: Stage, nid: int, reply: dict) -> dict:
+    def send_bad_key(stage: Stage, nid: int, reply: dict) -> dict:
         if stage == Stage.SETUP and not victim:
             victim.append(nid)
-            return {**reply, "pk1": other_curve}
+            return {**reply, "pk1": bad_key}
         return reply
 
-    run = Run(tamper_reply=bad_key)
+    run = Run(tamper_reply=send_bad_key)
     assert run.errors == {}
-    assert "invalid public keys" in run.server.rejected[Stage.SETUP][victim[0]]
+    assert "not 32-byte X25519" in run.server.rejected[Stage.SETUP][victim[0]]
     _check_aggregate(run, 9)
 
 
 def test_a_garbage_public_key_from_one_neighbour_leaves_the_others_able_to_finish() -> None:
     """The server relays a neighbour's unusable keys: its neighbours leave it out."""
-    other_curve = public_key_to_bytes(ec.generate_private_key(ec.SECP256R1()).public_key())
+    not_x25519, low_order = _not_x25519_keys()[0], (0).to_bytes(32, "little")
     victim: list[int] = []
 
     def garble(stage: Stage, nid: int, message: dict) -> dict:
@@ -626,7 +661,7 @@ def test_a_garbage_public_key_from_one_neighbour_leaves_the_others_able_to_finis
             return message
         position = message["node_ids"].index(victim[0])
         pk1, pk2 = list(message["pk1"]), list(message["pk2"])
-        pk1[position], pk2[position] = other_curve, b"-----BEGIN PUBLIC KEY-----garbage"
+        pk1[position], pk2[position] = not_x25519, low_order
         return {**message, "pk1": pk1, "pk2": pk2}
 
     run = Run(tamper_message=garble)
