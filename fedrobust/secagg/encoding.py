@@ -3,9 +3,10 @@
 See :mod:`fedrobust.secagg.config` for the encoding and :func:`~.config.error_bounds` for its
 error. Everything is vectorised: one numpy pass per array, one PRG call per seed.
 
-The masks come from SHAKE-256 (``hashlib``, an extendable-output function used as a stream):
+The masks come from AES-256 in counter mode (``cryptography``, a stream cipher used as a PRG):
 the whole seed (32 bytes of ``os.urandom`` for a self mask, the 32-byte HKDF output of an X25519
-agreement for a pairwise mask) keys the stream, so guessing a mask means guessing 256 bits.
+agreement for a pairwise mask), hashed with SHA-256, keys the stream, so guessing a mask means
+guessing 256 bits.
 Flower's ``pseudo_rand_gen`` is not used: it folds the seed into a 32-bit Mersenne-Twister seed.
 """
 
@@ -15,6 +16,7 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from flwr.common.secure_aggregation.quantization import dequantize, quantize
 from numpy.typing import NDArray
 
@@ -27,7 +29,7 @@ Shape = tuple[int, ...]
 #: The two one-element vectors appended to the update: quantised weight, clipped count.
 EXTRA_SHAPES: list[Shape] = [(1,), (1,)]
 #: Domain-separation prefix of the mask stream (a different use of a seed gets another).
-MASK_DOMAIN = b"fedrobust-secagg-mask-v1:"
+MASK_DOMAIN = b"fedrobust-secagg-mask-v2:"
 #: Domain-separation prefix of the commitment to a client's mask seed.
 COMMIT_DOMAIN = b"fedrobust-secagg-seed-commitment-v1:"
 
@@ -215,8 +217,10 @@ def sum_range_problem(summed: IntArrays, params: SecAggParams, num_contributors:
 def prg(seed: bytes, num_values: int, modulus_range: int) -> NDArray[np.int64]:
     """Expand ``seed`` into ``num_values`` uniform integers in ``[0, modulus_range)``.
 
-    SHAKE-256 of ``MASK_DOMAIN + seed`` is read as little-endian unsigned integers (4 bytes
-    each when ``modulus_range <= 2**32``, else 8) whose low bits are kept. ``modulus_range`` is
+    The AES-256-CTR keystream under the key ``SHA-256(MASK_DOMAIN + seed)`` (counter from 0;
+    each seed is fresh per round, so no key meets a counter twice) is read as little-endian
+    unsigned integers (4 bytes each when ``modulus_range <= 2**32``, else 8) whose low bits
+    are kept. ``modulus_range`` is
     a power of two, so the low bits of a uniform integer are uniform: no rejection is needed.
 
     Parameters
@@ -238,7 +242,9 @@ def prg(seed: bytes, num_values: int, modulus_range: int) -> NDArray[np.int64]:
     if modulus_range < 2 or modulus_range & (modulus_range - 1) or modulus_range > 2**62:
         raise ValueError(f"modulus_range: must be a power of two <= 2**62, got {modulus_range}")
     width = 4 if modulus_range <= 2**32 else 8
-    stream = hashlib.shake_256(MASK_DOMAIN + bytes(seed)).digest(width * num_values)
+    key = hashlib.sha256(MASK_DOMAIN + bytes(seed)).digest()
+    keystream = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+    stream = keystream.update(bytes(width * num_values))
     words = np.frombuffer(stream, dtype=np.dtype(f"<u{width}"))
     return (words & np.uint64(modulus_range - 1)).astype(np.int64)
 
