@@ -1,18 +1,20 @@
 """SecAgg+ round time: ours vs a plain round, beside Flower's legacy SecAggPlusWorkflow.
 
 For 10 and 50 digits clients and two MLPs (hidden [16]: 1.2k parameters; hidden
-[1024, 960]: 1.05M parameters), four real Flower simulations of ``--rounds`` rounds each:
+[1024, 960]: 1.05M parameters), five real Flower simulations of ``--rounds`` rounds each:
 
-- fedrobust plain (message API, FedAvg) and fedrobust with ``privacy.secure_aggregation``;
+- fedrobust plain (message API, FedAvg); fedrobust with ``privacy.secure_aggregation``
+  pipelined (the default: two exchanges per round) and with ``pipeline: false`` (four);
 - Flower's legacy path, plain ``DefaultWorkflow`` and ``SecAggPlusWorkflow`` with
   ``secaggplus_mod`` (``benchmarks/flower_secagg``), same data, model and local training.
 
 A round's time is from sending the training instructions to the aggregate (fedrobust:
 ``train_seconds`` in metrics.json; Flower: configure_fit to aggregate_fit), averaged over
-the rounds after the first. Both use num_shares 5, reconstruction threshold 3.
+the steady-state rounds: every round but the first (which sets up the first keys) and the
+last (which prepares no next round). All use num_shares 5, reconstruction threshold 3.
 
-Run: ``.venv/bin/python benchmarks/secagg.py [--rounds 3] [--clients 10,50]`` (about
-30 minutes on 2 cores).
+Run: ``.venv/bin/python benchmarks/secagg.py [--rounds 4] [--clients 10,50]`` (about
+35 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ FLOWER_APP = Path(__file__).resolve().parent / "flower_secagg"
 MODELS = {"small": [16], "1M": [1024, 960]}
 
 
-def scenario_doc(clients: int, hidden: list[int], rounds: int, secagg: bool) -> dict:
+def steady(seconds: list[float]) -> float:
+    """Mean of the rounds after the first and before the last (all after the first when
+    there are fewer than three)."""
+    kept = seconds[1:-1] if len(seconds) >= 3 else seconds[1:]
+    return sum(kept) / len(kept)
+
+
+def scenario_doc(
+    clients: int, hidden: list[int], rounds: int, secagg: bool, pipeline: bool = True
+) -> dict:
     doc: dict = {
         "name": "bench_secagg",
         "seed": 0,
@@ -41,8 +52,9 @@ def scenario_doc(clients: int, hidden: list[int], rounds: int, secagg: bool) -> 
         "simulation": {"timeout": 1200},
     }
     if secagg:
-        doc["privacy"] = {"secure_aggregation": {"num_shares": 5, "reconstruction_threshold": 3,
-                                                 "timeout": 1200}}  # fmt: skip
+        secure = {"num_shares": 5, "reconstruction_threshold": 3, "timeout": 1200,
+                  "pipeline": pipeline}  # fmt: skip
+        doc["privacy"] = {"secure_aggregation": secure}
     return doc
 
 
@@ -50,8 +62,7 @@ def ours(doc: dict, work: Path) -> float:
     path = work / "s.yaml"
     path.write_text(yaml.safe_dump(doc))
     result = run_simulation(path, parse_scenario(doc), work / "run")
-    seconds = [r["train_seconds"] for r in result["rounds"][1:]]
-    return sum(seconds) / len(seconds)
+    return steady([r["train_seconds"] for r in result["rounds"]])
 
 
 def flower(doc: dict, work: Path, secagg: bool) -> float:
@@ -65,13 +76,12 @@ def flower(doc: dict, work: Path, secagg: bool) -> float:
     result = json.loads(out.read_text())
     if result["failures"]:
         raise RuntimeError(f"Flower's run had {result['failures']} failures; see {work}/logs")
-    seconds = result["round_seconds"][1:]
-    return sum(seconds) / len(seconds)
+    return steady(result["round_seconds"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--clients", default="10,50")
     parser.add_argument("--models", default="small,1M")
     args = parser.parse_args()
@@ -80,23 +90,27 @@ def main() -> None:
         for name in args.models.split(","):
             hidden = MODELS[name]
             times = {}
-            for label, secagg in (("plain", False), ("secagg", True)):
-                doc = scenario_doc(clients, hidden, args.rounds, secagg)
+            for label, secagg, pipeline in (
+                ("plain", False, True), ("secagg", True, True), ("secagg4", True, False)
+            ):
+                doc = scenario_doc(clients, hidden, args.rounds, secagg, pipeline)
                 with tempfile.TemporaryDirectory() as tmp:
                     times[f"ours {label}"] = ours(doc, Path(tmp))
-                with tempfile.TemporaryDirectory() as tmp:
-                    times[f"flower {label}"] = flower(doc, Path(tmp), secagg)
+                if label != "secagg4":
+                    with tempfile.TemporaryDirectory() as tmp:
+                        times[f"flower {label}"] = flower(doc, Path(tmp), secagg)
             rows.append((clients, name, times))
             print(clients, name, {k: round(v, 2) for k, v in times.items()}, flush=True)
-    print("\n| clients | model | ours plain s | ours SecAgg+ s | ratio | Flower plain s "
-          "| Flower SecAgg+ s | ratio |")  # fmt: skip
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| clients | model | ours plain s | ours SecAgg+ s (2 exchanges) | ratio "
+          "| ours SecAgg+ s (4 exchanges) | ratio | Flower plain s | Flower SecAgg+ s "
+          "| ratio |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for clients, name, t in rows:
-        ours_ratio = t["ours secagg"] / t["ours plain"]
-        flower_ratio = t["flower secagg"] / t["flower plain"]
-        print(f"| {clients} | {name} | {t['ours plain']:.2f} | {t['ours secagg']:.2f} | "
-              f"{ours_ratio:.2f}x | {t['flower plain']:.2f} | {t['flower secagg']:.2f} | "
-              f"{flower_ratio:.2f}x |")  # fmt: skip
+        plain, flower_ratio = t["ours plain"], t["flower secagg"] / t["flower plain"]
+        print(f"| {clients} | {name} | {plain:.2f} | {t['ours secagg']:.2f} | "
+              f"{t['ours secagg'] / plain:.2f}x | {t['ours secagg4']:.2f} | "
+              f"{t['ours secagg4'] / plain:.2f}x | {t['flower plain']:.2f} | "
+              f"{t['flower secagg']:.2f} | {flower_ratio:.2f}x |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -154,9 +154,10 @@ class SecAggTransport:
         shapes = [tuple(global_arrays[k].shape) for k in keys]
         nodes = [m.metadata.dst_node_id for m in instructions]
         sampled = sampled or {node: i for i, node in enumerate(nodes)}
-        current, prepared = self._take_pending(rnd, sampled, shapes), True
+        addressed = {node: sampled[node] for node in nodes}  # a hook may have left some out
+        current, prepared = self._take_pending(rnd, addressed, shapes), True
         if current is None:
-            current, prepared = self._instance(rnd, sampled, shapes), False
+            current, prepared = self._instance(rnd, addressed, shapes), False
         training = {m.metadata.dst_node_id: m.content for m in instructions}
         exchanges = 0
         # a round nobody prepared runs its setup and share_keys on its own

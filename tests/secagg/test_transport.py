@@ -372,3 +372,19 @@ def test_dropouts_in_a_pipelined_round_cost_that_round_only(stage: str) -> None:
         assert secure["contributors"] == expected
         assert outcome.dropped == {"simulated_dropout": 1}
         check_mean(sc, outcome, rnd)
+
+
+def test_a_node_a_hook_left_out_of_the_instructions_takes_no_part() -> None:
+    from fedrobust.secagg.transport import SecAggTransport
+
+    sc = pipelined(rounds=2)
+    grid = CountingGrid()
+    arrays = global_arrays(sc)
+    sampled = {100 + pid: pid for pid in range(NUM_CLIENTS)}
+    messages = instructions(sc, arrays, [n for n in sampled if n != 103])
+    transport = SecAggTransport(sc, 500.0, {pid: node for node, pid in sampled.items()})
+    outcome = transport(grid, 1, messages, arrays, sampled)
+    assert outcome.figures["secure_aggregation"]["failure"] is None
+    assert 103 not in {m.metadata.src_node_id for m in outcome.contributors}
+    assert len(outcome.contributors) == NUM_CLIENTS - 1
+    assert all(m.metadata.dst_node_id != 103 for m in grid.exchanges[0])
