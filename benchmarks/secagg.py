@@ -91,7 +91,9 @@ def main() -> None:
             hidden = MODELS[name]
             times = {}
             for label, secagg, pipeline in (
-                ("plain", False, True), ("secagg", True, True), ("secagg4", True, False)
+                ("plain", False, True),
+                ("secagg", True, True),
+                ("secagg4", True, False),
             ):
                 doc = scenario_doc(clients, hidden, args.rounds, secagg, pipeline)
                 with tempfile.TemporaryDirectory() as tmp:
