@@ -32,7 +32,7 @@ from flwr.common.secure_aggregation.secaggplus_utils import (
 from numpy.typing import NDArray
 
 from fedrobust.secagg.config import SecAggParams, Stage, resolve_params
-from fedrobust.secagg.encoding import add_masks, encode_update, masks, seed_commitment
+from fedrobust.secagg.encoding import add_masks, encode_update, masks, seed_commitment, to_wire
 from fedrobust.secagg.keys import (
     ENCRYPTION_PURPOSE,
     MASK_PURPOSE,
@@ -407,7 +407,8 @@ class SecAggClient:
             if shares is not None:
                 self._b_shares[src], self._sk2_shares[src] = shares
 
-        vectors, _ = encode_update(update, weight, self.params)
+        encoded, _ = encode_update(update, weight, self.params)
+        vectors = to_wire(encoded, self.params)  # 32-bit while modulus_range <= 2**32
         shapes = [vector.shape for vector in vectors]
         add_masks(vectors, masks(self._seed, self.params, shapes), 1, self.params)
         for partner in sorted(partners):

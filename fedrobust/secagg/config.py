@@ -64,9 +64,12 @@ class SecAggParams:
     quantization_range : int
         Number of quantisation steps across ``[-clipping_range, clipping_range]`` (and across
         ``[0, max_weight]`` for the weight); at most ``2**30``.
-    modulus_range : int
+    modulus_range : int | None
         Modulus of the masked arithmetic, a power of two, at most ``2**62``, larger than
         ``num_clients * max(quantization_range, num_values)`` so the sum cannot wrap.
+        ``None`` (the default): the smallest such power of two, at least ``2**32`` (masked
+        values then travel as 32-bit integers up to 1,024 clients at the default
+        quantisation).
     max_weight : float
         Largest client weight; a client with a larger weight refuses to mask.
     allow_low_threshold : bool
@@ -77,7 +80,7 @@ class SecAggParams:
     reconstruction_threshold: int | float
     clipping_range: float = 8.0
     quantization_range: int = 2**22
-    modulus_range: int = 2**32
+    modulus_range: int | None = None
     max_weight: float = 1000.0
     allow_low_threshold: bool = False
 
@@ -269,10 +272,12 @@ def resolve_params(params: SecAggParams, num_clients: int, num_values: int = 0) 
     w = params.max_weight
     if not isinstance(w, int | float) or isinstance(w, bool) or not (math.isfinite(w) and w > 0):
         raise ValueError(f"max_weight: must be a finite number > 0, got {w!r}")
+    largest_sum = num_clients * max(q, num_values)
     m = params.modulus_range
+    if m is None:
+        m = max(2**32, 1 << largest_sum.bit_length())
     if not _is_int(m) or m < 2 or m & (m - 1) != 0 or m > MAX_MODULUS_RANGE:
         raise ValueError(f"modulus_range: must be a power of two in [2, 2**62], got {m!r}")
-    largest_sum = num_clients * max(q, num_values)
     if m <= largest_sum:
         raise ValueError(
             f"modulus_range: must exceed num_clients * max(quantization_range, num_values) = "
@@ -285,6 +290,7 @@ def resolve_params(params: SecAggParams, num_clients: int, num_values: int = 0) 
         reconstruction_threshold=threshold,
         clipping_range=float(c),
         max_weight=float(w),
+        modulus_range=m,
     )
 
 
@@ -332,9 +338,10 @@ class SecAggConfig(Section):
         counted before masking.
     quantization_range : int
         Quantisation steps across [-clipping_range, clipping_range], at most 2^30.
-    modulus_range : int
+    modulus_range : int or null
         Modulus of the masked arithmetic: a power of two, at most 2^62, large enough that
-        the sum of the clients' values cannot wrap.
+        the sum of the clients' values cannot wrap. Default: the smallest that fits, at
+        least 2^32 (masked values travel as 32-bit integers while it is 2^32).
     max_weight : float
         Largest client weight (example count); default: the largest client's training set.
     timeout : float
@@ -359,7 +366,7 @@ class SecAggConfig(Section):
     reconstruction_threshold: int | float = 0.67
     clipping_range: Annotated[float, Field(gt=0)] = 8.0
     quantization_range: Annotated[int, Field(ge=2, le=2**30)] = 2**22
-    modulus_range: Annotated[int, Field(ge=2, le=2**62)] = 2**40
+    modulus_range: Annotated[int, Field(ge=2, le=2**62)] | None = None
     max_weight: Annotated[float, Field(gt=0)] | None = None
     timeout: Annotated[float, Field(gt=0, le=86400)] = 120.0
     simulate_dropout: SecAggDropout | None = None

@@ -214,14 +214,29 @@ def sum_range_problem(summed: IntArrays, params: SecAggParams, num_contributors:
     return None
 
 
+def wire_dtype(modulus_range: int) -> np.dtype:
+    """The unsigned integer type masked values live in: 32 bits when ``modulus_range <= 2**32``,
+    else 64. Its wrap-around (modulo ``2**32`` or ``2**64``, multiples of the power-of-two
+    modulus) keeps every sum right modulo ``modulus_range``."""
+    return np.dtype(np.uint32) if modulus_range <= 2**32 else np.dtype(np.uint64)
+
+
+def _keystream_words(seed: bytes, num_values: int, dtype: np.dtype) -> NDArray[np.unsignedinteger]:
+    """``num_values`` little-endian words of ``dtype`` from the seed's AES-256-CTR keystream."""
+    key = hashlib.sha256(MASK_DOMAIN + bytes(seed)).digest()
+    keystream = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+    stream = keystream.update(bytes(dtype.itemsize * num_values))
+    return np.frombuffer(stream, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+
+
 def prg(seed: bytes, num_values: int, modulus_range: int) -> NDArray[np.int64]:
     """Expand ``seed`` into ``num_values`` uniform integers in ``[0, modulus_range)``.
 
     The AES-256-CTR keystream under the key ``SHA-256(MASK_DOMAIN + seed)`` (counter from 0;
     each seed is fresh per round, so no key meets a counter twice) is read as little-endian
     unsigned integers (4 bytes each when ``modulus_range <= 2**32``, else 8) whose low bits
-    are kept. ``modulus_range`` is
-    a power of two, so the low bits of a uniform integer are uniform: no rejection is needed.
+    are kept. ``modulus_range`` is a power of two, so the low bits of a uniform integer are
+    uniform: no rejection is needed.
 
     Parameters
     ----------
@@ -241,16 +256,12 @@ def prg(seed: bytes, num_values: int, modulus_range: int) -> NDArray[np.int64]:
         raise ValueError(f"seed: need at least 16 bytes, got {len(seed)}")
     if modulus_range < 2 or modulus_range & (modulus_range - 1) or modulus_range > 2**62:
         raise ValueError(f"modulus_range: must be a power of two <= 2**62, got {modulus_range}")
-    width = 4 if modulus_range <= 2**32 else 8
-    key = hashlib.sha256(MASK_DOMAIN + bytes(seed)).digest()
-    keystream = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
-    stream = keystream.update(bytes(width * num_values))
-    words = np.frombuffer(stream, dtype=np.dtype(f"<u{width}"))
-    return (words & np.uint64(modulus_range - 1)).astype(np.int64)
+    words = _keystream_words(seed, num_values, wire_dtype(modulus_range))
+    return (words & words.dtype.type(modulus_range - 1)).astype(np.int64)
 
 
 def masks(seed: bytes, params: SecAggParams, shapes: Sequence[Shape]) -> IntArrays:
-    """Return the PRG expansion of ``seed`` into one integer array per shape.
+    """Return the PRG expansion of ``seed`` into one array per shape (:func:`prg`'s values).
 
     Parameters
     ----------
@@ -263,17 +274,29 @@ def masks(seed: bytes, params: SecAggParams, shapes: Sequence[Shape]) -> IntArra
 
     Returns
     -------
-    list[NDArray[np.int64]]
-        The masks, cut from one :func:`prg` stream in the order of ``shapes``.
+    list[NDArray]
+        The masks in :func:`wire_dtype`, cut from one stream in the order of ``shapes``.
     """
+    if len(seed) < 16:
+        raise ValueError(f"seed: need at least 16 bytes, got {len(seed)}")
+    modulus = int(params.modulus_range)
     sizes = [int(np.prod(shape)) for shape in shapes]
-    flat = prg(seed, sum(sizes), int(params.modulus_range))
+    flat = _keystream_words(seed, sum(sizes), wire_dtype(modulus))
+    if modulus < 2 ** (8 * flat.dtype.itemsize):
+        flat = flat & flat.dtype.type(modulus - 1)
     out: IntArrays = []
     start = 0
     for shape, size in zip(shapes, sizes, strict=True):
         out.append(flat[start : start + size].reshape(shape))
         start += size
     return out
+
+
+def to_wire(arrays: Sequence[NDArray[np.integer]], params: SecAggParams) -> IntArrays:
+    """Copies of ``arrays`` (values in ``[0, modulus_range)``) in :func:`wire_dtype`, ready
+    for :func:`add_masks`."""
+    dtype = wire_dtype(int(params.modulus_range))
+    return [np.asarray(array).astype(dtype) for array in arrays]
 
 
 def add_masks(
@@ -283,20 +306,22 @@ def add_masks(
 
     Parameters
     ----------
-    accumulator : list[NDArray[np.int64]]
-        Values in ``[0, modulus_range)``; updated in place.
-    mask_arrays : list[NDArray[np.int64]]
+    accumulator : list[NDArray]
+        Values in ``[0, modulus_range)``, in :func:`wire_dtype` (:func:`to_wire`); updated in
+        place.
+    mask_arrays : list[NDArray]
         Values in ``[0, modulus_range)``.
     sign : int
         ``1`` or ``-1``.
     params : SecAggParams
-        Resolved parameters (``modulus_range`` a power of two at most ``2**62``, so neither the
-        sum nor the difference overflows int64 and ``& (m - 1)`` is the modulo).
+        Resolved parameters (``modulus_range`` a power of two at most ``2**62``: the unsigned
+        type's wrap-around is a multiple of it, and ``& (m - 1)`` is the modulo).
     """
-    low_bits = params.modulus_range - 1
+    modulus = int(params.modulus_range)
     for acc, mask in zip(accumulator, mask_arrays, strict=True):
         if sign > 0:
-            np.add(acc, mask, out=acc)
+            np.add(acc, mask, out=acc, casting="unsafe")
         else:
-            np.subtract(acc, mask, out=acc)
-        np.bitwise_and(acc, low_bits, out=acc)
+            np.subtract(acc, mask, out=acc, casting="unsafe")
+        if modulus < 2 ** (8 * acc.dtype.itemsize):
+            np.bitwise_and(acc, acc.dtype.type(modulus - 1), out=acc)

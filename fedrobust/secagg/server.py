@@ -31,7 +31,7 @@ from fedrobust.secagg.checks import (
     share_fits,
 )
 from fedrobust.secagg.config import SecAggParams, Stage, resolve_params
-from fedrobust.secagg.encoding import EXTRA_SHAPES, IntArrays, add_masks
+from fedrobust.secagg.encoding import EXTRA_SHAPES, IntArrays, add_masks, wire_dtype
 from fedrobust.secagg.graph import share_groups
 from fedrobust.secagg.keys import load_peer_key
 from fedrobust.secagg.unmask import SecAggFailure, SecAggResult, unmask_sum
@@ -385,7 +385,8 @@ class SecAggServer:
         """
         self._finish(Stage.COLLECT_MASKED_VECTORS)
         shapes = self.vector_shapes + EXTRA_SHAPES
-        total: IntArrays = [np.zeros(shape, dtype=np.int64) for shape in shapes]
+        dtype = wire_dtype(int(self.params.modulus_range))
+        total: IntArrays = [np.zeros(shape, dtype=dtype) for shape in shapes]
         valid: list[int] = []
         rejected: dict[int, str] = {}
         for nid in self.survivors[Stage.SHARE_KEYS]:
@@ -397,7 +398,7 @@ class SecAggServer:
             if problem is not None:
                 rejected[nid] = problem
                 continue
-            add_masks(total, [v.astype(np.int64) for v in vectors], 1, self.params)
+            add_masks(total, vectors, 1, self.params)
             valid.append(nid)
         self._inbox = {}
         self._masked_sum = total

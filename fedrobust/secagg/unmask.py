@@ -232,6 +232,7 @@ def unmask_sum(
             # The partner added +mask when its id is the larger: take off what it added.
             sign = -1 if partner > owner else 1
             add_masks(total, masks(seed, params, shapes), sign, params)
+    total = [vector.astype(np.int64) for vector in total]  # exact: every value < 2**62
     problem = sum_range_problem(total, params, len(contributors))
     if problem is not None:
         return SecAggFailure("aggregate", problem)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -540,10 +541,11 @@ def test_a_contribution_out_of_range_fails_the_round(index: int, delta: int, rea
 
 
 def _corrupt(share: bytes) -> bytes:
-    """Flip bits inside the share's first value (the header with its x-coordinate stays)."""
-    broken = bytearray(share)
-    broken[HEADER_BYTES + 17] ^= 0xFF
-    return bytes(broken)
+    """Replace the share's first value by another field element derived from the share (the
+    header with its x-coordinate stays). Flipping the same bits in every holder's share
+    could cancel out in the Lagrange sum, rebuilding the true secret by chance."""
+    other = b"\x00" + hashlib.sha512(share).digest() + hashlib.sha512(share[::-1]).digest()[:1]
+    return share[:HEADER_BYTES] + other + share[HEADER_BYTES + len(other) :]
 
 
 def _not_x25519_keys() -> list[bytes]:
@@ -736,3 +738,18 @@ def test_the_seed_commitment_hides_and_binds_the_seed() -> None:
     run = Run(drops={})
     setup = run.replies[Stage.SETUP]
     assert all(len(reply["b_commitment"]) == 32 for reply in setup.values())
+
+
+def test_the_default_modulus_is_the_smallest_that_fits_and_travels_in_32_bits() -> None:
+    auto = SecAggParams(num_shares=5, reconstruction_threshold=3, quantization_range=2**22)
+    assert resolve_params(auto, 10, 1000).modulus_range == 2**32
+    assert resolve_params(auto, 2000, 1000).modulus_range == 2**33  # 2000 * 2^22 > 2^32
+    assert resolve_params(auto, 10, 2**30).modulus_range == 2**34  # values outnumber steps
+    run = Run(num_clients=6, params=replace(PARAMS, modulus_range=None))
+    masked = run.replies[Stage.COLLECT_MASKED_VECTORS]
+    assert all(v.dtype == np.uint32 for reply in masked.values() for v in reply["masked_vectors"])
+    _check_aggregate(run, 6)
+    wide = Run(num_clients=6, params=replace(PARAMS, modulus_range=2**40))
+    vectors = next(iter(wide.replies[Stage.COLLECT_MASKED_VECTORS].values()))["masked_vectors"]
+    assert vectors[0].dtype == np.uint64
+    _check_aggregate(wide, 6)
