@@ -28,7 +28,7 @@ from fedrobust.config.base import Section
 
 #: Largest modulus: masked values are int64 and ``a + b`` of two values below it must not overflow.
 MAX_MODULUS_RANGE = 2**62
-#: Largest quantisation range: flwr's ``quantize`` rounds through int32.
+#: Largest quantisation range (a client's quantised values then stay far inside 32 bits).
 MAX_QUANTIZATION_RANGE = 2**30
 
 
@@ -266,9 +266,7 @@ def resolve_params(params: SecAggParams, num_clients: int, num_values: int = 0) 
         raise ValueError(f"clipping_range: must be a finite number > 0, got {c!r}")
     q = params.quantization_range
     if not _is_int(q) or not 2 <= q <= MAX_QUANTIZATION_RANGE:
-        raise ValueError(
-            f"quantization_range: must be an int in [2, 2**30] (flwr quantises to int32), got {q!r}"
-        )
+        raise ValueError(f"quantization_range: must be an int in [2, 2**30], got {q!r}")
     w = params.max_weight
     if not isinstance(w, int | float) or isinstance(w, bool) or not (math.isfinite(w) and w > 0):
         raise ValueError(f"max_weight: must be a finite number > 0, got {w!r}")

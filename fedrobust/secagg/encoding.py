@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from flwr.common.secure_aggregation.quantization import dequantize, quantize
+from flwr.common.secure_aggregation.quantization import dequantize
 from numpy.typing import NDArray
 
 from fedrobust.secagg.config import SecAggParams
@@ -90,12 +90,16 @@ def encode_update(
     clipped = sum(int(np.count_nonzero(np.abs(array) > c)) for array in arrays)
     weight_q = quantize_weight(weight, params)
     ratio = weight_q / params.quantization_range
-    scaled = [np.clip(array, -c, c) * ratio for array in arrays]
-    quantized = quantize(scaled, c, params.quantization_range)
-    # quantize may land one step above the range when (2c) * (Q / 2c) rounds up: clamp.
-    encoded: IntArrays = [
-        np.array(np.clip(q, 0, params.quantization_range), dtype=np.int64) for q in quantized
-    ]
+    q = params.quantization_range
+    step = q / (2 * c)
+    rng = np.random.default_rng()  # rounding noise: fresh entropy, unbiased rounding
+    encoded: IntArrays = []
+    for array in arrays:
+        # q = (r clip(x) + c) Q / (2c), rounded up with probability its fraction (unbiased:
+        # E[q] is the exact value), then clamped (float error may land one step out)
+        exact = (np.clip(array, -c, c) * ratio + c) * step
+        rounded = np.floor(exact + rng.random(exact.shape))
+        encoded.append(np.clip(rounded, 0, q).astype(np.int64))
     encoded.append(np.array([weight_q], dtype=np.int64))
     encoded.append(np.array([clipped], dtype=np.int64))
     return encoded, clipped

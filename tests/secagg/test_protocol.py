@@ -753,3 +753,13 @@ def test_the_default_modulus_is_the_smallest_that_fits_and_travels_in_32_bits() 
     vectors = next(iter(wide.replies[Stage.COLLECT_MASKED_VECTORS].values()))["masked_vectors"]
     assert vectors[0].dtype == np.uint64
     _check_aggregate(wide, 6)
+
+
+def test_stochastic_quantisation_is_unbiased() -> None:
+    params = resolve_params(
+        SecAggParams(3, 2, clipping_range=1.0, quantization_range=2**8, max_weight=1.0), 3
+    )
+    encoded, _ = encode_update([np.full(200_000, 0.3)], 1.0, params)
+    exact = (0.3 + 1.0) * 2**8 / 2  # 166.4: rounded to 166 or 167
+    assert set(np.unique(encoded[0]).tolist()) == {166, 167}
+    assert abs(float(encoded[0].mean()) - exact) < 0.01

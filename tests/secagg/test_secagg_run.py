@@ -51,5 +51,8 @@ def test_secagg_with_dp_sgd_recovers_a_dropped_client_and_reports_each_stage(
         assert secure["contributors"] == 4 and secure["seconds"] > 0
         assert row["dropped"] == {"simulated_dropout": 1}
         assert row["epsilon"] > 0  # every client that trained spent budget
+    # round 2's keys and shares rode on round 1's last two exchanges (pipelining)
+    secure = [row["secure_aggregation"] for row in doc["rounds"]]
+    assert [(s["exchanges"], s["prepared"]) for s in secure] == [(4, False), (2, True)]
     assert doc["rounds"][-1]["accuracy"] > doc["initial"]["accuracy"]
     assert doc["final"]["epsilon"] > 0
