@@ -37,6 +37,7 @@ from fedrobust.federation.local_round import (
 from fedrobust.privacy.client_dp import CLIENT_CLIPPING, UNIFORM_WEIGHT, client_dp_mod
 from fedrobust.recipe import read_recipe
 from fedrobust.robust.updates import float_keys
+from fedrobust.secagg.config import Stage
 from fedrobust.secagg.records import add_part, read_parts
 from fedrobust.secagg.session import ClientSessions
 
@@ -91,16 +92,16 @@ def secagg(msg: Message, context: Context) -> Message:
     (:class:`fedrobust.secagg.session.ClientSessions`).
     """
     parts = read_parts(msg.content)
-    if not parts:
-        raise ValueError("a train.secagg message without a SecAgg+ stage")
     sessions = ClientSessions(context.state, context.node_id)
+    config = msg.content.config_records.get("config")
+    # every part may run, or none does: a replay or a bad part trains nothing
+    sessions.check(parts, None if config is None else config.get("server-round"))
     sessions.forget_before(min(parts))
     content = RecordDict()
     for rnd, stage_msg in parts.items():
-        if stage_msg.get("stage") != "collect_masked_vectors":
+        if stage_msg["stage"] != Stage.COLLECT_MASKED_VECTORS:
             add_part(content, rnd, sessions.step(rnd, stage_msg))
             continue
-        sessions.expect(rnd, "collect_masked_vectors")  # a replay trains nothing
         result = local_round(msg.content, context, secure=True)
         if result.refusal is not None:  # refused (budget, policy): drops out here
             return refusal(msg, result.refusal)

@@ -17,6 +17,8 @@ Two kinds of randomness, two homes:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from enum import IntEnum
 
@@ -63,15 +65,20 @@ def secret_seed() -> int:
     return secrets.randbits(63)
 
 
-#: 256 secret bits drawn once per process; nothing writes them down.
-_PROCESS_KEY = secrets.randbits(256)
+#: 32 secret bytes drawn once per process; nothing writes them down.
+_PROCESS_KEY = secrets.token_bytes(32)
 
 
 def process_secret_stream(tag: Stream, *more: int) -> np.random.Generator:
     """A generator keyed by this process's secret: the same draws for the same ``tag`` and
     ``more`` within one process (the server draws a round's secret client sample ahead,
-    for SecAgg+'s pipelining, and again when the round comes), unknowable outside it."""
-    return np.random.default_rng([_PROCESS_KEY, int(tag), *more])
+    for SecAgg+'s pipelining, and again when the round comes), unknowable outside it.
+
+    Its seed is ``HMAC-SHA256(key, tag, more...)``: a pseudorandom function of the public
+    inputs, so draws for one round say nothing of another's."""
+    message = ",".join(str(int(v)) for v in (tag, *more)).encode()
+    seed = hmac.new(_PROCESS_KEY, message, hashlib.sha256).digest()
+    return np.random.default_rng(int.from_bytes(seed, "big"))
 
 
 def secret_rng() -> np.random.Generator:

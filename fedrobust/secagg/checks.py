@@ -40,6 +40,9 @@ def masked_problem(vectors: object, shapes: list[tuple[int, ...]], modulus: int)
             return f"masked vector {index} is not an array of shape {shape}"
         if not np.issubdtype(vector.dtype, np.integer):
             return f"masked vector {index} has dtype {vector.dtype}, not an integer"
+        info = np.iinfo(vector.dtype)
+        if info.min >= 0 and info.max < modulus:
+            continue  # e.g. uint32 with modulus 2**32: every value is in range
         if vector.size and (vector.min() < 0 or vector.max() >= modulus):
             return f"masked vector {index} leaves [0, modulus_range)"
     return None

@@ -68,7 +68,7 @@ class SecAggParams:
         Modulus of the masked arithmetic, a power of two, at most ``2**62``, larger than
         ``num_clients * max(quantization_range, num_values)`` so the sum cannot wrap.
         ``None`` (the default): the smallest such power of two, at least ``2**32`` (masked
-        values then travel as 32-bit integers up to 1,024 clients at the default
+        values then travel as 32-bit integers up to 1,023 clients at the default
         quantisation).
     max_weight : float
         Largest client weight; a client with a larger weight refuses to mask.

@@ -97,9 +97,12 @@ def encode_update(
     for array in arrays:
         # q = (r clip(x) + c) Q / (2c), rounded up with probability its fraction (unbiased:
         # E[q] is the exact value), then clamped (float error may land one step out)
-        exact = (np.clip(array, -c, c) * ratio + c) * step
-        rounded = np.floor(exact + rng.random(exact.shape))
-        encoded.append(np.clip(rounded, 0, q).astype(np.int64))
+        exact = np.array(array, dtype=np.float64)  # a copy, also of a 0-d array
+        np.clip(exact, -c, c, out=exact)
+        exact *= ratio * step
+        exact += c * step + rng.random(exact.shape)
+        np.floor(exact, out=exact)
+        encoded.append(np.clip(exact, 0, q, out=exact).astype(np.int64))
     encoded.append(np.array([weight_q], dtype=np.int64))
     encoded.append(np.array([clipped], dtype=np.int64))
     return encoded, clipped

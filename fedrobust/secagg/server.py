@@ -398,7 +398,8 @@ class SecAggServer:
             if problem is not None:
                 rejected[nid] = problem
                 continue
-            add_masks(total, vectors, 1, self.params)
+            # in [0, modulus) (checked): exact in the wire type, whatever integer type came
+            add_masks(total, [v.astype(dtype) for v in vectors], 1, self.params)
             valid.append(nid)
         self._inbox = {}
         self._masked_sum = total

@@ -9,9 +9,18 @@ round's and the next one's, :mod:`fedrobust.secagg.transport`); they share nothi
   state that round held;
 - every other stage needs its instance's state and the stage order it records (a replayed
   or out-of-order stage raises before anything is revealed or trained);
+- an instance is bound to one training round: a message holds at most one
+  collect_masked_vectors part, whose round must be the training instruction's
+  ``server-round``, and the client keeps the highest round it masked an update for
+  (``secagg-trained``): setup or collect_masked_vectors of that round or an earlier one is
+  refused, so no server gets one round's update masked twice, under two sets of masks
+  it could difference;
 - a message's lowest round tells which instances are over: older states are erased (an
   instance the client dropped out of never comes back), and an instance is erased once
   its unmask has answered.
+
+:meth:`ClientSessions.check` runs every one of these checks on a whole message before the
+client trains or answers any part of it.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from fedrobust.secagg.client import SecAggClient
 from fedrobust.secagg.config import SecAggParams, Stage
 
 STATE_PREFIX = "secagg-state."
+TRAINED_KEY = "secagg-trained"
 
 
 class ClientSessions:
@@ -45,6 +55,9 @@ class ClientSessions:
         self.node_id = int(node_id)
         self._clients: dict[int, SecAggClient] = {}
         self._erased: set[int] = set()
+        trained = state.config_records.get(TRAINED_KEY)
+        #: The highest round this client masked an update for (0: none).
+        self.trained = 0 if trained is None else int(trained["round"])  # type: ignore[arg-type]
         for key, record in state.config_records.items():
             if key.startswith(STATE_PREFIX) and key[len(STATE_PREFIX) :].isdigit():
                 self._clients[int(key[len(STATE_PREFIX) :])] = SecAggClient.from_state_dict(record)
@@ -59,12 +72,50 @@ class ClientSessions:
         for old in [r for r in self._clients if r < rnd]:
             self._erase(old)
 
-    def expect(self, rnd: int, stage: Stage | str) -> None:
-        """Refuse ``stage`` of round ``rnd`` unless it comes next (see
-        :meth:`SecAggClient.expect`); raises ``ValueError``."""
-        if Stage(str(stage)) == Stage.SETUP:
-            return
-        self._client(rnd, stage).expect(stage)
+    def check(self, parts: Mapping[int, Mapping[str, Any]], training_round: object) -> None:
+        """Refuse a message unless every part of it may run now; nothing runs before.
+
+        Parameters
+        ----------
+        parts : Mapping[int, Mapping[str, Any]]
+            Round -> stage message, as :func:`~fedrobust.secagg.records.read_parts` reads them.
+        training_round : object
+            The training instruction's ``server-round`` (``None`` without one).
+
+        Raises
+        ------
+        ValueError
+            No part; an unknown stage; two collect_masked_vectors parts, or one whose round
+            is not the training round; a setup or collect_masked_vectors for a round at or
+            below the last one trained; a stage out of its instance's order; setup
+            parameters that do not parse.
+        """
+        if not parts:
+            raise ValueError("stage: a train.secagg message without a SecAgg+ stage")
+        stages: dict[int, Stage] = {}
+        for rnd, message in parts.items():
+            try:
+                stages[rnd] = Stage(str(message.get("stage")))
+            except ValueError:
+                raise ValueError(f"stage: unknown SecAgg+ stage {message.get('stage')!r}") from None
+        collects = [rnd for rnd, stage in stages.items() if stage == Stage.COLLECT_MASKED_VECTORS]
+        if len(collects) > 1:
+            raise ValueError(f"stage: collect_masked_vectors for rounds {collects} at once")
+        if collects and collects[0] != training_round:
+            raise ValueError(
+                f"stage: collect_masked_vectors of round {collects[0]} with the training "
+                f"instruction of round {training_round!r}"
+            )
+        for rnd, stage in stages.items():
+            if stage in (Stage.SETUP, Stage.COLLECT_MASKED_VECTORS) and rnd <= self.trained:
+                raise ValueError(
+                    f"stage: node {self.node_id} already masked its update of round "
+                    f"{self.trained}; no {stage.value} for round {rnd} (replayed or reused round)"
+                )
+            if stage == Stage.SETUP:
+                SecAggParams.from_dict(dict(parts[rnd]))
+            else:
+                self._client(rnd, stage).expect(stage)
 
     def step(
         self,
@@ -107,7 +158,11 @@ class ClientSessions:
         if stage == Stage.COLLECT_MASKED_VECTORS:
             if update is None or weight is None:
                 raise ValueError("collect_masked_vectors: no update to mask")
-            return client.collect_masked_vectors(message, update, weight)
+            if rnd <= self.trained:
+                raise ValueError(f"stage: round {rnd} is at or below the last one trained")
+            reply = client.collect_masked_vectors(message, update, weight)
+            self.trained = rnd
+            return reply
         if stage == Stage.SHARE_KEYS:
             return client.share_keys(message)
         reply = client.unmask(message)  # erases the instance's secrets
@@ -122,6 +177,8 @@ class ClientSessions:
                 del self._state[key]
         for rnd, client in self._clients.items():
             self._state.config_records[f"{STATE_PREFIX}{rnd}"] = ConfigRecord(client.state_dict())
+        if self.trained:
+            self._state.config_records[TRAINED_KEY] = ConfigRecord({"round": self.trained})
 
     def _client(self, rnd: int, stage: Stage | str) -> SecAggClient:
         client = self._clients.get(rnd)

@@ -43,6 +43,7 @@ from flwr.serverapp import Grid
 
 from fedrobust.federation.records import with_records
 from fedrobust.federation.screening import (
+    REFUSALS,
     ReplyContract,
     contract_problem,
     metrics_problem,
@@ -154,7 +155,8 @@ class SecAggTransport:
         shapes = [tuple(global_arrays[k].shape) for k in keys]
         nodes = [m.metadata.dst_node_id for m in instructions]
         sampled = sampled or {node: i for i, node in enumerate(nodes)}
-        addressed = {node: sampled[node] for node in nodes}  # a hook may have left some out
+        # a hook may have left some sampled nodes out
+        addressed = {node: sampled.get(node, i) for i, node in enumerate(nodes)}
         current, prepared = self._take_pending(rnd, addressed, shapes), True
         if current is None:
             current, prepared = self._instance(rnd, addressed, shapes), False
@@ -247,7 +249,9 @@ class SecAggTransport:
             assert stage is not None
             inst.stage_seconds[str(stage)] = seconds
             mine = [m for m in sent if m.metadata.dst_node_id in outgoing[inst.rnd]]
-            sound = _collect(replies, mine, inst, stage, self._reads())
+            trains = Stage.COLLECT_MASKED_VECTORS in stages.values()
+            coupled = trains and stage != Stage.COLLECT_MASKED_VECTORS  # rode on a training
+            sound = _collect(replies, mine, inst, stage, self._reads(), coupled)
             if stage == Stage.COLLECT_MASKED_VECTORS:
                 inst.trained = {m.metadata.src_node_id: m for m in sound}
             decoded = {m.metadata.src_node_id: read_parts(m.content)[inst.rnd] for m in sound}
@@ -383,16 +387,23 @@ def _collect(
     inst: Instance,
     stage: Stage,
     metrics: tuple[str, ...] = (),
+    coupled: bool = False,
 ) -> list[Message]:
     """The sound replies for ``inst`` among ``replies`` to ``sent`` (its nodes' messages),
     counting the others in ``inst`` (training replies must echo its round and hold the
-    strategy's ``metrics``)."""
+    strategy's ``metrics``). ``coupled``: ``inst``'s stage rode on another round's training;
+    a client that declined that training is counted as ``declined_previous_round`` here, not
+    as declining this round."""
     asked = {m.metadata.dst_node_id: inst.sampled[m.metadata.dst_node_id] for m in sent}
     node_of = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
     own = [m for m in replies if replying_node(m, node_of) in asked]
     sound, dropped, refused = screen(
         own, asked, sent, lambda m: _part_problem(m, inst.rnd, stage, metrics)
     )
+    if coupled:
+        for reason in [r for r in dropped if r in REFUSALS or r == "refused"]:
+            dropped["declined_previous_round"] += dropped.pop(reason)
+        refused = set()
     inst.dropped.update(dropped)
     inst.refused |= refused
     return sound

@@ -7,7 +7,7 @@ import pytest
 from flwr.app import RecordDict
 
 from fedrobust.secagg import SecAggParams, SecAggServer, Stage
-from fedrobust.secagg.session import STATE_PREFIX, ClientSessions
+from fedrobust.secagg.session import STATE_PREFIX, TRAINED_KEY, ClientSessions
 
 PARAMS = SecAggParams(num_shares=3, reconstruction_threshold=2, max_weight=10.0)
 NODES = [11, 12, 13]
@@ -76,10 +76,53 @@ def test_older_rounds_are_forgotten_and_unmask_erases_its_round() -> None:
     sessions = ClientSessions(states[11], 11)
     sessions.step(1, unmask[11])
     sessions.save()
-    assert sorted(states[11]) == [f"{STATE_PREFIX}2"]
+    assert sorted(states[11]) == [f"{STATE_PREFIX}2", TRAINED_KEY]
     with pytest.raises(ValueError, match="round 1"):  # a replayed unmask finds nothing
         ClientSessions(states[11], 11).step(1, unmask[11])
     later = ClientSessions(states[12], 12)
     later.forget_before(2)  # node 12 never got its unmask: round 1 is over all the same
     later.save()
-    assert sorted(states[12]) == [f"{STATE_PREFIX}2"]
+    assert sorted(states[12]) == [f"{STATE_PREFIX}2", TRAINED_KEY]
+
+
+def _collected(states: dict[int, RecordDict], rnd: int) -> tuple[SecAggServer, dict]:
+    """Rounds ``rnd``'s setup, share_keys and collect_masked_vectors; the collect messages."""
+    server = setup_round(states, rnd)
+    messages = server.messages()
+    replies = {}
+    for node, message in messages.items():
+        sessions = ClientSessions(states[node], node)
+        sessions.check({rnd: message}, rnd)
+        replies[node] = sessions.step(rnd, message, [np.ones(4)], 1.0)
+        sessions.save()
+    assert server.receive(replies) is None
+    return server, messages
+
+
+def test_a_message_is_checked_whole_before_anything_runs() -> None:
+    states = {node: RecordDict() for node in NODES}
+    server = setup_round(states, 1)
+    collect = server.messages()[11]
+    sessions = ClientSessions(states[11], 11)
+    with pytest.raises(ValueError, match="training instruction of round 2"):
+        sessions.check({1: collect}, 2)  # masks round 2's training under round 1's keys
+    with pytest.raises(ValueError, match="at once"):
+        sessions.check({1: collect, 2: dict(collect)}, 1)
+    with pytest.raises(ValueError, match="missing from the SecAgg"):  # bad setup: no training
+        sessions.check({1: collect, 2: {"stage": "setup", "num_shares": 3}}, 1)
+    with pytest.raises(ValueError, match="without a SecAgg"):
+        sessions.check({}, None)
+    sessions.check({1: collect, 2: _setup_message()}, 1)  # the pipelined exchange A
+
+
+def test_a_round_masked_once_is_never_set_up_or_masked_again() -> None:
+    states = {node: RecordDict() for node in NODES}
+    _, messages = _collected(states, 3)
+    sessions = ClientSessions(states[11], 11)
+    assert sessions.trained == 3
+    for rnd in (2, 3):  # a reused round would mask the same update under new masks
+        with pytest.raises(ValueError, match="already masked its update of round 3"):
+            sessions.check({rnd: _setup_message()}, None)
+    with pytest.raises(ValueError, match="already masked"):
+        sessions.check({3: messages[11]}, 3)
+    sessions.check({4: _setup_message()}, None)  # the next round may start

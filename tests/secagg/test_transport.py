@@ -316,7 +316,10 @@ def test_every_round_has_fresh_keys_and_no_client_keeps_a_finished_round() -> No
     assert len(keys[1]) == len(keys[2]) == len(keys[3]) == 2 * NUM_CLIENTS
     assert not keys[1] & keys[2] and not keys[2] & keys[3]
     for context in grid.contexts.values():  # round 3 prepared, rounds 1 and 2 erased
-        assert [k for k in context.state if k.startswith("secagg")] == ["secagg-state.3"]
+        assert sorted(k for k in context.state if k.startswith("secagg")) == [
+            "secagg-state.3",
+            "secagg-trained",
+        ]
 
 
 def test_pipelining_off_runs_four_exchanges_every_round() -> None:
@@ -388,3 +391,27 @@ def test_a_node_a_hook_left_out_of_the_instructions_takes_no_part() -> None:
     assert 103 not in {m.metadata.src_node_id for m in outcome.contributors}
     assert len(outcome.contributors) == NUM_CLIENTS - 1
     assert all(m.metadata.dst_node_id != 103 for m in grid.exchanges[0])
+
+
+def test_a_client_declining_one_round_does_not_count_as_declining_the_next() -> None:
+    from fedrobust.apps.clients.client_app import refusal
+
+    from fedrobust.federation.client_hooks import Refusal
+    from fedrobust.secagg.records import read_parts
+
+    def declining(msg: Message, context: Context) -> Message:
+        stages = {p["stage"] for p in read_parts(msg.content).values()}
+        if context.node_id == 101 and "collect_masked_vectors" in stages:
+            return refusal(msg, Refusal("policy"))
+        return secagg(msg, context)
+
+    sc = pipelined(rounds=2)
+    grid = CountingGrid()
+    grid.handler = declining
+    first, second = run_rounds(sc, grid, 2)
+    assert first.refused == {101} and first.dropped == {"policy": 1}
+    # round 2's setup rode on round 1's training: node 101 missed it, without declining it
+    assert second.figures["secure_aggregation"]["prepared"]
+    assert second.dropped == {"declined_previous_round": 1}
+    assert second.refused == set()
+    assert second.figures["secure_aggregation"]["contributors"] == NUM_CLIENTS - 1
