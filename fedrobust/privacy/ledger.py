@@ -13,9 +13,12 @@ each example with probability ``1 / L`` (not ``B / n``) for ``L`` steps per epoc
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 ACCOUNTANTS = ("rdp", "prv", "gdp")
 
@@ -90,14 +93,44 @@ def history(entries: list[LedgerEntry]) -> list[tuple[float, float, int]]:
 
 def epsilon(entries: list[LedgerEntry], delta: float, accountant: str) -> float:
     """Epsilon of the composed releases in ``entries`` at ``delta`` (0 if none)."""
-    steps = history(entries)
+    return history_epsilon(history(entries), delta, accountant)
+
+
+def history_epsilon(steps: list[tuple[float, float, int]], delta: float, accountant: str) -> float:
+    """Epsilon of an Opacus accountant history ``[(sigma, q, steps), ...]`` at ``delta``.
+
+    Opacus's accountant computes it. For ``rdp`` the same formulas run through
+    :func:`_rdp_per_step`, which keeps the per-step Renyi divergences of each (q, sigma)
+    for the process: Opacus's ``compute_rdp`` is that vector times the steps, so the result
+    is the same float, and a client that trains round after round with one sample rate and
+    noise multiplier (or a server summing many such clients) computes the vector once
+    instead of once per round and client (151 orders, a series for each fractional one:
+    ~0.07 s, twice a small model's DP epoch).
+    """
     if not steps:
         return 0.0
-    from opacus.accountants import create_accountant  # opacus: ~1.3 s, only when counting
+    if accountant != "rdp":
+        from opacus.accountants import create_accountant  # opacus: ~1.3 s, only when counting
 
-    acc = create_accountant(mechanism=accountant)
-    acc.history = steps
-    return float(acc.get_epsilon(delta=delta))
+        acc = create_accountant(mechanism=accountant)
+        acc.history = list(steps)
+        return float(acc.get_epsilon(delta=delta))
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+    from opacus.accountants.rdp import RDPAccountant
+
+    rdp = sum([np.array(_rdp_per_step(q, sigma)) * n for sigma, q, n in steps])
+    eps, _ = get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta)
+    return float(eps)
+
+
+@functools.lru_cache(maxsize=1024)
+def _rdp_per_step(q: float, sigma: float) -> tuple[float, ...]:
+    """Opacus's RDP of one step of the sampled Gaussian mechanism at its default orders."""
+    from opacus.accountants.analysis.rdp import compute_rdp
+    from opacus.accountants.rdp import RDPAccountant
+
+    orders = RDPAccountant.DEFAULT_ALPHAS
+    return tuple(compute_rdp(q=q, noise_multiplier=sigma, steps=1, orders=orders).tolist())
 
 
 def calibrate_noise(
