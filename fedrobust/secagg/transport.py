@@ -244,6 +244,10 @@ class SecAggTransport:
         began = time.monotonic()
         replies = grid.send_and_receive(sent, timeout=self.cfg.timeout)
         seconds = round(time.monotonic() - began, 3)
+        node_of = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
+        strays = sum(replying_node(m, node_of) not in contents for m in replies)
+        if strays:  # from a node nobody asked: counted once, by the first instance
+            batch[0].dropped["unexpected_sender"] += strays
         for inst in batch:
             stage = stages[inst.rnd]
             assert stage is not None

@@ -415,3 +415,25 @@ def test_a_client_declining_one_round_does_not_count_as_declining_the_next() -> 
     assert second.dropped == {"declined_previous_round": 1}
     assert second.refused == set()
     assert second.figures["secure_aggregation"]["contributors"] == NUM_CLIENTS - 1
+
+
+def test_a_reply_from_a_node_nobody_asked_is_counted_and_ignored() -> None:
+    from fedrobust.secagg.transport import SecAggTransport
+
+    class Intruding(CountingGrid):
+        def send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
+            replies = super().send_and_receive(messages, timeout)
+            intruder = copy.deepcopy(replies[0])
+            intruder.metadata.__dict__["_src_node_id"] = 999
+            return [*replies, intruder]
+
+    sc = pipelined(rounds=1)
+    arrays = global_arrays(sc)
+    grid = Intruding()
+    sampled = {100 + pid: pid for pid in range(NUM_CLIENTS)}
+    outcome = SecAggTransport(sc, 500.0)(
+        grid, 1, instructions(sc, arrays, list(sampled)), arrays, sampled
+    )
+    assert outcome.figures["secure_aggregation"]["failure"] is None
+    assert outcome.dropped == {"unexpected_sender": 4}  # one per exchange
+    assert len(outcome.contributors) == NUM_CLIENTS
