@@ -551,7 +551,7 @@ def _corrupt(share: bytes) -> bytes:
 def _not_x25519_keys() -> list[bytes]:
     """Public keys a client might send that are not X25519 keys: a P-256 key (PEM, and as
     its raw compressed point), 31 bytes, and a small-order point."""
-    p256 = ec.generate_private_key(ec.SECP256R1()).public_key()
+    p256 = ec.derive_private_key(2026, ec.SECP256R1()).public_key()  # fixed: stable test ids
     pem = p256.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -633,7 +633,9 @@ def test_too_many_corrupted_shares_fail_with_a_reason() -> None:
     assert "committed to" in result.reason
 
 
-@pytest.mark.parametrize("bad_key", _not_x25519_keys())
+@pytest.mark.parametrize(
+    "bad_key", _not_x25519_keys(), ids=["p256_pem", "p256_point", "31_bytes", "small_order"]
+)
 def test_a_public_key_that_is_not_x25519_is_rejected_at_setup(bad_key: bytes) -> None:
     victim: list[int] = []
 
