@@ -248,12 +248,12 @@ class SecAggTransport:
         strays = sum(replying_node(m, node_of) not in contents for m in replies)
         if strays:  # from a node nobody asked: counted once, by the first instance
             batch[0].dropped["unexpected_sender"] += strays
+        trains = Stage.COLLECT_MASKED_VECTORS in stages.values()
         for inst in batch:
             stage = stages[inst.rnd]
             assert stage is not None
             inst.stage_seconds[str(stage)] = seconds
             mine = [m for m in sent if m.metadata.dst_node_id in outgoing[inst.rnd]]
-            trains = Stage.COLLECT_MASKED_VECTORS in stages.values()
             coupled = trains and stage != Stage.COLLECT_MASKED_VECTORS  # rode on a training
             sound = _collect(replies, mine, inst, stage, self._reads(), coupled)
             if stage == Stage.COLLECT_MASKED_VECTORS:
