@@ -75,6 +75,8 @@ class Instance:
         The protocol state.
     sampled : dict[int, int]
         Node id -> partition id of its clients.
+    drop_rng : numpy.random.Generator
+        Chooses the simulated dropouts (``simulate_dropout``), seeded by the round.
     dropped, refused, stage_seconds, trained
         Replies lost by reason; nodes that declined; seconds of the exchange that carried
         each stage; collect_masked_vectors replies (with training metrics) by node.
@@ -249,16 +251,17 @@ class SecAggTransport:
         if strays:  # from a node nobody asked: counted once, by the first instance
             batch[0].dropped["unexpected_sender"] += strays
         trains = Stage.COLLECT_MASKED_VECTORS in stages.values()
+        parts = {id(m): _read(m) for m in replies}  # each reply decoded once
         for inst in batch:
             stage = stages[inst.rnd]
             assert stage is not None
             inst.stage_seconds[str(stage)] = seconds
             mine = [m for m in sent if m.metadata.dst_node_id in outgoing[inst.rnd]]
             coupled = trains and stage != Stage.COLLECT_MASKED_VECTORS  # rode on a training
-            sound = _collect(replies, mine, inst, stage, self._reads(), coupled)
+            sound = _collect(replies, parts, mine, inst, stage, self._reads(), coupled)
             if stage == Stage.COLLECT_MASKED_VECTORS:
                 inst.trained = {m.metadata.src_node_id: m for m in sound}
-            decoded = {m.metadata.src_node_id: read_parts(m.content)[inst.rnd] for m in sound}
+            decoded = {m.metadata.src_node_id: parts[id(m)][inst.rnd] for m in sound}  # type: ignore[index]
             decoded = _simulate_dropout(decoded, len(mine), inst, stage, self.scenario)
             inst.server.receive(decoded)
 
@@ -364,18 +367,28 @@ def graph_rng(scenario: Scenario, rnd: int) -> random.Random:
     return random.Random(secrets.randbits(256))
 
 
-def _part_problem(
-    msg: Message, rnd: int, stage: Stage, metrics: tuple[str, ...] = ()
-) -> str | None:
-    """Why a reply is unusable for instance ``rnd``: its part is missing or does not decode,
-    or (collect_masked_vectors) its training metrics do not (or echo another round than
-    ``rnd``, or lack a metric the strategy reads: ``metrics``, e.g. FedNova's
-    ``fednova-a``)."""
+def _read(msg: Message) -> dict[int, dict[str, Any]] | None:
+    """The stage parts a reply carries, or ``None`` when it is an error or does not decode."""
+    if msg.has_error():
+        return None
     try:
-        parts = read_parts(msg.content)
+        return read_parts(msg.content)
     except (KeyError, ValueError, TypeError):
-        return "malformed"
-    if rnd not in parts:
+        return None
+
+
+def _part_problem(
+    msg: Message,
+    parts: dict[int, dict[str, Any]] | None,
+    rnd: int,
+    stage: Stage,
+    metrics: tuple[str, ...] = (),
+) -> str | None:
+    """Why a reply is unusable for instance ``rnd``: its part (``parts``, as :func:`_read`
+    decoded them) is missing or does not decode, or (collect_masked_vectors) its training
+    metrics do not (or echo another round than ``rnd``, or lack a metric the strategy reads:
+    ``metrics``, e.g. FedNova's ``fednova-a``)."""
+    if parts is None or rnd not in parts:
         return "malformed"
     if stage != Stage.COLLECT_MASKED_VECTORS:
         return None
@@ -387,6 +400,7 @@ def _part_problem(
 
 def _collect(
     replies: list[Message],
+    parts: dict[int, dict[int, dict[str, Any]] | None],
     sent: list[Message],
     inst: Instance,
     stage: Stage,
@@ -395,14 +409,15 @@ def _collect(
 ) -> list[Message]:
     """The sound replies for ``inst`` among ``replies`` to ``sent`` (its nodes' messages),
     counting the others in ``inst`` (training replies must echo its round and hold the
-    strategy's ``metrics``). ``coupled``: ``inst``'s stage rode on another round's training;
-    a client that declined that training is counted as ``declined_previous_round`` here, not
-    as declining this round."""
+    strategy's ``metrics``; ``parts``: each reply's decoded parts, by ``id``).
+    ``coupled``: ``inst``'s stage rode on another round's training; a client that declined
+    that training is counted as ``declined_previous_round`` here, not as declining this
+    round."""
     asked = {m.metadata.dst_node_id: inst.sampled[m.metadata.dst_node_id] for m in sent}
     node_of = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
     own = [m for m in replies if replying_node(m, node_of) in asked]
     sound, dropped, refused = screen(
-        own, asked, sent, lambda m: _part_problem(m, inst.rnd, stage, metrics)
+        own, asked, sent, lambda m: _part_problem(m, parts.get(id(m)), inst.rnd, stage, metrics)
     )
     if coupled:
         for reason in [r for r in dropped if r in REFUSALS or r == "refused"]:

@@ -184,7 +184,7 @@ def test_an_offline_node_counts_once_as_offline_in_a_secagg_stage() -> None:
     answer.metadata.__dict__["_src_node_id"] = 100
     offline = offline_error(101)
     inst = Instance(1, None, {100: 0, 101: 1}, np.random.default_rng(0))  # type: ignore[arg-type]
-    replies = _collect([answer, offline], sent, inst, Stage.SETUP)
+    replies = _collect([answer, offline], {id(answer): {1: {"pk1": b"k"}}}, sent, inst, Stage.SETUP)
     assert [m.metadata.src_node_id for m in replies] == [100]
     assert inst.dropped == {"offline": 1}  # not also a "no_reply"
 
