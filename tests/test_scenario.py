@@ -235,6 +235,21 @@ BAD = [
         "adversarial.training.method",
         "per-example clipping",
     ),
+    (
+        with_(
+            "privacy.dp",
+            {"mode": "sample", "noise_multiplier": 1.0},
+            "adversarial.training",
+            {"method": "mart"},
+        ),
+        "adversarial.training.method",
+        "mart needs a second forward pass",
+    ),
+    (
+        with_("adversarial.training", {"method": "mart", "ratio": 0.5}),
+        "adversarial.training.ratio",
+        "does not apply to adversarial.training.method 'mart'",
+    ),
     (with_("privacy.audit", {"canaries": 3}), "privacy.audit.canaries", "greater than"),
     (with_("attack.kind", "lie"), "attack.kind", "label_flip"),
     (with_("attack", {"kind": "sign_flip", "noise_std": 2}), "attack.noise_std", "sign_flip"),

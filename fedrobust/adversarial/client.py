@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from torch import nn
 
-from fedrobust.adversarial.training import AdversarialExamples, Trades
+from fedrobust.adversarial.training import AdversarialExamples, Mart, Trades
 from fedrobust.federation.client_hooks import ClientHook, ClientJob, LocalPlan
 from fedrobust.scenario import AdversarialTrainingConfig, Scenario
 from fedrobust.train import TrainPlugin
@@ -22,13 +22,15 @@ def adversarial_plugin(
     eps, alpha = cfg.budget(rnd)
     if cfg.method == "trades":
         return Trades(eps, alpha, cfg.steps, cfg.beta)
+    if cfg.method == "mart":
+        return Mart(eps, alpha, cfg.steps, cfg.beta)
     attack = "ffgsm" if cfg.method == "fgsm_rs" else "pgdl2" if cfg.norm == "l2" else "pgd"
     steps = 1 if cfg.method == "fgsm_rs" else cfg.steps
     return AdversarialExamples(attack, eps, alpha, steps, cfg.ratio, num_classes, seed)
 
 
 class AdversarialTrainingHook(ClientHook):
-    """``adversarial.training``: PGD-AT, FGSM-RS or TRADES batches."""
+    """``adversarial.training``: PGD-AT, FGSM-RS, TRADES or MART batches."""
 
     def __init__(self, cfg: AdversarialTrainingConfig) -> None:
         self.cfg = cfg

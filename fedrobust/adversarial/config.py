@@ -13,6 +13,7 @@ ADV_TRAINING_FIELDS: dict[str, set[str]] = {
     "pgd_at": {"eps", "alpha", "steps", "ratio", "start_round", "norm", "eps_schedule"},
     "fgsm_rs": {"eps", "alpha", "ratio", "start_round", "eps_schedule"},
     "trades": {"eps", "alpha", "steps", "start_round", "beta", "eps_schedule"},
+    "mart": {"eps", "alpha", "steps", "start_round", "beta", "eps_schedule"},
 }
 
 
@@ -57,13 +58,14 @@ class AdversarialTrainingConfig(Section):
     ----------
     method : str
         none | pgd_at (Madry et al. 2018) | fgsm_rs (FGSM with random start, Wong et al.
-        2020) | trades (Zhang et al. 2019).
+        2020) | trades (Zhang et al. 2019) | mart (Wang et al. 2020).
     eps : float
         Perturbation budget in input units ([0, 1] pixels).
     alpha : float
-        Step size (default: 2.5 * eps / steps for PGD and TRADES, 1.25 * eps for fgsm_rs).
+        Step size (default: 2.5 * eps / steps for PGD, TRADES and MART, 1.25 * eps for
+        fgsm_rs).
     steps : int
-        Attack iterations (pgd_at, trades).
+        Attack iterations (pgd_at, trades, mart).
     ratio : float
         Share of each batch replaced by its adversarial version (pgd_at, fgsm_rs).
     start_round : int
@@ -71,7 +73,7 @@ class AdversarialTrainingConfig(Section):
     norm : str
         linf | l2 (pgd_at: ``PGD`` or ``PGDL2``).
     beta : float
-        trades: weight of the robustness (KL) term.
+        trades, mart: weight of the robustness (KL) term (mart's lambda).
     eps_schedule : EpsScheduleConfig, optional
         The budget's ramp from ``start_round`` (default: ``eps`` at once); the step size
         ``alpha`` follows the budget (its ratio to ``eps`` is kept).

@@ -7,7 +7,10 @@ client's current model.
   free" (Wong, Rice & Kolter 2020, https://arxiv.org/abs/2001.03994; torchattacks FFGSM);
 - ``trades``: clean cross-entropy plus ``beta`` times the KL divergence between the
   model's outputs on the clean batch and on a KL-maximising perturbation (Zhang et al.
-  2019, https://arxiv.org/abs/1901.08573; torchattacks TPGD).
+  2019, https://arxiv.org/abs/1901.08573; torchattacks TPGD);
+- ``mart``: a boosted cross-entropy on PGD examples plus ``beta`` times the clean-to-
+  adversarial KL divergence weighted by how badly the clean example is classified
+  (Wang et al. 2020, https://openreview.net/forum?id=rklOg6EFwS).
 
 Replacing examples keeps one row per example, so DP-SGD's per-example clipping and
 accounting hold. Under Opacus the local loop pauses the per-sample-gradient hooks while a
@@ -115,3 +118,64 @@ class Trades(_AttacksLocalModel):
         clean = F.softmax(model(self.clean), dim=1)
         kl = F.kl_div(log_adv, clean, reduction="batchmean")
         return loss + self.beta * kl
+
+
+class Mart(_AttacksLocalModel):
+    """MART: misclassification-aware adversarial training (Wang et al. 2020).
+
+    The batch is replaced by its PGD examples ``x'`` (so the recipe's loss is the
+    cross-entropy on ``x'``), and ``loss`` adds, averaged over the batch,
+
+    - the boost ``-log(1 - max_{k != y} p_k(x'))``, which with the cross-entropy makes the
+      paper's boosted cross-entropy (BCE) on ``x'``;
+    - ``beta * KL(p(x) || p(x')) * (1 - p_y(x))``: the robustness term, weighted up for
+      examples the model misclassifies when clean.
+
+    Parameters
+    ----------
+    eps, alpha : float
+        Budget and step size of the PGD examples (L-inf, cross-entropy).
+    steps : int
+        PGD iterations.
+    beta : float
+        Weight of the KL term (the paper's lambda).
+    """
+
+    def __init__(self, eps: float, alpha: float, steps: int, beta: float) -> None:
+        self.eps, self.alpha, self.steps, self.beta = eps, alpha, steps, beta
+        self.clean: torch.Tensor | None = None
+        self.adversarial: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.model is None or len(y) == 0:
+            self.clean = self.adversarial = self.labels = None
+            return x, y
+        attack = create_attack("pgd", self.model, self.eps, steps=self.steps, alpha=self.alpha)
+        self.clean, self.labels = x, y
+        self.adversarial = attack(x, y).detach()
+        return self.adversarial, y
+
+    def loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+        if self.clean is None or self.adversarial is None or self.labels is None:
+            return loss
+        return loss + mart_terms(model(self.clean), model(self.adversarial), self.labels, self.beta)
+
+
+def mart_terms(
+    clean_logits: torch.Tensor, adv_logits: torch.Tensor, y: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """MART's loss beyond the cross-entropy on ``x'``: the boost plus the weighted KL.
+
+    Both are batch means; see :class:`Mart`.
+    """
+    adv_log_p = F.log_softmax(adv_logits, dim=1)
+    adv_p = adv_log_p.exp()
+    true = F.one_hot(y, adv_logits.shape[1]).bool()
+    runner_up = adv_p.masked_fill(true, 0.0).amax(dim=1)
+    boost = -torch.log((1.0 - runner_up).clamp_min(1e-12))
+    clean_log_p = F.log_softmax(clean_logits, dim=1)
+    clean_p = clean_log_p.exp()
+    kl = (clean_p * (clean_log_p - adv_log_p)).sum(dim=1)
+    misclassified = 1.0 - clean_p.gather(1, y[:, None]).squeeze(1)
+    return boost.mean() + beta * (kl * misclassified).mean()

@@ -126,10 +126,11 @@ def _privacy(scenario: Scenario) -> None:
                 "prelu is not supported by privacy.dp.grad_sample_mode 'ew' (expanded "
                 "weights); use hooks or functorch",
             )
-        if scenario.adversarial.training.method == "trades":
+        if scenario.adversarial.training.method in ("trades", "mart"):
+            method = scenario.adversarial.training.method
             raise field_error(
                 "adversarial.training.method",
-                "trades needs a second forward pass per example, which breaks DP-SGD's "
+                f"{method} needs a second forward pass per example, which breaks DP-SGD's "
                 "per-example clipping (privacy.dp.mode: sample); use pgd_at or fgsm_rs",
             )
         if scenario.model.checkpointing:
