@@ -215,6 +215,12 @@ def _poisoning(scenario: Scenario) -> None:
         raise field_error(
             "defense.num_selected", f"is larger than the {sampled} clients sampled per round"
         )
+    if defense.name == "zeno" and f >= sampled:
+        raise field_error(
+            "defense.num_malicious",
+            f"zeno drops the {f} lowest-scoring updates of the {sampled} sampled per round, "
+            "leaving none",
+        )
     if defense.name == "dnc" and int(defense.filter_factor * f) >= sampled:
         raise field_error(
             "defense.filter_factor",

@@ -159,9 +159,10 @@ class DefenseConfig(Section):
         median | trimmed_mean (coordinate-wise) | norm_bound (clip each update's norm) |
         centered_clip (Karimireddy et al. 2021) | fltrust (Cao et al. 2021) | dnc
         (Shejwalkar & Houmansadr 2021) | flame (Nguyen et al. 2022) | signsgd_mv
-        (Bernstein et al. 2019). ``docs/how-to/defenses.md`` describes each.
+        (Bernstein et al. 2019) | zeno (Xie et al. 2019). ``docs/how-to/defenses.md``
+        describes each.
     num_malicious : int
-        krum, multikrum, bulyan, dnc, centered_clip (``tau_schedule: theory``):
+        krum, multikrum, bulyan, dnc, zeno, centered_clip (``tau_schedule: theory``):
         attackers the rule assumes per round (default: the scenario's ``attack`` count,
         else 0); refused when too few clients are sampled for the rule to tolerate them
         (krum, multikrum: n >= 2f + 3, Blanchard et al. 2017; bulyan: n >= 4f + 3).
@@ -191,6 +192,8 @@ class DefenseConfig(Section):
         flame: noise standard deviation as a share of the median update norm.
     server_lr : float
         signsgd_mv: the step of every coordinate in the majority's direction.
+    rho : float
+        zeno: weight of the size penalty ``rho * ||delta||^2`` in each update's score.
     bucketing : int, optional
         Every rule that takes client updates (not fltrust, not fedavg): random buckets
         of this many updates are averaged before the rule (Karimireddy, He & Jaggi
@@ -200,8 +203,8 @@ class DefenseConfig(Section):
         noise) from the seed instead of the secret source (research only: an attacker
         who knows the seed knows them).
     root_samples : int
-        fltrust: size of the server's clean root set, drawn (seeded) from the clients'
-        held-out validation splits.
+        fltrust, zeno: size of the server's clean root set, drawn (seeded) from the
+        clients' held-out validation splits.
     root_epochs : int, optional
         fltrust: local epochs of the server's root update (default: the clients'
         ``train.local_epochs``, so the root update follows the clients' recipe).
@@ -221,6 +224,7 @@ class DefenseConfig(Section):
     filter_factor: Annotated[float, Field(ge=0)] = 1.0
     noise_lambda: Annotated[float, Field(ge=0)] = 0.001
     server_lr: Annotated[float, Field(gt=0)] = 0.001
+    rho: Annotated[float, Field(ge=0)] = 0.0005
     bucketing: Annotated[int, Field(ge=1)] | None = None
     reproducible: bool = False
 

@@ -13,6 +13,7 @@ the round's total example count, so ``strategy.name`` applies after ``defense.na
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from fedrobust.federation.records import with_records
 from fedrobust.federation.server_hooks import RoundView, ServerHook, ServerSetup
 from fedrobust.robust.collusion import colluding_update
 from fedrobust.robust.defenses import Defense, Updates, create_defense
-from fedrobust.robust.defenses.fltrust import root_set, root_update
+from fedrobust.robust.defenses.root import root_probe, root_set, root_update
 from fedrobust.robust.malicious import attacking, malicious_clients
 from fedrobust.robust.poisoning import backdoor_success
 from fedrobust.robust.updates import apply_delta, flat_delta
@@ -66,6 +67,7 @@ def defend(
     global_arrays: ArrayRecord,
     partition_of: dict[int, int],
     reference: np.ndarray | None = None,
+    probe: Callable[[np.ndarray], float] | None = None,
 ) -> tuple[Message | None, dict[str, Any]]:
     """Combine ``replies``; return the one reply for the strategy (``None``: no aggregate)
     and the figures for metrics.json: the rule's own figures, and the flagged clients
@@ -74,7 +76,7 @@ def defend(
     ids = [partition_of[m.metadata.src_node_id] for m in replies]
     weights = np.array([float(_metrics(m)["num-examples"]) for m in replies])  # type: ignore[arg-type]
     deltas = np.stack([flat_delta(_arrays(m), global_arrays) for m in replies])
-    combined = defense.combine(Updates(ids, deltas, weights, reference))
+    combined = defense.combine(Updates(ids, deltas, weights, reference, probe))
     figures: dict[str, Any] = dict(combined.detail)
     if defense.selects_clients:
         figures = {"flagged": sorted(combined.flagged), **figures}
@@ -133,8 +135,8 @@ class CollusionHook(ServerHook):
 
 class DefenseHook(ServerHook):
     """``defense.name`` (not fedavg: FedAvg is the strategy's own mean), with what it
-    needs from the server (FLTrust's root set). Its state (e.g. centered clipping's
-    centre) is checkpointed."""
+    needs from the server (the root set of FLTrust and Zeno). Its state (e.g. centered
+    clipping's centre) is checkpointed."""
 
     name = "defense"
 
@@ -146,7 +148,7 @@ class DefenseHook(ServerHook):
         self.num_classes = setup.fed.spec.num_classes
         self.root = (
             root_set(setup.fed, scenario.defense.root_samples, scenario.seed)
-            if self.rule.needs_reference
+            if self.rule.needs_reference or self.rule.needs_probe
             else None
         )
 
@@ -164,8 +166,10 @@ class DefenseHook(ServerHook):
     ) -> tuple[list[Message], dict[str, Any]]:
         if not replies:
             return replies, {}
-        reference = None
-        if self.root is not None:
+        reference = probe = None
+        if self.root is not None and self.rule.needs_probe:
+            probe = root_probe(model, arrays, self.root, self.num_classes)
+        if self.root is not None and self.rule.needs_reference:
             train = self.scenario.train
             reference = root_update(
                 model, self.root, train,
@@ -174,7 +178,7 @@ class DefenseHook(ServerHook):
                 lr=round_lr(train.lr_schedule, train.optimizer.lr, rnd, train.rounds),
                 seed=client_seed(self.scenario.seed, rnd, -1),
             )  # fmt: skip
-        reply, figures = defend(self.rule, replies, arrays, sampled, reference)
+        reply, figures = defend(self.rule, replies, arrays, sampled, reference, probe)
         figures = {"name": self.scenario.defense.name, **figures}
         if reply is None:
             figures.setdefault("error", "the rule produced no aggregate")

@@ -40,7 +40,7 @@ def rule(name: str, num_malicious: int = 0, **options: object):
 def test_every_named_rule_is_registered_and_unknown_names_fail() -> None:
     assert DEFENSES.names() == sorted(
         ["bulyan", "centered_clip", "dnc", "flame", "fltrust", "krum", "median",
-         "multikrum", "norm_bound", "signsgd_mv", "trimmed_mean"]
+         "multikrum", "norm_bound", "signsgd_mv", "trimmed_mean", "zeno"]
     )  # fmt: skip
     with pytest.raises(FedrobustError, match="defense.name.*unknown defense 'nope'"):
         DEFENSES.get("nope")

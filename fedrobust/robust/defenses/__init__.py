@@ -18,6 +18,7 @@ from fedrobust.robust.defenses import (  # noqa: F401 - registration side effect
     norm_bound,
     signsgd_mv,
     trimmed_mean,
+    zeno,
 )
 from fedrobust.robust.defenses.base import (
     DEFENSES,

@@ -31,12 +31,16 @@ class Updates:
         ``(n,)`` the clients' reported example counts.
     reference : np.ndarray or None
         The server's own update on its root set (only for defences that ask for one).
+    probe : callable or None
+        ``probe(delta)``: the mean loss, on the server's root set, of the global model
+        moved by the flat update ``delta`` (only for defences that ask for it).
     """
 
     ids: list[int]
     deltas: np.ndarray
     weights: np.ndarray
     reference: np.ndarray | None = None
+    probe: Callable[[np.ndarray], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,12 @@ class DefenseOptions(Protocol):
     filter_factor: float
     noise_lambda: float
     server_lr: float
+    rho: float
 
 
 class Defense(ABC):
-    """Combines client updates; ``needs_reference`` asks the server for its root update.
+    """Combines client updates; ``needs_reference`` asks the server for its root update,
+    ``needs_probe`` for the root-set loss of a moved model (:attr:`Updates.probe`).
 
     Parameters
     ----------
@@ -98,6 +104,7 @@ class Defense(ABC):
     #: The ``defense`` fields the rule reads (others are refused for it).
     options: frozenset[str] = frozenset()
     needs_reference: bool = False
+    needs_probe: bool = False
     #: Whether the rule keeps or drops whole clients (so flagged vs true attackers has a
     #: precision and recall); coordinate-wise rules mix every client into every value and
     #: clipping rules (norm_bound, centered_clip) keep every client, scaled: they flag

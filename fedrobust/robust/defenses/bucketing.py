@@ -48,7 +48,8 @@ def bucket_means(updates: Updates, order: np.ndarray, size: int) -> tuple[Update
     deltas = np.stack([updates.deltas[g].mean(axis=0) for g in groups])
     weights = np.array([updates.weights[g].sum() for g in groups])
     members = [[updates.ids[i] for i in g] for g in groups]
-    return Updates(list(range(len(groups))), deltas, weights, updates.reference), members
+    buckets = Updates(list(range(len(groups))), deltas, weights, updates.reference, updates.probe)
+    return buckets, members
 
 
 class Bucketing(Defense):
@@ -62,6 +63,7 @@ class Bucketing(Defense):
         self.size = size
         self.selects_clients = rule.selects_clients
         self.needs_reference = rule.needs_reference
+        self.needs_probe = rule.needs_probe
 
     def combine(self, updates: Updates) -> Combined:
         order = self.rng().permutation(len(updates.ids))
