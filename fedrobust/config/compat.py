@@ -250,8 +250,8 @@ def _bucketing(scenario: Scenario) -> int:
     if not DEFENSES.get(defense.name).bucketable:
         raise field_error(
             "defense.bucketing",
-            f"'{defense.name}' scores each client's own update against the server's "
-            "root update; bucket means would mix honest and malicious clients' scores",
+            f"'{defense.name}' scores each client's own update on the server's root set; "
+            "bucket means would mix honest and malicious clients' scores",
         )
     if defense.bucketing > sampled:
         raise field_error(

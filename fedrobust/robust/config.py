@@ -195,7 +195,7 @@ class DefenseConfig(Section):
     rho : float
         zeno: weight of the size penalty ``rho * ||delta||^2`` in each update's score.
     bucketing : int, optional
-        Every rule that takes client updates (not fltrust, not fedavg): random buckets
+        Every rule that takes client updates (not fltrust, zeno or fedavg): random buckets
         of this many updates are averaged before the rule (Karimireddy, He & Jaggi
         2022); the rule's ``f`` stays a count of spoiled buckets.
     reproducible : bool

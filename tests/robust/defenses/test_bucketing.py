@@ -112,7 +112,7 @@ def test_bucketing_state_carries_the_rule_state_and_the_draw_count() -> None:
     ("defense", "words"),
     [
         ({"name": "fedavg", "bucketing": 2}, "no rule"),
-        ({"name": "fltrust", "bucketing": 2}, "root update"),
+        ({"name": "fltrust", "bucketing": 2}, "root set"),
         ({"name": "median", "bucketing": 11}, "larger than the 10"),
         ({"name": "median", "bucketing": 3}, "majority"),  # 4 buckets, 2 spoiled
         ({"name": "krum", "bucketing": 2}, "at least 7 clients"),  # 5 buckets < 2f + 3
