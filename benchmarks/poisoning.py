@@ -1,14 +1,17 @@
-"""Poisoning: the attack x defence matrix on digits with 20 % malicious clients, over seeds.
+"""Poisoning: the attack x defence matrix with 20 % malicious clients, over seeds.
 
-Runs ``fedrobust matrix benchmarks/scenarios/poisoning.yaml --seeds N`` (real Flower
-simulations, one per cell and seed; the base scenario: digits, 15 IID clients so that
-Bulyan tolerates the 3 attackers, n >= 4f + 3; the GroupNorm CNN), every attack of
+Runs ``fedrobust matrix SCENARIO --seeds N`` (real Flower simulations, one per cell and
+seed; the default base scenario ``benchmarks/scenarios/poisoning.yaml``: digits, 15 IID
+clients so that Bulyan tolerates the 3 attackers, n >= 4f + 3; the GroupNorm CNN;
+``--scenario benchmarks/scenarios/poisoning_noniid.yaml``: 10 Dirichlet(0.3) clients,
+``poisoning_noniid_bucketing.yaml``: the same with ``defense.bucketing: 2`` for every rule
+that takes it, ``poisoning_noniid_mnist5k.yaml``: mnist-5k), every attack of
 ``--attacks`` against every defence of ``--defenses`` plus a no-attack row in which every
 defence assumes the same f, then prints, per attack, each defence's final accuracy
 (mean ± 95 % CI) and whether it is measurably below the clean FedAvg run: ``below`` when
 the intervals do not overlap, ``-`` (no measurable difference) otherwise.
 
-Run: ``.venv/bin/python benchmarks/poisoning.py [--seeds 3] [--jobs 4]
+Run: ``.venv/bin/python benchmarks/poisoning.py [--scenario FILE] [--seeds 3] [--jobs 4]
 [--attacks sign_flip,...] [--defenses fedavg,...] [--out runs/bench_poisoning]``
 (the default grid: 4 rows x 9 defences x 3 seeds, about 50 minutes on 2 cores, mostly
 simulation start-up). A rerun skips the cells and seeds that finished.
@@ -32,6 +35,7 @@ DEFENSES = ["fedavg", "krum", "multikrum", "bulyan", "median", "trimmed_mean", "
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", type=Path, default=SCENARIO)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_poisoning"))
@@ -39,7 +43,7 @@ def main() -> None:
     parser.add_argument("--defenses", default=",".join(DEFENSES))
     args = parser.parse_args()
     out = args.out.resolve()
-    command = [sys.executable, "-m", "fedrobust.cli", "matrix", str(SCENARIO), "--attacks",
+    command = [sys.executable, "-m", "fedrobust.cli", "matrix", str(args.scenario), "--attacks",
                args.attacks, "--defenses", args.defenses, "--seeds", str(args.seeds),
                "--jobs", str(args.jobs), "--out", str(out)]  # fmt: skip
     subprocess.run(command, check=False)
@@ -66,8 +70,8 @@ def main() -> None:
                 text += f" (bd {bd:.2f} ± {row.get('backdoor_success_ci95') or 0:.2f})"
             cells.append(text)
         print(f"| {attack} | " + " | ".join(cells) + " |")
-    print(f"\ncommand: python benchmarks/poisoning.py --seeds {args.seeds} --attacks "
-          f"{args.attacks} --defenses {args.defenses}")  # fmt: skip
+    print(f"\ncommand: python benchmarks/poisoning.py --scenario {args.scenario} --seeds "
+          f"{args.seeds} --attacks {args.attacks} --defenses {args.defenses}")  # fmt: skip
 
 
 if __name__ == "__main__":

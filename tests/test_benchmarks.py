@@ -4,6 +4,7 @@ intervals and seed by seed."""
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -98,3 +99,23 @@ def test_every_continual_group_names_its_arms() -> None:
     continual = _module("continual")
     for group, pattern in continual.GROUPS.items():
         assert len(list((BENCHMARKS / "scenarios").glob(pattern))) >= 2, group
+
+
+@pytest.mark.parametrize(
+    "path", sorted((BENCHMARKS / "scenarios").glob("poisoning*.yaml")), ids=lambda p: p.name
+)
+def test_every_matrix_cell_a_poisoning_base_documents_can_run(path: Path) -> None:
+    """The --attacks / --defenses a base scenario's header gives build a valid matrix."""
+    from fedrobust.matrix import build_cells
+
+    header = path.read_text()
+    attacks = re.search(r"--attacks (\S+)", header)
+    defenses = re.search(r"--defenses (\S+)", header)
+    if attacks is None or defenses is None:
+        pytest.skip("the header names no grid (benchmarks/poisoning.py's defaults)")
+    cells = build_cells(parse_scenario(yaml.safe_load(header)), attacks[1].split(","),
+                        defenses[1].split(","))  # fmt: skip
+    assert {c.defense for c in cells} == set(defenses[1].split(","))
+    if "bucketing" in path.name:  # the rules that take it run behind it
+        assert all(c.scenario.defense.bucketing == 2 for c in cells
+                   if c.defense in ("median", "centered_clip", "dnc", "flame"))  # fmt: skip
