@@ -194,6 +194,9 @@ class DefenseConfig(Section):
         signsgd_mv: the step of every coordinate in the majority's direction.
     rho : float
         zeno: weight of the size penalty ``rho * ||delta||^2`` in each update's score.
+    step : float, optional
+        zeno: each update is scored at ``w + step * delta`` (default ``1 / n``, its share
+        of the mean of ``n`` updates).
     bucketing : int, optional
         Every rule that takes client updates (not fltrust, zeno or fedavg): random buckets
         of this many updates are averaged before the rule (Karimireddy, He & Jaggi
@@ -225,6 +228,7 @@ class DefenseConfig(Section):
     noise_lambda: Annotated[float, Field(ge=0)] = 0.001
     server_lr: Annotated[float, Field(gt=0)] = 0.001
     rho: Annotated[float, Field(ge=0)] = 0.0005
+    step: Annotated[float, Field(gt=0)] | None = None
     bucketing: Annotated[int, Field(ge=1)] | None = None
     reproducible: bool = False
 

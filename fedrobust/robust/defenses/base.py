@@ -84,6 +84,7 @@ class DefenseOptions(Protocol):
     noise_lambda: float
     server_lr: float
     rho: float
+    step: float | None
 
 
 class Defense(ABC):

@@ -30,8 +30,8 @@ def quadratic(delta: np.ndarray) -> float:
     return float(np.sum((delta - TARGET) ** 2))
 
 
-def zeno(f: int, rho: float = 0.0):
-    return create_defense(DefenseConfig(name="zeno", rho=rho), f)  # type: ignore[arg-type]
+def zeno(f: int, rho: float = 0.0, step: float | None = 1.0):
+    return create_defense(DefenseConfig(name="zeno", rho=rho, step=step), f)  # type: ignore[arg-type]
 
 
 def test_zeno_drops_the_updates_that_raise_the_root_loss_and_averages_the_rest() -> None:
@@ -55,6 +55,23 @@ def test_zeno_size_penalty_ranks_a_large_update_below_a_small_one() -> None:
     out = zeno(1, rho=0.1).combine(updates(rows, probe=quadratic))
     assert out.flagged == [0]
     assert out.delta == pytest.approx([0.0, 0.0])
+
+
+def test_zeno_probes_a_step_of_one_nth_of_each_update_by_default() -> None:
+    probed: list[np.ndarray] = []
+
+    def probe(delta: np.ndarray) -> float:
+        probed.append(delta)
+        return quadratic(delta)
+
+    rows = np.array([TARGET, -TARGET, 2 * TARGET, TARGET / 2])
+    out = zeno(1, step=None).combine(updates(rows, probe=probe))
+    assert np.allclose(probed[0], 0) and np.allclose(probed[1:], rows / 4)
+    # L = ||d / 4 - T||^2: scores 5 - 5 * 9/16, 5 - 5 * 25/16, 5 - 5 / 4, 5 - 5 * 49/64
+    assert out.detail["score"] == pytest.approx(
+        {"0": 35 / 16, "1": -45 / 16, "2": 3.75, "3": 75 / 64}
+    )
+    assert out.flagged == [1]
 
 
 def test_zeno_keeps_one_update_when_fewer_reply_than_it_drops() -> None:
