@@ -10,7 +10,7 @@ import torch
 
 from fedrobust.adversarial.client import adversarial_plugin
 from fedrobust.adversarial.evaluation import robust_accuracy
-from fedrobust.adversarial.training import AdversarialExamples, Mart, mart_terms
+from fedrobust.adversarial.training import AdversarialExamples, Mart, Trades, mart_terms
 from fedrobust.attacks import create_attack
 from fedrobust.data import build_federation
 from fedrobust.models import InputSpec
@@ -70,6 +70,29 @@ def test_mart_terms_match_the_paper_on_hand_computed_probabilities() -> None:
     got = mart_terms(clean, adv, y, beta=6.0)
     assert math.isclose(float(got), boost + 6.0 * weighted, rel_tol=1e-5)
     assert math.isclose(float(mart_terms(clean, adv, y, beta=0.0)), boost, rel_tol=1e-5)
+
+
+def test_trades_adds_beta_times_kl_from_the_clean_to_the_adversarial_outputs() -> None:
+    # Zhang et al. 2019: KL(f(x) || f(x')) = sum_k p_k(x) log(p_k(x) / p_k(x')), batch mean
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="mlp", hidden=[8]), InputSpec((1, 8, 8), 10))
+    plugin = Trades(eps=0.1, alpha=0.05, steps=2, beta=6.0)
+    plugin.before_training(model)
+    x, y = torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    same, labels = plugin.batch(x, y)
+    assert same is x and labels is y  # TRADES trains on the clean batch
+    adv = plugin.adversarial
+    assert adv is not None and float((adv - x).abs().max()) <= 0.1 + 1e-6
+    base = torch.tensor(0.5)
+    with torch.no_grad():
+        p, q = torch.softmax(model(x), 1), torch.softmax(model(adv), 1)
+        kl = float((p * (p.log() - q.log())).sum(1).mean())
+        got = float(plugin.loss(model, base))
+    assert got == pytest.approx(0.5 + 6.0 * kl, rel=1e-5)
+    assert kl > 0
+    plugin.adversarial = x  # no perturbation: no KL term
+    with torch.no_grad():
+        assert float(plugin.loss(model, base)) == pytest.approx(0.5, abs=1e-6)
 
 
 def test_mart_trains_on_pgd_examples_inside_the_budget() -> None:
