@@ -117,7 +117,7 @@ def test_norm_bounding_stops_a_boosted_backdoor(tmp_path: Path) -> None:
     assert cells[("backdoor", "norm_bound")]["accuracy"] > 0.93
 
 
-NONIID = (Path(__file__).resolve().parents[2] / "benchmarks" / "scenarios" / "poisoning_noniid.yaml")
+NONIID = Path(__file__).resolve().parents[2] / "benchmarks/scenarios/poisoning_noniid.yaml"
 
 
 @pytest.mark.slow
