@@ -215,6 +215,16 @@ def _poisoning(scenario: Scenario) -> None:
         raise field_error(
             "defense.num_selected", f"is larger than the {sampled} clients sampled per round"
         )
+    from fedrobust.robust.defenses import DEFENSES
+
+    rule = None if defense.name == "fedavg" else DEFENSES.get(defense.name)
+    if rule is not None and (rule.needs_reference or rule.needs_probe):
+        if scenario.data.val_fraction == 0:
+            raise field_error(
+                "data.val_fraction",
+                f"is 0, but {defense.name} draws the server's root set from the clients' "
+                "validation splits; give them some (e.g. 0.1)",
+            )
     if defense.name == "zeno" and f >= sampled:
         raise field_error(
             "defense.num_malicious",

@@ -17,6 +17,7 @@ from fedrobust.robust.defenses import create_defense
 from fedrobust.robust.defenses.root import root_probe
 from fedrobust.robust.defenses.zeno import descendant_scores
 from fedrobust.robust.server import DefenseHook
+from fedrobust.scenario import parse_scenario
 from fedrobust.train import evaluate
 from tests.config.test_compat import poisoned
 from tests.federation.test_screening import GLOBAL, reply
@@ -94,6 +95,14 @@ def test_zeno_fields_are_checked_against_the_round() -> None:
         poisoned(10, attack, {"name": "zeno", "bucketing": 2})
     with pytest.raises(FedrobustError, match="defense.rho"):
         poisoned(10, attack, {"name": "median", "rho": 0.1})
+
+
+@pytest.mark.parametrize("name", ["zeno", "fltrust"])
+def test_a_root_set_rule_without_validation_data_is_refused_naming_the_field(name: str) -> None:
+    doc = {"name": "v", "data": {"dataset": "digits", "val_fraction": 0.0},
+           "defense": {"name": name}}  # fmt: skip
+    with pytest.raises(FedrobustError, match="data.val_fraction.*root set"):
+        parse_scenario(doc)
 
 
 class Linear23(nn.Module):
