@@ -126,8 +126,9 @@ class Mart(_AttacksLocalModel):
     The batch is replaced by its PGD examples ``x'`` (so the recipe's loss is the
     cross-entropy on ``x'``), and ``loss`` adds, averaged over the batch,
 
-    - the boost ``-log(1 - max_{k != y} p_k(x'))``, which with the cross-entropy makes the
-      paper's boosted cross-entropy (BCE) on ``x'``;
+    - the boost ``-log(1 + 1e-4 - max_{k != y} p_k(x'))``, which with the cross-entropy
+      makes the paper's boosted cross-entropy (BCE) on ``x'``; the ``1e-4`` (as in the
+      authors' implementation) keeps it finite where the float32 softmax saturates to 1;
     - ``beta * KL(p(x) || p(x')) * (1 - p_y(x))``: the robustness term, weighted up for
       examples the model misclassifies when clean.
 
@@ -162,6 +163,10 @@ class Mart(_AttacksLocalModel):
         return loss + mart_terms(model(self.clean), model(self.adversarial), self.labels, self.beta)
 
 
+#: Keeps MART's boost ``-log(1 + offset - p)`` finite where the softmax saturates to 1.
+BOOST_OFFSET = 1e-4
+
+
 def mart_terms(
     clean_logits: torch.Tensor, adv_logits: torch.Tensor, y: torch.Tensor, beta: float
 ) -> torch.Tensor:
@@ -173,7 +178,7 @@ def mart_terms(
     adv_p = adv_log_p.exp()
     true = F.one_hot(y, adv_logits.shape[1]).bool()
     runner_up = adv_p.masked_fill(true, 0.0).amax(dim=1)
-    boost = -torch.log((1.0 - runner_up).clamp_min(1e-12))
+    boost = -torch.log(1.0 + BOOST_OFFSET - runner_up)
     clean_log_p = F.log_softmax(clean_logits, dim=1)
     clean_p = clean_log_p.exp()
     kl = (clean_p * (clean_log_p - adv_log_p)).sum(dim=1)

@@ -64,7 +64,7 @@ def test_mart_terms_match_the_paper_on_hand_computed_probabilities() -> None:
     clean = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]).log()
     adv = torch.tensor([[0.4, 0.5, 0.1], [0.1, 0.1, 0.8]]).log()
     y = torch.tensor([0, 2])
-    boost = (-math.log(1 - 0.5) - math.log(1 - 0.1)) / 2  # largest wrong class on x'
+    boost = (-math.log(1 + 1e-4 - 0.5) - math.log(1 + 1e-4 - 0.1)) / 2  # largest wrong class
     kl = 0.7 * math.log(0.7 / 0.4) + 0.2 * math.log(0.2 / 0.5)  # example 2's KL is 0
     weighted = (kl * (1 - 0.7) + 0.0) / 2  # weight 1 - p_y(x)
     got = mart_terms(clean, adv, y, beta=6.0)
@@ -93,6 +93,14 @@ def test_trades_adds_beta_times_kl_from_the_clean_to_the_adversarial_outputs() -
     plugin.adversarial = x  # no perturbation: no KL term
     with torch.no_grad():
         assert float(plugin.loss(model, base)) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_mart_terms_stay_finite_where_the_softmax_saturates() -> None:
+    adv = torch.tensor([[0.0, 200.0, 0.0]], requires_grad=True)  # p(wrong) == 1 in float32
+    got = mart_terms(adv.detach(), adv, torch.tensor([0]), beta=6.0)
+    got.backward()
+    assert math.isclose(float(got), -math.log(1e-4), rel_tol=1e-3)
+    assert adv.grad is not None and bool(torch.isfinite(adv.grad).all())
 
 
 def test_mart_trains_on_pgd_examples_inside_the_budget() -> None:
