@@ -53,8 +53,11 @@ class Zeno(Defense):
         order = np.argsort(-scores, kind="stable")  # best first; ties keep the reply order
         kept = np.sort(order[:keep])
         flagged = sorted(updates.ids[i] for i in order[keep:])
+        # a non-finite score (an update that overflows the loss) ranks last, written as null
         named = zip(updates.ids, scores, strict=True)
-        detail = {"score": {str(p): round(float(s), 6) for p, s in named}}
+        detail = {
+            "score": {str(p): round(float(v), 6) if np.isfinite(v) else None for p, v in named}
+        }
         return Combined(weighted_mean(updates.deltas[kept], updates.weights[kept]), flagged, detail)
 
 

@@ -82,6 +82,16 @@ def test_zeno_keeps_one_update_when_fewer_reply_than_it_drops() -> None:
     assert out.delta == pytest.approx(TARGET)
 
 
+def test_an_update_whose_root_loss_overflows_ranks_last_and_is_written_as_null() -> None:
+    def probe(delta: np.ndarray) -> float:
+        return float("inf") if delta[0] > 100 else quadratic(delta)
+
+    rows = np.array([TARGET, TARGET / 2, [1e6, 0.0]])
+    out = zeno(1).combine(updates(rows, probe=probe))
+    assert out.flagged == [2]
+    assert out.detail["score"]["2"] is None
+
+
 def test_zeno_without_a_root_loss_refuses() -> None:
     with pytest.raises(ValueError, match="root-set loss"):
         zeno(1).combine(updates(np.array([TARGET])))
