@@ -72,13 +72,18 @@ def test_mart_terms_match_the_paper_on_hand_computed_probabilities() -> None:
     assert math.isclose(float(mart_terms(clean, adv, y, beta=0.0)), boost, rel_tol=1e-5)
 
 
-def test_trades_adds_beta_times_kl_from_the_clean_to_the_adversarial_outputs() -> None:
-    # Zhang et al. 2019: KL(f(x) || f(x')) = sum_k p_k(x) log(p_k(x) / p_k(x')), batch mean
+def attached(plugin: Trades | Mart, n: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A seeded small MLP the plugin attacks, and a batch of ``n`` random 8x8 images."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="mlp", hidden=[8]), InputSpec((1, 8, 8), 10))
-    plugin = Trades(eps=0.1, alpha=0.05, steps=2, beta=6.0)
     plugin.before_training(model)
-    x, y = torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    return model, torch.rand(n, 1, 8, 8), torch.randint(0, 10, (n,))
+
+
+def test_trades_adds_beta_times_kl_from_the_clean_to_the_adversarial_outputs() -> None:
+    # Zhang et al. 2019: KL(f(x) || f(x')) = sum_k p_k(x) log(p_k(x) / p_k(x')), batch mean
+    plugin = Trades(eps=0.1, alpha=0.05, steps=2, beta=6.0)
+    model, x, y = attached(plugin, 4)
     same, labels = plugin.batch(x, y)
     assert same is x and labels is y  # TRADES trains on the clean batch
     adv = plugin.adversarial
@@ -104,11 +109,8 @@ def test_mart_terms_stay_finite_where_the_softmax_saturates() -> None:
 
 
 def test_mart_trains_on_pgd_examples_inside_the_budget() -> None:
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(name="mlp", hidden=[16]), InputSpec((1, 8, 8), 10))
     plugin = Mart(eps=0.1, alpha=0.05, steps=3, beta=6.0)
-    plugin.before_training(model)
-    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    model, x, y = attached(plugin, 8)
     adv, labels = plugin.batch(x, y)
     assert torch.equal(labels, y) and not torch.equal(adv, x)
     assert float((adv - x).abs().max()) <= 0.1 + 1e-6
