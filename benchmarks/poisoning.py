@@ -49,11 +49,15 @@ def main() -> None:
     subprocess.run(command, check=False)
     rows = json.loads((out / "matrix.json").read_text())
     by_cell = {(r["attack"], r["defense"]): r for r in rows}
-    clean = by_cell[("none", "fedavg")]
-    base = (clean["accuracy"], clean.get("accuracy_ci95") or 0.0)
+    clean = by_cell.get(("none", "fedavg"), {})
+    base = None
+    if clean.get("accuracy") is not None:
+        base = (clean["accuracy"], clean.get("accuracy_ci95") or 0.0)
+        print(f"\nclean FedAvg accuracy {base[0]:.3f} ± {base[1]:.3f}; 'below' marks a cell")
+        print("whose interval lies below the clean FedAvg run's (else no measurable difference)")
+    else:  # fedavg left out of --defenses (or its clean cells failed): no reference
+        print("\nno clean FedAvg cell (add fedavg to --defenses to mark cells 'below' it)")
     defenses = list(dict.fromkeys(r["defense"] for r in rows))
-    print(f"\nclean FedAvg accuracy {base[0]:.3f} ± {base[1]:.3f}; 'below' marks a cell whose")
-    print("interval lies below the clean FedAvg run's (else no measurable difference)")
     print("| attack | " + " | ".join(defenses) + " |")
     print("|---|" + "---:|" * len(defenses))
     for attack in dict.fromkeys(r["attack"] for r in rows):
@@ -64,7 +68,7 @@ def main() -> None:
                 cells.append("failed")
                 continue
             here = (row["accuracy"], row.get("accuracy_ci95") or 0.0)
-            below = not overlap(here, base) and here[0] < base[0]
+            below = base is not None and not overlap(here, base) and here[0] < base[0]
             text = f"{here[0]:.3f} ± {here[1]:.3f}" + (" below" if below else "")
             if (bd := row.get("backdoor_success")) is not None:
                 text += f" (bd {bd:.2f} ± {row.get('backdoor_success_ci95') or 0:.2f})"

@@ -4,7 +4,9 @@ intervals and seed by seed."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -119,3 +121,36 @@ def test_every_matrix_cell_a_poisoning_base_documents_can_run(path: Path) -> Non
     if "bucketing" in path.name:  # the rules that take it run behind it
         assert all(c.scenario.defense.bucketing == 2 for c in cells
                    if c.defense in ("median", "centered_clip", "dnc", "flame"))  # fmt: skip
+
+
+def _cell(attack: str, defense: str, accuracy: float, half: float) -> dict[str, object]:
+    return {"attack": attack, "defense": defense, "accuracy": accuracy, "accuracy_ci95": half}
+
+
+@pytest.mark.parametrize("with_fedavg", [True, False])
+def test_poisoning_prints_its_table_with_or_without_a_clean_fedavg_cell(
+    with_fedavg: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The summary marks cells 'below' clean FedAvg, and runs without fedavg too (it
+    raised KeyError after the whole grid had run)."""
+    spec = importlib.util.spec_from_file_location("bench_poisoning", BENCHMARKS / "poisoning.py")
+    assert spec is not None and spec.loader is not None
+    poisoning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(poisoning)
+    rows = [_cell("none", "median", 0.90, 0.02), _cell("ipm", "median", 0.50, 0.05)]
+    if with_fedavg:
+        rows += [_cell("none", "fedavg", 0.95, 0.01), _cell("ipm", "fedavg", 0.93, 0.03)]
+    (tmp_path / "matrix.json").write_text(json.dumps(rows))
+    monkeypatch.setattr(poisoning.subprocess, "run", lambda *a, **k: None)
+    monkeypatch.setattr(sys, "argv", ["poisoning.py", "--out", str(tmp_path),
+                                      "--attacks", "ipm", "--defenses", "median"])  # fmt: skip
+    poisoning.main()
+    out = capsys.readouterr().out
+    assert "| ipm | 0.500 ± 0.050" in out
+    if with_fedavg:
+        assert "0.500 ± 0.050 below" in out and "clean FedAvg accuracy 0.950" in out
+    else:
+        assert "below |" not in out and "no clean FedAvg cell" in out
