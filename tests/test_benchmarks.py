@@ -20,8 +20,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 FILES = sorted((BENCHMARKS / "scenarios").rglob("*.yaml"))
 
 
-def _compare() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_compare", BENCHMARKS / "compare.py")
+def _module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -44,7 +44,7 @@ def _stats(mean: float, half: float | None) -> dict[str, object]:
 
 
 def test_compare_calls_a_difference_only_when_the_intervals_do_not_overlap() -> None:
-    compare = _compare()
+    compare = _module("compare")
     base = _stats(0.80, 0.05)
     assert compare.verdict(_stats(0.90, 0.04), base) == "higher"
     assert compare.verdict(_stats(0.70, 0.04), base) == "lower"
@@ -53,7 +53,7 @@ def test_compare_calls_a_difference_only_when_the_intervals_do_not_overlap() -> 
 
 
 def test_compare_table_has_a_row_per_arm_and_the_baseline_first() -> None:
-    compare = _compare()
+    compare = _module("compare")
     summaries = [{"figures": {"accuracy": _stats(0.8, 0.01)}},
                  {"figures": {"accuracy": _stats(0.9, 0.01)}}]  # fmt: skip
     text = compare.table(["plain", "clip"], summaries, ["accuracy"])
@@ -64,7 +64,7 @@ def test_compare_table_has_a_row_per_arm_and_the_baseline_first() -> None:
 
 
 def test_compare_pairs_arms_seed_by_seed_where_their_intervals_overlap() -> None:
-    compare = _compare()
+    compare = _module("compare")
     base = figure_stats({0: 0.60, 1: 0.67, 2: 0.57})  # seeds differ a lot ...
     arm = figure_stats({0: 0.83, 1: 0.92, 2: 0.84})  # ... the arm wins on each
     assert compare.verdict(arm, base) == "no measurable difference"
@@ -74,14 +74,6 @@ def test_compare_pairs_arms_seed_by_seed_where_their_intervals_overlap() -> None
     assert compare.judged(compare.paired(mixed, base)) == "no measurable difference"
     only_one_shared = figure_stats({2: 0.9, 5: 0.9})
     assert compare.paired_cell(compare.paired(only_one_shared, base)) == "-"
-
-
-def _module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -136,10 +128,7 @@ def test_poisoning_prints_its_table_with_or_without_a_clean_fedavg_cell(
 ) -> None:
     """The summary marks cells 'below' clean FedAvg, and runs without fedavg too (it
     raised KeyError after the whole grid had run)."""
-    spec = importlib.util.spec_from_file_location("bench_poisoning", BENCHMARKS / "poisoning.py")
-    assert spec is not None and spec.loader is not None
-    poisoning = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(poisoning)
+    poisoning = _module("poisoning")
     rows = [_cell("none", "median", 0.90, 0.02), _cell("ipm", "median", 0.50, 0.05)]
     if with_fedavg:
         rows += [_cell("none", "fedavg", 0.95, 0.01), _cell("ipm", "fedavg", 0.93, 0.03)]
