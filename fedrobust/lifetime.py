@@ -101,16 +101,23 @@ def descendants(pids: list[int]) -> list[int]:
 def sweep(token: str, timeout: float = SWEEP_SECONDS) -> list[int]:
     """SIGKILL every process marked with ``token`` and its descendants; return their pids.
 
-    Repeats until none is left (a dying parent may have started one more) or ``timeout``
-    seconds pass. Never kills the calling process.
+    Repeats until two scans in a row find none (a dying parent may have started one more,
+    and a process in the middle of ``exec`` shows an empty environment for a moment) or
+    ``timeout`` seconds pass. Never kills the calling process.
     """
     killed: list[int] = []
     deadline = time.monotonic() + timeout
+    empty_scans = 0
     while time.monotonic() < deadline:
         marked = marked_processes(token)
         doomed = [pid for pid in {*marked, *descendants(marked)} if pid != os.getpid()]
         if not doomed:
-            break
+            empty_scans += 1
+            if empty_scans == 2:
+                break
+            time.sleep(0.1)
+            continue
+        empty_scans = 0
         for pid in doomed:
             try:
                 os.kill(pid, signal.SIGKILL)

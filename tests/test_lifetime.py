@@ -79,6 +79,11 @@ def test_a_watched_process_dies_with_its_starter() -> None:
     assert starter.stdout is not None
     pid_text, token = starter.stdout.readline().split()
     sleeper = int(pid_text)
+    # Popen returns once the child's close-on-exec pipe closes, a moment before the kernel
+    # publishes the new image's environment: /proc/<pid>/environ may read empty briefly.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and marked_processes(token) != [sleeper]:
+        time.sleep(0.05)
     assert marked_processes(token) == [sleeper]
     os.kill(starter.pid, signal.SIGKILL)
     starter.wait()
