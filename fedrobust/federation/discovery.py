@@ -18,6 +18,7 @@ import numpy as np
 from flwr.app import Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
+from fedrobust.federation.exchange import send_and_receive
 from fedrobust.models.registry import InputSpec
 from fedrobust.privacy.canaries import scenario_federation
 from fedrobust.recipe import recipe_config
@@ -171,7 +172,7 @@ def _ask_partitions(
         for node in node_ids
     ]
     answers: dict[int, tuple[int, int | None]] = {}
-    for reply in grid.send_and_receive(queries, timeout=timeout):
+    for reply in send_and_receive(grid, queries, timeout):
         if reply.has_error():
             if strict:
                 raise RuntimeError(

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from flwr.app import ArrayRecord, Message
 from flwr.serverapp import Grid
 
+from fedrobust.federation.exchange import send_and_receive
 from fedrobust.federation.registry import client_hooks
 from fedrobust.federation.screening import STRATEGY_KEYS, ReplyContract, screen_replies
 from fedrobust.federation.server_hooks import RoundOutcome
@@ -76,7 +77,7 @@ def plain_round(
     (``caps``: each client's declared training examples; ``records``: those a reply
     may hold; ``rnd``: the round each reply must echo; ``contract``: what the strategy
     reads of each)."""
-    replies = grid.send_and_receive(messages, timeout=timeout)
+    replies = send_and_receive(grid, messages, timeout)
     accepted, dropped, refused = screen_replies(
         replies, arrays, sampled, sent=messages, caps=caps, records=records, rnd=rnd,
         contract=contract,

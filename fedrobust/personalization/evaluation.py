@@ -25,6 +25,7 @@ from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from torch import nn
 
+from fedrobust.federation.exchange import send_and_receive
 from fedrobust.federation.screening import screen
 from fedrobust.federation.server_hooks import RoundView, ServerHook, ServerSetup
 from fedrobust.models.registry import InputSpec
@@ -144,7 +145,7 @@ def evaluate_clients(
         )
         for node in nodes.values()
     ]
-    replies = grid.send_and_receive(sent, timeout=scenario.simulation.timeout)
+    replies = send_and_receive(grid, sent, scenario.simulation.timeout)
     asked = {node: pid for pid, node in nodes.items()}
 
     def payload(msg: Message) -> str | None:

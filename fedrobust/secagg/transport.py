@@ -41,6 +41,7 @@ import numpy as np
 from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
+from fedrobust.federation.exchange import send_and_receive
 from fedrobust.federation.records import with_records
 from fedrobust.federation.screening import (
     REFUSALS,
@@ -244,7 +245,7 @@ class SecAggTransport:
             for node, content in contents.items()
         ]
         began = time.monotonic()
-        replies = grid.send_and_receive(sent, timeout=self.cfg.timeout)
+        replies = send_and_receive(grid, sent, self.cfg.timeout)
         seconds = round(time.monotonic() - began, 3)
         node_of = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
         strays = sum(replying_node(m, node_of) not in contents for m in replies)
