@@ -1,5 +1,6 @@
-"""Messages go out once and replies are collected every POLL_SECONDS until all came or the
-timeout passed; grids without push/pull keep their own send_and_receive."""
+"""On a deployment's grid, messages go out once and replies are collected every
+POLL_SECONDS until all came or the timeout passed; every other grid keeps its own
+send_and_receive."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable
 
 import pytest
 from flwr.app import Message, MessageType, RecordDict
+from flwr.superlink.grid import HttpGrid
 
 from fedrobust.federation import exchange
 from fedrobust.federation.exchange import send_and_receive
@@ -19,16 +21,17 @@ def _message(node: int) -> Message:
     return Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY)
 
 
-class SlowGrid:
-    """A deployment-like grid: node ``n``'s reply becomes available ``n`` pulls after the
-    push; node 0 never answers; a message to node -1 is refused (``None`` id)."""
+class SlowGrid(HttpGrid):
+    """A deployment's grid (Flower's ``send_and_receive``: 3 s between pulls) without the
+    SuperLink: node ``n``'s reply becomes available ``n`` pulls after the push; node 0
+    never answers; a message to node -1 is refused (``None`` id)."""
 
     def __init__(self) -> None:
         self.pulls = 0
         self.pending: dict[str, Message] = {}
         self.pushed: list[Message] = []
 
-    def push_messages(self, messages: Iterable[Message]) -> list[str | None]:
+    def push_messages(self, messages: Iterable[Message]) -> list[str | None]:  # type: ignore[override]
         ids: list[str | None] = []
         for i, msg in enumerate(messages):
             self.pushed.append(msg)
@@ -40,7 +43,7 @@ class SlowGrid:
             ids.append(f"m{i}")
         return ids
 
-    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:  # type: ignore[override]
         ids = set(message_ids)
         assert None not in ids
         self.pulls += 1
@@ -56,9 +59,6 @@ class SlowGrid:
             reply.metadata.__dict__["_src_node_id"] = msg.metadata.dst_node_id
             replies.append(reply)
         return replies
-
-    def send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
-        raise AssertionError("a grid with push/pull is polled, not asked to send_and_receive")
 
 
 def test_every_reply_is_collected_in_arrival_order_without_long_sleeps() -> None:
@@ -88,8 +88,11 @@ def test_a_refused_message_is_not_waited_for() -> None:
     assert len(grid.pushed) == 2
 
 
-def test_a_grid_without_push_and_pull_uses_its_own_send_and_receive() -> None:
+def test_a_grid_without_flowers_deployment_loop_uses_its_own_send_and_receive() -> None:
     class Plain:
+        def push_messages(self, messages: list[Message]) -> list[str]:
+            raise AssertionError("not a deployment's grid: its own send_and_receive runs")
+
         def send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
             self.asked = (len(messages), timeout)
             return [Message(RecordDict(), reply_to=m) for m in messages]
