@@ -111,13 +111,9 @@ def sweep(token: str, timeout: float = SWEEP_SECONDS) -> list[int]:
     while time.monotonic() < deadline:
         marked = marked_processes(token)
         doomed = [pid for pid in {*marked, *descendants(marked)} if pid != os.getpid()]
-        if not doomed:
-            empty_scans += 1
-            if empty_scans == 2:
-                break
-            time.sleep(0.1)
-            continue
-        empty_scans = 0
+        empty_scans = 0 if doomed else empty_scans + 1
+        if empty_scans == 2:
+            break
         for pid in doomed:
             try:
                 os.kill(pid, signal.SIGKILL)

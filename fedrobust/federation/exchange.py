@@ -51,4 +51,4 @@ def waits_long(grid: Grid) -> bool:
     """Whether ``grid`` answers ``send_and_receive`` with Flower's deployment loop (3 s
     between pulls). A ServerApp outside a deployment never imports that module."""
     module = sys.modules.get("flwr.superlink.grid.http_grid")
-    return module is not None and (type(grid).send_and_receive is module.HttpGrid.send_and_receive)
+    return module is not None and type(grid).send_and_receive is module.HttpGrid.send_and_receive
