@@ -7,18 +7,23 @@
     simulation in a fresh process. Reported per row: seconds per round (the mean of
     rounds 2.. from metrics.json: round 1 pays the Ray workers' start-up), start-up
     seconds (the command's wall time minus the rounds), the peak total memory of the run
-    (the sum of the RSS of the command's whole process tree: SuperLink, simulation,
-    Ray's workers; sampled every 0.5 s with psutil, else /proc) and both ratios to the
-    first row. Target: 10,000 clients within 1.5x the seconds per round of 10.
-(b) workers: PLACEHOLDER for the shared-memory data store's half of issue #18 (1 / 2 /
-    4 Ray workers on a large synthetic dataset: the run's total memory should grow by
-    about one dataset, not one per worker). :func:`worker_rows` runs it by varying
-    ``simulation.num_cpus`` (the Ray workers: one client per CPU) on
-    ``--workers-dataset``; the store's author owns the settings and the target.
+    (PSS summed over the command's whole process tree: SuperLink, simulation, Ray's
+    workers; sampled every 0.5 s, :func:`benchmarks.shared_memory.tree_memory`) and
+    both ratios to the first row. Target: 10,000 clients within 1.5x the seconds per
+    round of 10.
+(b) workers: ``--workers`` Ray workers (``simulation.num_cpus``, one client per CPU) on
+    ``--workers-dataset`` (default a 1 GiB ``synthetic:3x32x32`` source), 10 clients all
+    sampled, the same columns and ratios to the first row. What the shared federation
+    store changes (issue 18: total memory grows by about one dataset, not one per
+    worker) is measured against a tiny dataset by ``benchmarks/shared_memory.py``.
+
+Every row runs ``--repeats`` times (default 3), with seeds 0, 1, ...; the rows of one
+repeat run one after the other, so a slow spell of a shared machine hits every row of it.
+Each cell is the mean ± the half-width of its 95 % t interval over the repeats; a ratio is
+taken within a repeat, then averaged.
 
 Run: ``.venv/bin/python benchmarks/scale.py [--clients 10,100,1000,10000] [--rounds 3]
-[--workers 1,2,4] [--out runs/bench_scale]`` from the checkout. One run per row; on a
-shared machine timings move by tens of percent: compare ratios from the same run.
+[--repeats 3] [--workers 1,2,4] [--out runs/bench_scale]`` from the checkout.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.shared_memory import tree_memory  # noqa: E402
+from fedrobust.report.stats import mean_ci  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios" / "many_clients.yaml"
 SAMPLED = 10
@@ -43,6 +52,7 @@ SAMPLED = 10
 #: sampled clients train on as much data as the shipped scenario's.
 PER_CLIENT = 40
 ROUND_TARGET = 1.5
+WORKERS_DATASET = "synthetic:3x32x32:10:350000"
 
 
 @dataclass
@@ -59,51 +69,9 @@ class Row:
 # ================================================================ memory of a process tree
 
 
-def tree_rss(pid: int) -> int:
-    """Bytes of RSS summed over ``pid`` and every descendant (0 once it is gone)."""
-    try:
-        import psutil
-    except ImportError:
-        return _proc_tree_rss(pid)
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-def _proc_tree_rss(pid: int) -> int:
-    """:func:`tree_rss` from /proc, for machines without psutil."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            pages = int((entry / "statm").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(int(stat[1]), []).append(int(entry.name))
-        rss[int(entry.name)] = pages * page
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        total += rss.get(current, 0)
-        todo.extend(children.get(current, []))
-    return total
-
-
 class PeakMemory:
-    """Samples :func:`tree_rss` of a process every ``interval`` seconds in a thread."""
+    """Samples the PSS of a process tree (:func:`benchmarks.shared_memory.tree_memory`)
+    every ``interval`` seconds in a thread."""
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.pid, self.interval, self.peak = pid, interval, 0
@@ -113,7 +81,7 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, tree_rss(self.pid))
+            self.peak = max(self.peak, tree_memory(self.pid)[1])
 
     def stop(self) -> int:
         """Stop sampling; the peak in bytes."""
@@ -172,56 +140,80 @@ def run_arm(label: str, scenario: Path, run_dir: Path, rounds: int, timeout: flo
 # ================================================================ tables
 
 
-def table(title: str, rows: list[Row]) -> str:
-    """Markdown: one row per run, ratios to the first row."""
-    base = rows[0]
+def _cell(values: list[float], digits: int) -> str:
+    """``mean ± half-width`` (95 % t interval; the mean alone from one value)."""
+    mean, half = mean_ci(values)
+    return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def round_ratios(repeats: list[list[Row]]) -> list[list[float]]:
+    """Per row, its seconds per round over the first row's, one value per repeat."""
+    return [[rows[i].per_round / rows[0].per_round for rows in repeats]
+            for i in range(len(repeats[0]))]  # fmt: skip
+
+
+def table(title: str, repeats: list[list[Row]]) -> str:
+    """Markdown: one row per arm, each cell over the repeats, ratios to the first row
+    taken within each repeat."""
+    rounds = round_ratios(repeats)
     lines = [
-        f"| {title} | s / round (rounds 2..) | start-up s | peak memory MiB | round ratio |"
-        " memory ratio | status |",
+        f"| {title} | s / round (rounds 2..) | start-up s | peak memory (PSS) MiB |"
+        " round ratio | memory ratio | status |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for row in rows:
+    for i, label in enumerate(row.label for row in repeats[0]):
+        runs = [rows[i] for rows in repeats]
+        memory = [rows[i].peak_mib / rows[0].peak_mib for rows in repeats]
+        statuses = sorted({run.status for run in runs})
         lines.append(
-            f"| {row.label} | {row.per_round:.3f} | {row.startup:.1f} | {row.peak_mib:.0f} | "
-            f"{row.per_round / base.per_round:.2f}x | {row.peak_mib / base.peak_mib:.2f}x | "
-            f"{row.status} |"
+            f"| {label} | {_cell([r.per_round for r in runs], 3)} | "
+            f"{_cell([r.startup for r in runs], 1)} | {_cell([r.peak_mib for r in runs], 0)} | "
+            f"{_cell(rounds[i], 2)}x | {_cell(memory, 2)}x | {', '.join(statuses)} |"
         )
     return "\n".join(lines)
 
 
-def client_rows(counts: list[int], rounds: int, out: Path, timeout: float) -> list[Row]:
+def verdict(repeats: list[list[Row]]) -> str:
+    """Whether every row's mean round ratio is within :data:`ROUND_TARGET`."""
+    means = [mean_ci(ratios)[0] for ratios in round_ratios(repeats)]
+    worst = max(means)
+    met = "met" if worst <= ROUND_TARGET else "NOT met"
+    return (f"seconds per round within {ROUND_TARGET}x of the first row: {met} "
+            f"(worst mean ratio {worst:.2f}x over {len(repeats)} repeat(s))")  # fmt: skip
+
+
+def client_rows(counts: list[int], rounds: int, out: Path, timeout: float, seed: int) -> list[Row]:
     """(a): the same scenario, 10 sampled per round, ``counts`` clients in all."""
     base = yaml.safe_load(SCENARIO.read_text())
     rows = []
     for n in counts:
-        name = f"clients_{n}"
+        name = f"clients_{n}_seed{seed}"
         path = write_arm(
-            base, out, name, data__dataset=f"synthetic:1x8x8:10:{PER_CLIENT * n}",
+            base, out, name, seed=seed, data__dataset=f"synthetic:1x8x8:10:{PER_CLIENT * n}",
             data__partition__num_clients=n, train__fraction_train=1e-6,
             train__min_train_clients=SAMPLED,
         )  # fmt: skip
         rows.append(run_arm(f"{n} clients", path, out / name, rounds, timeout))
-        print(f"{rows[-1]}", flush=True)
+        print(f"seed {seed}: {rows[-1]}", flush=True)
     return rows
 
 
 def worker_rows(
-    workers: list[int], rounds: int, out: Path, timeout: float, dataset: str
+    workers: list[int], rounds: int, out: Path, timeout: float, dataset: str, seed: int
 ) -> list[Row]:
-    """(b) PLACEHOLDER for the shared data store: ``workers`` Ray workers
-    (``simulation.num_cpus``, one CPU per client) on ``dataset``, 10 clients all sampled.
-    The store's author sets the dataset (issue #18: a 1 GiB synthetic one) and reads the
-    memory column: total memory should grow by about one dataset, not one per worker."""
+    """(b): ``workers`` Ray workers (``simulation.num_cpus``, one CPU per client) on
+    ``dataset``, 10 clients all sampled."""
     base = yaml.safe_load(SCENARIO.read_text())
     rows = []
     for count in workers:
-        name = f"workers_{count}"
+        name = f"workers_{count}_seed{seed}"
         path = write_arm(
-            base, out, name, data__dataset=dataset, data__partition__num_clients=SAMPLED,
-            train__fraction_train=1.0, simulation__num_cpus=count,
+            base, out, name, seed=seed, data__dataset=dataset,
+            data__partition__num_clients=SAMPLED, train__fraction_train=1.0,
+            simulation__num_cpus=count, simulation__cpus_per_client=1,
         )  # fmt: skip
         rows.append(run_arm(f"{count} workers", path, out / name, rounds, timeout))
-        print(f"{rows[-1]}", flush=True)
+        print(f"seed {seed}: {rows[-1]}", flush=True)
     return rows
 
 
@@ -229,25 +221,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="10,100,1000,10000", help="comma-separated")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", default="", help="e.g. 1,2,4 (placeholder half)")
-    parser.add_argument("--workers-dataset", default="synthetic:3x32x32:10:20000")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per row (seeds 0..)")
+    parser.add_argument("--workers", default="", help="e.g. 1,2,4")
+    parser.add_argument("--workers-dataset", default=WORKERS_DATASET)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_scale")
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.rounds < 1:
+        parser.error("--repeats and --rounds must be at least 1")
     out = args.out.resolve()
     tables = []
     if args.clients:
         counts = [int(c) for c in args.clients.split(",")]
-        rows = client_rows(counts, args.rounds, out, args.timeout)
-        tables.append(table(f"clients ({SAMPLED} sampled per round)", rows))
-        worst = max(r.per_round for r in rows) / rows[0].per_round
-        verdict = "met" if worst <= ROUND_TARGET else "NOT met"
-        tables.append(f"\nseconds per round within {ROUND_TARGET}x of the first row: "
-                      f"{verdict} (worst {worst:.2f}x)")  # fmt: skip
+        repeats = [client_rows(counts, args.rounds, out, args.timeout, seed)
+                   for seed in range(args.repeats)]  # fmt: skip
+        tables.append(table(f"clients ({SAMPLED} sampled per round)", repeats))
+        tables.append(verdict(repeats))
     if args.workers:
         workers = [int(w) for w in args.workers.split(",")]
-        rows = worker_rows(workers, args.rounds, out, args.timeout, args.workers_dataset)
-        tables.append(table(f"Ray workers ({args.workers_dataset})", rows))
+        repeats = [worker_rows(workers, args.rounds, out, args.timeout, args.workers_dataset, seed)
+                   for seed in range(args.repeats)]  # fmt: skip
+        tables.append(table(f"Ray workers ({args.workers_dataset})", repeats))
     print("\n\n".join(tables))
     return 0
 

@@ -15,10 +15,15 @@ dataset with the same workers, and that growth divided by the dataset's size as 
 Target (issue 18): with 2 workers, a 1 GiB dataset (``--large 350000``) raises the
 run's total memory by at most 1.5 GiB over a tiny one.
 
+Each arm runs ``--repeats`` times (seeds 0, 1, ...; default 3); a cell is the mean ± the
+half-width of its 95 % t interval, growths taken within a repeat. What no process
+holds is not counted: the store's file in the operating system's page cache (up to the
+dataset's size, shared by every process that reads it, reclaimable under pressure).
+
 Run: ``.venv/bin/python benchmarks/shared_memory.py [--large 350000] [--workers 1,2,4]
-[--rounds 1] [--root PATH] [--out runs/bench_shared_memory]``. Needs free memory for the
-largest arm: before the federation store every process held the dataset as float32
-(4 bytes a pixel), so measure "before" with a smaller ``--large``.
+[--rounds 1] [--repeats 3] [--root PATH] [--out runs/bench_shared_memory]``. Needs free
+memory for the largest arm: before the federation store every process held the dataset
+as float32 (4 bytes a pixel), so measure "before" with a smaller ``--large``.
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ PIXELS = 3 * 32 * 32
 GIB = 2**30
 
 
-def scenario(n: int, workers: int, rounds: int, test_fraction: float) -> dict[str, object]:
-    """The arm's scenario: only the dataset's size and the workers change."""
+def scenario(
+    n: int, workers: int, rounds: int, test_fraction: float, seed: int = 0
+) -> dict[str, object]:
+    """The arm's scenario: only the dataset's size, the workers and the seed change."""
     return {
         "name": f"shared_memory_{n}_{workers}",
-        "seed": 0,
+        "seed": seed,
         "data": {
             "dataset": f"synthetic:3x32x32:10:{n}",
             "partition": {"kind": "iid", "num_clients": 20},
@@ -135,12 +142,21 @@ def run_arm(root: Path, work: Path, doc: dict[str, object]) -> dict[str, float]:
             "seconds": time.monotonic() - started}  # fmt: skip
 
 
+def _cell(values: list[float]) -> str:
+    """``mean ± half-width`` (95 % t interval; the mean alone from one value)."""
+    from fedrobust.report.stats import mean_ci
+
+    mean, half = mean_ci(values)
+    return f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {half:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", type=int, default=2000, help="examples of the tiny dataset")
     parser.add_argument("--large", type=int, default=350_000, help="examples of the large one")
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per arm (seeds 0..)")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--root", type=Path, default=HERE, help="the checkout to run")
     parser.add_argument("--out", type=Path, default=HERE / "runs" / "bench_shared_memory")
@@ -148,28 +164,36 @@ def main() -> None:
     workers = [int(w) for w in args.workers.split(",")]
     args.out = args.out.resolve()
     shutil.rmtree(args.out, ignore_errors=True)
-    rows = {}
-    for w in workers:
-        for n in (args.tiny, args.large):
-            doc = scenario(n, w, args.rounds, args.test_fraction)
-            rows[(n, w)] = run_arm(args.root.resolve(), args.out / f"n{n}_w{w}", doc)
-            print(f"n={n} workers={w}: {rows[(n, w)]}", flush=True)
+    rows: dict[tuple[int, int, int], dict[str, float]] = {}
+    for seed in range(args.repeats):
+        for w in workers:
+            for n in (args.tiny, args.large):
+                doc = scenario(n, w, args.rounds, args.test_fraction, seed)
+                work = args.out / f"n{n}_w{w}_seed{seed}"
+                rows[(n, w, seed)] = run_arm(args.root.resolve(), work, doc)
+                shutil.rmtree(work / "run" / "data", ignore_errors=True)  # the disk
+                print(f"seed {seed} n={n} workers={w}: {rows[(n, w, seed)]}", flush=True)
     size = args.large * PIXELS / GIB
     print(f"\ncode: {args.root.resolve()}; large dataset {size:.2f} GiB as uint8 "
-          f"({args.large} x 3x32x32), tiny {args.tiny}; {args.rounds} round(s)\n")  # fmt: skip
+          f"({args.large} x 3x32x32), tiny {args.tiny}; {args.rounds} round(s); "
+          f"{args.repeats} repeat(s)\n")  # fmt: skip
     print(
         "| workers | tiny PSS GiB | large PSS GiB | growth PSS GiB | growth / dataset "
         "| growth RSS GiB | growth vs 1 worker | seconds (large) |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    base = None
+    seeds = range(args.repeats)
     for w in workers:
-        tiny, large = rows[(args.tiny, w)], rows[(args.large, w)]
-        growth = large["pss"] - tiny["pss"]
-        base = growth if base is None else base
-        print(f"| {w} | {tiny['pss']:.2f} | {large['pss']:.2f} | {growth:.2f} | "
-              f"{growth / size:.2f} | {large['rss'] - tiny['rss']:.2f} | "
-              f"{growth / base:.2f} | {large['seconds']:.0f} |")  # fmt: skip
+        tiny = [rows[(args.tiny, w, s)] for s in seeds]
+        large = [rows[(args.large, w, s)] for s in seeds]
+        growth = [b["pss"] - a["pss"] for a, b in zip(tiny, large, strict=True)]
+        first = [rows[(args.large, workers[0], s)]["pss"] - rows[(args.tiny, workers[0], s)]["pss"]
+                 for s in seeds]  # fmt: skip
+        print(f"| {w} | {_cell([a['pss'] for a in tiny])} | {_cell([b['pss'] for b in large])} | "
+              f"{_cell(growth)} | {_cell([g / size for g in growth])} | "
+              f"{_cell([b['rss'] - a['rss'] for a, b in zip(tiny, large, strict=True)])} | "
+              f"{_cell([g / f for g, f in zip(growth, first, strict=True)])} | "
+              f"{_cell([b['seconds'] for b in large])} |")  # fmt: skip
 
 
 if __name__ == "__main__":

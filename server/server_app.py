@@ -17,6 +17,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedrobust.bundled import resolve_scenario
+from fedrobust.federation.engine import index_pending
 from fedrobust.scenario import load_scenario
 
 app = ServerApp()
@@ -46,6 +47,7 @@ def main(grid: Grid, context: Context) -> None:
         for handler in logging.getLogger("flwr").handlers:
             ours.addHandler(handler)
         ours.propagate = False
+    index_pending(grid)  # the simulation engine's poll of every node, from an index
     run_federation(
         grid,
         scenario,

@@ -24,6 +24,7 @@ def _module(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -143,3 +144,19 @@ def test_poisoning_prints_its_table_with_or_without_a_clean_fedavg_cell(
         assert "0.500 ± 0.050 below" in out and "clean FedAvg accuracy 0.950" in out
     else:
         assert "below |" not in out and "no clean FedAvg cell" in out
+
+
+def test_scale_takes_each_ratio_within_a_repeat_and_judges_the_mean() -> None:
+    scale = _module("scale")
+
+    def rows(base: float, big: float) -> list[object]:
+        return [scale.Row("10 clients", base, 20.0, 1000.0, "completed"),
+                scale.Row("10000 clients", big, 25.0, 1100.0, "completed")]  # fmt: skip
+
+    # a slow spell doubles both rows of repeat 2: the ratio stays 1.2 in each repeat
+    repeats = [rows(0.2, 0.24), rows(0.4, 0.48), rows(0.2, 0.24)]
+    printed = scale.table("clients", repeats)
+    assert "| 10000 clients | 0.320 ± " in printed and "| 1.20 ± 0.00x |" in printed
+    assert "1.10 ± 0.00x" in printed  # memory ratio
+    assert ": met (worst mean ratio 1.20x over 3 repeat(s))" in scale.verdict(repeats)
+    assert "NOT met" in scale.verdict([rows(0.2, 0.4)])

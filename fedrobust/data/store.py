@@ -5,10 +5,13 @@ Without it every process of a simulation (the CLI, the ServerApp, each ClientApp
 actor) loads the source and splits it, holding the whole dataset as float32: total
 memory grows by one dataset per worker. With it, ``run_simulation`` (after the CLI's
 checks, before Flower starts: the one moment that precedes the ServerApp and every
-client) writes the store; the processes map its arrays with ``np.load(mmap_mode="r")``,
-so the operating system keeps one page-cached copy for all of them, and a client
-gathers its partition's rows (``x[rows]``) when a message needs them, converting them
-to float32 then; nothing is kept between messages.
+client) writes the store; the processes read it, and the operating system keeps one
+page-cached copy for all of them. A client reads its partition's rows
+(:class:`~fedrobust.data.rowfile.RowFile`: exactly those rows, no memory map of the
+inputs) when a message needs them, converting them to float32 then; nothing is kept
+between messages. The server reads its test set one evaluation batch at a time
+(:class:`~fedrobust.data.rowfile.FloatRows`). The small index arrays are mapped
+(``np.load(mmap_mode="r")``).
 
 The store (:data:`STORE_DIR` in the run directory)::
 
@@ -17,7 +20,7 @@ The store (:data:`STORE_DIR` in the run directory)::
                     8-bit Hugging Face sources (converted per gather, bit for bit as
                     load_source converts them), float32 otherwise or after data.resize
     y.npy           int64 labels
-    x_test.npy      the global test set as float32 (the server evaluates it every round)
+    x_test.npy      the global test set, in x's dtype (read and converted per batch)
     test.npy        its rows
     train.npy, labels.npy, val.npy, local_test.npy
                     every client's rows (and its training labels, noisy under
@@ -67,6 +70,7 @@ from fedrobust.data.federated import (
     gather_client,
     split_rows,
 )
+from fedrobust.data.rowfile import FloatRows, RowFile
 from fedrobust.data.stream import StreamedSource, stream_source, to_float
 from fedrobust.models.registry import InputSpec
 
@@ -74,10 +78,10 @@ log = logging.getLogger("fedrobust.data")
 
 #: Names the store's directory to every process of a simulation (set by run_simulation).
 STORE_ENV = "FEDROBUST_STORE_DIR"
-FORMAT = 1
+FORMAT = 2
 MANIFEST = "manifest.json"
 #: Modules whose code determines the store beyond the partition cache's.
-STORE_SOURCES = ("data/store.py", "data/stream.py", "data/synthetic.py")
+STORE_SOURCES = ("data/store.py", "data/stream.py", "data/synthetic.py", "data/rowfile.py")
 PARTS = ("train", "val", "local_test")
 
 #: What a client's data are finished with after gathering (the audit's canaries).
@@ -208,11 +212,11 @@ class FederationStore:
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
     @property
-    def x(self) -> np.ndarray:
-        """The inputs, mapped anew on each access: a gather maps them for its own
-        duration only, so a worker holds no pages of them between messages (the
-        operating system's page cache keeps them for the next)."""
-        return self._map("x")
+    def x(self) -> RowFile:
+        """The inputs, read row by row (:class:`~fedrobust.data.rowfile.RowFile`): a
+        gather holds the rows it read, never pages of the rest (the operating system's
+        page cache keeps the file for every process)."""
+        return RowFile(self.path / "x.npy")
 
     def _map(self, name: str) -> np.ndarray:
         return np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
@@ -244,7 +248,7 @@ class FederationStore:
         def take(index: np.ndarray) -> np.ndarray:
             if x is None:
                 return np.empty((0, *self.spec.shape), dtype=np.float32)
-            return to_float(np.asarray(x[index]), self.scale)
+            return to_float(x.read(index), self.scale)
 
         return gather_client(take, np.asarray(self.y), labels, self.data, cid)
 
@@ -253,7 +257,7 @@ class FederationStore:
         return StoredFederation(
             spec=self.spec,
             classes=list(self.manifest["classes"]),
-            x_test=self._map("x_test"),
+            x_test=FloatRows(RowFile(self.path / "x_test.npy"), self.scale),  # type: ignore[arg-type]
             y_test=np.asarray(self.y[self._map("test")]),
             clients=LazyClients(self, finish),
             unassigned=int(self.manifest["unassigned"]),
@@ -316,9 +320,10 @@ class StoredFederation(Federation):
 def _write_inputs(
     directory: Path, source: StreamedSource, test: np.ndarray
 ) -> tuple[tuple[int, ...], str]:
-    """Stream ``source``'s chunks into ``x.npy`` and the rows ``test`` (sorted), as
-    float32, into ``x_test.npy``: plain writes, so the builder never maps (and holds
-    resident) the arrays it writes. Returns the (shape per example, dtype) of ``x``."""
+    """Stream ``source``'s chunks into ``x.npy`` and the rows ``test`` (sorted) into
+    ``x_test.npy``, both in the chunks' dtype: plain writes, so the builder never maps
+    (and holds resident) the arrays it writes. Returns the (shape per example, dtype) of
+    ``x``."""
     n = len(source.y)
     start = 0
     first: np.ndarray | None = None
@@ -327,10 +332,10 @@ def _write_inputs(
             if first is None:
                 first = chunk
                 _header(x_out, chunk.dtype, (n, *chunk.shape[1:]))
-                _header(t_out, np.dtype(np.float32), (len(test), *chunk.shape[1:]))
+                _header(t_out, chunk.dtype, (len(test), *chunk.shape[1:]))
             x_out.write(np.ascontiguousarray(chunk).tobytes())
             lo, hi = np.searchsorted(test, [start, start + len(chunk)])
-            t_out.write(to_float(chunk[test[lo:hi] - start], source.scale).tobytes())
+            t_out.write(np.ascontiguousarray(chunk[test[lo:hi] - start]).tobytes())
             start += len(chunk)
     if first is None or start != n:
         raise ValueError(f"the source gave {start} inputs for {n} labels")

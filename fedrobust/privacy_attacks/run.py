@@ -80,7 +80,8 @@ def invert_update(
     inv = cfg.inversion
     mean = [g / _lr_steps(scenario, update) for g in gradient]  # ~ the batch's mean gradient
     with torch.no_grad():  # the server's own data stands in for the client's predictions
-        predicted = torch.softmax(model.eval()(torch.from_numpy(fed.x_test)), dim=1).mean(0)
+        predicted = torch.softmax(model.eval()(torch.from_numpy(np.asarray(fed.x_test))), dim=1)
+        predicted = predicted.mean(0)
     try:
         labels = infer_labels(mean, model, images, fed.spec.num_classes, mean_prediction=predicted)
     except ValueError as exc:  # no linear classifier layer to read the labels from

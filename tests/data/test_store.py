@@ -86,13 +86,32 @@ def test_synthetic_inputs_stay_uint8_on_disk_and_convert_when_gathered(tmp_path:
     assert client.x_train.dtype == np.float32 and client.x_train.flags.writeable
 
 
-def test_the_mapped_arrays_are_read_only(tmp_path: Path) -> None:
+def test_the_mapped_index_arrays_are_read_only(tmp_path: Path) -> None:
     store = ensure_store(tmp_path / "data", _data(), seed=0)
-    fed = store.federation()
-    for array in (store.x, store.y, fed.x_test, store.parts["train"]):
+    for array in (store.y, store.parts["train"], store.bounds):
         assert isinstance(array, np.memmap)
         with pytest.raises(ValueError, match="read-only"):
             array[0] = 0
+
+
+def test_the_test_set_stays_8_bit_on_disk_and_converts_per_batch(tmp_path: Path) -> None:
+    data = _data("synthetic:3x8x8:4:400")
+    store = ensure_store(tmp_path / "data", data, seed=0)
+    stored = np.load(tmp_path / "data" / "x_test.npy", mmap_mode="r")
+    assert stored.dtype == np.uint8  # a quarter of float32's bytes
+    fed = store.federation()
+    built = build_federation(data, seed=0)
+    assert fed.x_test.dtype == np.float32 and fed.x_test.shape == built.x_test.shape
+    batch = fed.x_test[10:20]
+    assert isinstance(batch, np.ndarray) and batch.tobytes() == built.x_test[10:20].tobytes()
+
+
+def test_a_client_gathers_its_rows_without_mapping_the_inputs(tmp_path: Path) -> None:
+    store = ensure_store(tmp_path / "data", _data("synthetic:3x8x8:4:400"), seed=0)
+    store.federation().clients[1]
+    maps = Path("/proc/self/maps")
+    if maps.exists():  # Linux: no mapping of x.npy is left (nor was one made)
+        assert str(tmp_path / "data" / "x.npy") not in maps.read_text()
 
 
 def test_a_stale_store_is_rebuilt_and_never_read(tmp_path: Path) -> None:
