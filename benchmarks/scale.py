@@ -211,6 +211,7 @@ def worker_rows(
             base, out, name, seed=seed, data__dataset=dataset,
             data__partition__num_clients=SAMPLED, train__fraction_train=1.0,
             simulation__num_cpus=count, simulation__cpus_per_client=1,
+            model__normalize=None,  # the base's is for one channel
         )  # fmt: skip
         rows.append(run_arm(f"{count} workers", path, out / name, rounds, timeout))
         print(f"seed {seed}: {rows[-1]}", flush=True)

@@ -1,5 +1,5 @@
-"""The federation of a simulation, built once per run into ``RUN_DIR/data/`` and mapped
-read-only by the ServerApp and every Ray worker.
+"""The federation of a simulation, built once per run into ``RUN_DIR/data/`` and read
+by the ServerApp and every Ray worker.
 
 Without it every process of a simulation (the CLI, the ServerApp, each ClientApp
 actor) loads the source and splits it, holding the whole dataset as float32: total
