@@ -56,11 +56,11 @@ class RowFile:
         return self.shape[0]
 
     def read(self, index: Any) -> np.ndarray:
-        """The rows ``index`` selects (an int, a slice, an integer or boolean array), as a
-        new writable array of the file's dtype; an int gives one row without its axis."""
-        if isinstance(index, (int, np.integer)):
+        """The rows ``index`` selects (an int, a slice, a 1-D integer or boolean array), as
+        a new writable array of the file's dtype; an int gives one row without its axis."""
+        if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
             return self.read(np.array([index]))[0]
-        rows = np.arange(len(self))[index]  # numpy's rules: negatives, masks, bounds
+        rows = self._rows(index)
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
         if len(rows) == 0 or self.row_bytes == 0:
             return out
@@ -74,16 +74,42 @@ class RowFile:
         runs = zip(ordered[starts].tolist(), order[starts].tolist(), counts.tolist(), strict=True)
         with self.path.open("rb", buffering=0) as handle:
             for first, target, count in runs:
-                self._pread(handle.fileno(), first, flat[target : target + count])
+                self._fill(handle, first, flat[target : target + count])
         return out
 
-    def _pread(self, fd: int, first: int, buffer: np.ndarray) -> None:
-        """Fill ``buffer`` (``count`` rows of bytes) with the rows from ``first`` on."""
+    def _rows(self, index: Any) -> np.ndarray:
+        """``index`` as the row numbers it selects, by numpy's rules (negatives count from
+        the end, a boolean mask must match the rows); anything else is an ``IndexError``."""
+        n = len(self)
+        if isinstance(index, slice):
+            picked = range(n)[index]
+            return np.arange(picked.start, picked.stop, picked.step, dtype=np.int64)
+        array = np.asarray(index)
+        if array.ndim != 1 or not (array.dtype == bool or np.issubdtype(array.dtype, np.integer)
+                                   or array.size == 0):  # fmt: skip
+            raise IndexError(f"{self.path.name}: rows are chosen by an int, a slice or a 1-D "
+                             f"integer or boolean array, not {index!r:.60}")  # fmt: skip
+        if array.dtype == bool:
+            if len(array) != n:
+                raise IndexError(f"{self.path.name}: a mask of {len(array)} for {n} rows")
+            return np.flatnonzero(array)
+        rows = array.astype(np.int64)
+        if len(rows) and (rows.min() < -n or rows.max() >= n):
+            raise IndexError(f"{self.path.name}: a row outside 0..{n - 1}")
+        return np.where(rows < 0, rows + n, rows)
+
+    def _fill(self, handle: Any, first: int, buffer: np.ndarray) -> None:
+        """Fill ``buffer`` (rows of bytes) with the rows from ``first`` on: ``os.preadv``
+        where the platform has it, else a seek and a read."""
         view = memoryview(buffer).cast("B")
         done, where = 0, self.offset + first * self.row_bytes
         while done < len(view):
-            got = os.preadv(fd, [view[done:]], where + done)
-            if got == 0:
+            if hasattr(os, "preadv"):
+                got = os.preadv(handle.fileno(), [view[done:]], where + done)
+            else:
+                handle.seek(where + done)
+                got = handle.readinto(view[done:])
+            if not got:
                 raise OSError(f"{self.path} ends before row {first + len(buffer)}")
             done += got
 
@@ -93,8 +119,9 @@ class FloatRows:
     from the file and converts them (:func:`fedrobust.data.stream.to_float`).
 
     Behaves as a read-only float32 array for what evaluation and the server's features
-    do with a test set: ``len``, ``shape``, ``dtype``, indexing (also with a tuple whose
-    first entry picks rows) and ``np.asarray`` (the whole array, converted).
+    do with a test set: ``len``, ``shape``, ``dtype``, indexing (rows as
+    :meth:`RowFile.read` takes them, optionally followed by ints and slices within each
+    row) and ``np.asarray`` (the whole array, converted).
 
     Parameters
     ----------
@@ -129,10 +156,12 @@ class FloatRows:
         return len(self.rows)
 
     def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, tuple):  # rows first, then within them
-            if not index:
-                return self[:]
-            first, rest = index[0], index[1:]
+        if isinstance(index, tuple):  # rows first, then plain ints and slices within them
+            first, rest = (index[0], index[1:]) if index else (slice(None), ())
+            if not all(isinstance(i, (int, np.integer, slice)) for i in rest) or any(
+                i is Ellipsis or i is None for i in index
+            ):
+                raise IndexError("FloatRows: after the rows, only ints and slices")
             selected = self[first]
             dropped = isinstance(first, (int, np.integer))  # an int drops the row axis
             return selected[rest] if dropped else selected[(slice(None), *rest)]

@@ -11,10 +11,11 @@ run with the same 10 sampled clients.
 
 :func:`index_pending` gives that state an index of the nodes that may have an undelivered
 message. A node outside the index gets an empty answer at once; a node inside it gets
-Flower's own answer (the scan, the expiry checks, the delivery stamp), so what is
-delivered, and when, does not change. The index is a superset of the truth: it is
-rebuilt from the store after every stored message and loses a node only when Flower's
-own answer for it came back short of its limit (nothing more pending).
+Flower's own answer (the scan, the expiry checks, the delivery stamp), so the same
+messages are delivered, each at most one poll later than without the index (one stored
+while a poll is under way). The index is a superset of the truth: it is rebuilt from the
+store after every stored message and loses a node only when Flower's own answer for it
+(for every run) came back short of its limit and the index was not rebuilt meanwhile.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class PendingIndex:
         self._nodes: set[int] = set()
         self._stale = threading.Event()
         self._stale.set()
+        self._lock = threading.Lock()  # the index and its generation change together
+        self._generation = 0
 
     def store_message_ins(self, message: Message) -> str | None:
         """Flower's ``store_message_ins``; the index is rebuilt before the next question."""
@@ -61,23 +64,28 @@ class PendingIndex:
         self, node_id: int, limit: int | None, *, run_id: int | None = None
     ) -> list[Message]:
         """Flower's ``get_message_ins`` for a node that may have a message; ``[]`` at once
-        for one that has none."""
+        for one that has none (a message stored meanwhile is found by the next question)."""
         if self._stale.is_set():
             self._stale.clear()  # before the rebuild: a message stored during it re-marks
             self._rebuild()
-        if node_id not in self._nodes:
-            return []
+        with self._lock:
+            if node_id not in self._nodes:
+                return []
+            generation = self._generation
         found = self._get(node_id=node_id, limit=limit, run_id=run_id)
-        if limit is None or len(found) < limit:
-            self._nodes.discard(node_id)  # Flower's scan found everything it had
+        if run_id is None and (limit is None or len(found) < limit):
+            with self._lock:  # Flower's scan found everything the node had, unless the
+                if generation == self._generation:  # index was rebuilt meanwhile
+                    self._nodes.discard(node_id)
         return found
 
     def _rebuild(self) -> None:
         with self._state.lock:
             messages = list(self._state.message_ins_store.values())
-        self._nodes = {
-            msg.metadata.dst_node_id for msg in messages if msg.metadata.delivered_at == ""
-        }
+        nodes = {msg.metadata.dst_node_id for msg in messages if msg.metadata.delivered_at == ""}
+        with self._lock:
+            self._nodes = nodes
+            self._generation += 1
 
 
 def index_pending(grid: Grid) -> bool:

@@ -67,3 +67,25 @@ def test_float_inputs_pass_through_unchanged(tmp_path: Path) -> None:
     np.save(tmp_path / "f.npy", values)
     view = FloatRows(RowFile(tmp_path / "f.npy"), "divide")
     assert view[3:9].tobytes() == values[3:9].tobytes()
+
+
+@pytest.mark.parametrize(
+    "index",
+    [np.zeros((2, 2), dtype=int), np.array([0.5, 1.5]), True, np.ones(5, dtype=bool), None],
+    ids=["2-d", "floats", "bool", "short-mask", "none"],
+)
+def test_an_index_that_picks_no_rows_is_an_index_error(rows: RowFile, index: Any) -> None:
+    with pytest.raises(IndexError):
+        rows.read(index)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [(Ellipsis, 0), (np.array([0, 1]), np.array([0, 1])), (slice(0, 2), None)],
+    ids=["ellipsis", "two-arrays", "new-axis"],
+)
+def test_float_rows_refuse_what_they_would_not_index_as_numpy_does(
+    rows: RowFile, index: Any
+) -> None:
+    with pytest.raises(IndexError):
+        FloatRows(rows, "multiply")[index]

@@ -118,6 +118,16 @@ def test_flowers_engine_loop_delivers_through_the_index_while_the_server_pushes(
     assert sorted(delivered) == sorted(ids)
 
 
+@pytest.mark.usefixtures("server_identity")
+def test_an_answer_for_another_run_leaves_the_node_indexed() -> None:
+    grid, partition_of = in_memory_grid(10)
+    nodes = list(partition_of)
+    assert index_pending(grid)
+    (msg_id,) = grid.push_messages([_message(grid, nodes[4], 0)])
+    assert grid.state.get_message_ins(node_id=nodes[4], limit=None, run_id=99) == []
+    assert [m.metadata.message_id for m in _poll(grid.state, nodes)] == [msg_id]
+
+
 def test_other_grids_are_left_as_they_are() -> None:
     grid = InProcessGrid.__new__(InProcessGrid)
     assert not index_pending(grid)
