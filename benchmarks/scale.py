@@ -43,7 +43,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.shared_memory import tree_memory  # noqa: E402
-from fedrobust.report.stats import mean_ci  # noqa: E402
+from fedrobust.report.stats import format_values, mean_ci  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios" / "many_clients.yaml"
@@ -140,12 +140,6 @@ def run_arm(label: str, scenario: Path, run_dir: Path, rounds: int, timeout: flo
 # ================================================================ tables
 
 
-def _cell(values: list[float], digits: int) -> str:
-    """``mean ± half-width`` (95 % t interval; the mean alone from one value)."""
-    mean, half = mean_ci(values)
-    return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {half:.{digits}f}"
-
-
 def round_ratios(repeats: list[list[Row]]) -> list[list[float]]:
     """Per row, its seconds per round over the first row's, one value per repeat."""
     return [[rows[i].per_round / rows[0].per_round for rows in repeats]
@@ -165,11 +159,15 @@ def table(title: str, repeats: list[list[Row]]) -> str:
         runs = [rows[i] for rows in repeats]
         memory = [rows[i].peak_mib / rows[0].peak_mib for rows in repeats]
         statuses = sorted({run.status for run in runs})
-        lines.append(
-            f"| {label} | {_cell([r.per_round for r in runs], 3)} | "
-            f"{_cell([r.startup for r in runs], 1)} | {_cell([r.peak_mib for r in runs], 0)} | "
-            f"{_cell(rounds[i], 2)}x | {_cell(memory, 2)}x | {', '.join(statuses)} |"
-        )
+        cells = [
+            format_values([r.per_round for r in runs], 3),
+            format_values([r.startup for r in runs], 1),
+            format_values([r.peak_mib for r in runs], 0),
+            format_values(rounds[i], 2) + "x",
+            format_values(memory, 2) + "x",
+            ", ".join(statuses),
+        ]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 

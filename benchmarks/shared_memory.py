@@ -142,14 +142,6 @@ def run_arm(root: Path, work: Path, doc: dict[str, object]) -> dict[str, float]:
             "seconds": time.monotonic() - started}  # fmt: skip
 
 
-def _cell(values: list[float]) -> str:
-    """``mean ± half-width`` (95 % t interval; the mean alone from one value)."""
-    from fedrobust.report.stats import mean_ci
-
-    mean, half = mean_ci(values)
-    return f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {half:.2f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", type=int, default=2000, help="examples of the tiny dataset")
@@ -161,6 +153,11 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=HERE, help="the checkout to run")
     parser.add_argument("--out", type=Path, default=HERE / "runs" / "bench_shared_memory")
     args = parser.parse_args()
+    from fedrobust.report.stats import format_values
+
+    def cell(values: list[float]) -> str:
+        return format_values(values, digits=2)
+
     workers = [int(w) for w in args.workers.split(",")]
     args.out = args.out.resolve()
     shutil.rmtree(args.out, ignore_errors=True)
@@ -189,11 +186,11 @@ def main() -> None:
         growth = [b["pss"] - a["pss"] for a, b in zip(tiny, large, strict=True)]
         first = [rows[(args.large, workers[0], s)]["pss"] - rows[(args.tiny, workers[0], s)]["pss"]
                  for s in seeds]  # fmt: skip
-        print(f"| {w} | {_cell([a['pss'] for a in tiny])} | {_cell([b['pss'] for b in large])} | "
-              f"{_cell(growth)} | {_cell([g / size for g in growth])} | "
-              f"{_cell([b['rss'] - a['rss'] for a, b in zip(tiny, large, strict=True)])} | "
-              f"{_cell([g / f for g, f in zip(growth, first, strict=True)])} | "
-              f"{_cell([b['seconds'] for b in large])} |")  # fmt: skip
+        print(f"| {w} | {cell([a['pss'] for a in tiny])} | {cell([b['pss'] for b in large])} | "
+              f"{cell(growth)} | {cell([g / size for g in growth])} | "
+              f"{cell([b['rss'] - a['rss'] for a, b in zip(tiny, large, strict=True)])} | "
+              f"{cell([g / f for g, f in zip(growth, first, strict=True)])} | "
+              f"{cell([b['seconds'] for b in large])} |")  # fmt: skip
 
 
 if __name__ == "__main__":

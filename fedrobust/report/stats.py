@@ -30,3 +30,9 @@ def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
 def format_ci(mean: float, half: float, digits: int = 3) -> str:
     """``mean ± half`` for a table."""
     return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def format_values(values: Sequence[float], digits: int = 3) -> str:
+    """``mean ± half`` of ``values`` (:func:`mean_ci`); the mean alone from one value."""
+    mean, half = mean_ci(values)
+    return f"{mean:.{digits}f}" if len(values) < 2 else format_ci(mean, half, digits)
